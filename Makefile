@@ -1,0 +1,95 @@
+# Agora: one hand-written Makefile. `make run` brings the local stack up,
+# `make test` runs every test on its own servers, `make asan` runs them again
+# under AddressSanitizer + UndefinedBehaviorSanitizer.
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wformat=2 -Wno-format-nonliteral
+PKGS      = libevent libevent_openssl libpq hiredis libcjson openssl
+SAN      ?=
+ifeq ($(SAN),1)
+SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+BUILD    ?= build-asan
+else
+BUILD    ?= build
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(CFLAGS) $(SANFLAGS) $(WARN) -Ilib -Irouter $(PKG_CFLAGS) -MMD -MP
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+LIB_SRCS       := $(wildcard lib/*.c)
+ROUTER_SRCS    := $(filter-out router/main.c,$(wildcard router/*.c))
+BILLING_SRCS   := $(wildcard billing/*.c)
+ANALYTICS_SRCS := $(wildcard analytics/*.c)
+CTL_SRCS       := $(wildcard ctl/*.c)
+MOCK_SRCS      := $(wildcard tests/mock/*.c)
+UNIT_SRCS      := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_OBJS    := $(call obj,$(LIB_SRCS))
+ROUTER_OBJS := $(call obj,$(ROUTER_SRCS))
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+BINS = $(BUILD)/agora-router $(BUILD)/agora-billing $(BUILD)/agora-analytics \
+       $(BUILD)/agoractl $(BUILD)/agora-mock-provider
+
+.PHONY: all deps run stop status test unit asan clean bench
+all: $(BINS) $(UNIT_BINS)
+
+deps:
+	@sh deploy/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libagora.a: $(LIB_OBJS)
+	@rm -f $@; ar rcs $@ $^
+$(BUILD)/librouter.a: $(ROUTER_OBJS)
+	@rm -f $@; ar rcs $@ $^
+
+$(BUILD)/agora-router: $(call obj,router/main.c) $(BUILD)/librouter.a $(BUILD)/libagora.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
+$(BUILD)/agora-billing: $(call obj,$(BILLING_SRCS)) $(BUILD)/libagora.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
+$(BUILD)/agora-analytics: $(call obj,$(ANALYTICS_SRCS)) $(BUILD)/libagora.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
+$(BUILD)/agoractl: $(call obj,$(CTL_SRCS)) $(BUILD)/libagora.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
+$(BUILD)/agora-mock-provider: $(call obj,$(MOCK_SRCS)) $(BUILD)/libagora.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
+
+# Unit tests: cmocka binaries linking the module under test from the archives.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/librouter.a $(BUILD)/libagora.a
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+# The local stack on fixed ports under ./var (see README).
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh deploy/stack.sh start var
+
+stop:
+	@sh deploy/stack.sh stop var
+
+status:
+	@sh deploy/stack.sh status var
+
+unit: all
+	@sh tests/run.sh --unit-only $(BUILD)
+
+# Every test: unit (cmocka) + integration (pytest, real PostgreSQL/Redis).
+test: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/run.sh $(BUILD)
+
+asan: deps
+	@$(MAKE) --no-print-directory SAN=1 all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		sh tests/run.sh build-asan
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

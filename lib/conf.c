@@ -1,0 +1,219 @@
+/*
+ * conf: table-driven configuration (see conf.h). One line per key: name,
+ * type, bounds, default and a help text; the README's reference lists the
+ * same keys.
+ */
+#include "conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum conf_type { CONF_STR, CONF_INT, CONF_I64 };
+
+struct conf_key {
+	const char *name;
+	enum conf_type type;
+	size_t off;
+	size_t size;		/* for strings: buffer size */
+	int64_t min, max;
+	const char *def;
+	int secret;
+	const char *help;
+};
+
+#define O(f) offsetof(struct agora_conf, f)
+#define S(n, f, d, h) { n, CONF_STR, O(f), sizeof(((struct agora_conf *)0)->f), 0, 0, d, 0, h }
+#define SECRET(n, f, d, h) { n, CONF_STR, O(f), sizeof(((struct agora_conf *)0)->f), 0, 0, d, 1, h }
+#define I(n, f, lo, hi, d, h) { n, CONF_INT, O(f), sizeof(int), lo, hi, d, 0, h }
+#define L(n, f, lo, hi, d, h) { n, CONF_I64, O(f), sizeof(int64_t), lo, hi, d, 0, h }
+
+static const struct conf_key conf_keys[] = {
+	S("listen", listen, "127.0.0.1:8680", "router listen address host:port"),
+	S("analytics_listen", analytics_listen, "127.0.0.1:8681", "analytics listen address"),
+	S("pg_dsn", pg_dsn, "host=127.0.0.1 port=8632 dbname=agora user=agora",
+	  "PostgreSQL conninfo (numeric host: the loop never waits on DNS)"),
+	S("redis_host", redis_host, "127.0.0.1", "Redis address (numeric)"),
+	I("redis_port", redis_port, 1, 65535, "8679", "Redis port"),
+	SECRET("key_secret", key_secret, "", "HMAC secret for API key hashes"),
+	S("key_secret_file", key_secret_file, "", "file holding key_secret (first line)"),
+	S("log_level", log_level, "info", "error, warn, info or debug"),
+	L("max_body_bytes", max_body_bytes, 1024, 1LL << 30, "4194304", "largest request body (413 above)"),
+	L("max_header_bytes", max_header_bytes, 1024, 1 << 20, "32768", "largest request head (431 above)"),
+	I("max_headers", max_headers, 8, 1000, "100", "most request headers"),
+	I("max_connections", max_connections, 1, 1000000, "20000", "open client connections (503 above)"),
+	I("client_header_timeout_ms", client_header_timeout_ms, 100, 3600000, "30000", "time to send a whole request (408)"),
+	I("client_idle_timeout_ms", client_idle_timeout_ms, 100, 3600000, "75000", "keep-alive idle time-out"),
+	I("client_write_timeout_ms", client_write_timeout_ms, 100, 3600000, "60000", "client not reading answers"),
+	L("stream_buffer_bytes", stream_buffer_bytes, 4096, 1LL << 30, "262144", "bytes queued to a slow client before upstream reads pause"),
+	L("max_response_bytes", max_response_bytes, 4096, 1LL << 31, "33554432", "largest non-streamed upstream answer (502 above)"),
+	I("upstream_connect_timeout_ms", upstream_connect_timeout_ms, 10, 600000, "5000", "upstream TCP+TLS connect"),
+	I("upstream_first_byte_timeout_ms", upstream_first_byte_timeout_ms, 10, 3600000, "60000", "request sent to first answer byte"),
+	I("upstream_idle_timeout_ms", upstream_idle_timeout_ms, 10, 3600000, "60000", "silence between answer chunks"),
+	I("upstream_total_timeout_ms", upstream_total_timeout_ms, 10, 86400000, "600000", "whole upstream answer"),
+	I("upstream_pool_idle", upstream_pool_idle, 0, 100000, "64", "idle keep-alive connections kept per upstream"),
+	I("upstream_pool_idle_ms", upstream_pool_idle_ms, 100, 3600000, "60000", "idle upstream connection lifetime"),
+	S("upstream_ca_file", upstream_ca_file, "", "CA bundle for upstream TLS (empty: system CAs)"),
+	I("max_attempts", max_attempts, 1, 20, "3", "endpoints tried per request before giving up"),
+	I("failure_cooldown_ms", failure_cooldown_ms, 0, 3600000, "10000", "how long a failed endpoint goes last"),
+	I("catalog_poll_ms", catalog_poll_ms, 100, 3600000, "2000", "catalog version check interval"),
+	I("key_cache_ttl_ms", key_cache_ttl_ms, 0, 3600000, "5000", "how long a key lookup is trusted"),
+	I("pg_timeout_ms", pg_timeout_ms, 100, 600000, "5000", "PostgreSQL connect/query time-out"),
+};
+
+#define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static const struct conf_key *
+conf_find(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(conf_keys[i].name, name) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+static int
+conf_set(struct agora_conf *c, const struct conf_key *k, const char *v, char *err, size_t errlen)
+{
+	char *p = (char *)c + k->off, *end;
+	long long n;
+
+	if (k->type == CONF_STR) {
+		if (strlen(v) >= k->size) {
+			snprintf(err, errlen, "%s: value too long", k->name);
+			return -1;
+		}
+		strcpy(p, v);
+		return 0;
+	}
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || end == v || *end || n < k->min || n > k->max) {
+		snprintf(err, errlen, "%s: '%s' is not an integer in [%lld, %lld]", k->name, v,
+			 (long long)k->min, (long long)k->max);
+		return -1;
+	}
+	if (k->type == CONF_INT)
+		*(int *)p = (int)n;
+	else
+		*(int64_t *)p = n;
+	return 0;
+}
+
+static char *
+conf_trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int
+conf_read_file(struct agora_conf *c, const char *path, char *err, size_t errlen)
+{
+	char line[1024], *k, *v, *eq;
+	const struct conf_key *key;
+	int lineno = 0, rc = -1;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		k = conf_trim(line);
+		if (*k == '#' || *k == '\0')
+			continue;
+		if (!(eq = strchr(k, '='))) {
+			snprintf(err, errlen, "%s:%d: expected key = value", path, lineno);
+			goto fail;
+		}
+		*eq = '\0';
+		k = conf_trim(k);
+		v = conf_trim(eq + 1);
+		if (!(key = conf_find(k))) {
+			snprintf(err, errlen, "%s:%d: unknown key '%s'", path, lineno, k);
+			goto fail;
+		}
+		if (conf_set(c, key, v, err, errlen) < 0)
+			goto fail;
+	}
+	rc = 0;
+fail:
+	fclose(f);
+	return rc;
+}
+
+static int
+conf_read_secret(struct agora_conf *c, char *err, size_t errlen)
+{
+	FILE *f;
+
+	if (c->key_secret[0] || !c->key_secret_file[0])
+		return 0;
+	if (!(f = fopen(c->key_secret_file, "r"))) {
+		snprintf(err, errlen, "key_secret_file %s: %s", c->key_secret_file, strerror(errno));
+		return -1;
+	}
+	if (!fgets(c->key_secret, sizeof(c->key_secret), f))
+		c->key_secret[0] = '\0';
+	fclose(f);
+	c->key_secret[strcspn(c->key_secret, "\r\n")] = '\0';
+	return 0;
+}
+
+int
+conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen)
+{
+	char env[128], *v;
+
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NKEYS; i++)
+		if (conf_set(c, &conf_keys[i], conf_keys[i].def, err, errlen) < 0)
+			return -1;
+	if (path && conf_read_file(c, path, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t j = 0;
+
+		j = (size_t)snprintf(env, sizeof(env), "AGORA_");
+		for (const char *p = conf_keys[i].name; *p && j < sizeof(env) - 1; p++)
+			env[j++] = (char)toupper((unsigned char)*p);
+		env[j] = '\0';
+		if ((v = getenv(env)) && conf_set(c, &conf_keys[i], v, err, errlen) < 0)
+			return -1;
+	}
+	if (conf_read_secret(c, err, errlen) < 0)
+		return -1;
+	if (!c->key_secret[0]) {
+		snprintf(err, errlen, "key_secret (or key_secret_file) must be set");
+		return -1;
+	}
+	return 0;
+}
+
+void
+conf_dump(const struct agora_conf *c, FILE *out)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+		const char *p = (const char *)c + k->off;
+
+		fprintf(out, "# %s (default: %s)\n", k->help, k->def[0] ? k->def : "empty");
+		if (k->secret)
+			fprintf(out, "%s = %s\n", k->name, *p ? "********" : "");
+		else if (k->type == CONF_STR)
+			fprintf(out, "%s = %s\n", k->name, p);
+		else if (k->type == CONF_INT)
+			fprintf(out, "%s = %d\n", k->name, *(const int *)p);
+		else
+			fprintf(out, "%s = %lld\n", k->name, (long long)*(const int64_t *)p);
+	}
+}

@@ -1,0 +1,53 @@
+/*
+ * conf: the one configuration of an Agora stack. A file of `key = value`
+ * lines (# comments), then environment overrides AGORA_<KEY> (upper case),
+ * checked against one table of keys with types, bounds and defaults. Every
+ * process reads the same file and uses the keys it needs.
+ */
+#ifndef AGORA_CONF_H
+#define AGORA_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct agora_conf {
+	char listen[128];			/* router HTTP listen address */
+	char analytics_listen[128];		/* analytics HTTP listen address */
+	char pg_dsn[512];			/* libpq conninfo; numeric hosts only */
+	char redis_host[128];			/* numeric address */
+	int redis_port;
+	char key_secret[256];			/* HMAC secret for API key hashes */
+	char key_secret_file[512];		/* or read the secret from this file */
+	char log_level[16];
+	int64_t max_body_bytes;			/* client request body */
+	int64_t max_header_bytes;		/* client request line + headers */
+	int max_headers;			/* client request header count */
+	int max_connections;			/* open client connections */
+	int client_header_timeout_ms;		/* to receive a whole request */
+	int client_idle_timeout_ms;		/* keep-alive idle */
+	int client_write_timeout_ms;		/* client not reading our output */
+	int64_t stream_buffer_bytes;		/* per-stream high-water mark */
+	int64_t max_response_bytes;		/* non-streamed upstream answer */
+	int upstream_connect_timeout_ms;
+	int upstream_first_byte_timeout_ms;
+	int upstream_idle_timeout_ms;		/* between stream chunks */
+	int upstream_total_timeout_ms;
+	int upstream_pool_idle;			/* idle keep-alive conns per upstream */
+	int upstream_pool_idle_ms;		/* idle conn lifetime */
+	char upstream_ca_file[512];		/* empty: system CAs */
+	int max_attempts;			/* endpoints tried per request */
+	int failure_cooldown_ms;		/* endpoint skipped after failures */
+	int catalog_poll_ms;			/* catalog change check interval */
+	int key_cache_ttl_ms;			/* positive key cache lifetime */
+	int pg_timeout_ms;			/* connect and query time-out */
+};
+
+/* Fills defaults, reads `path` (NULL: none) then AGORA_* environment
+ * variables. On error writes a message to err and returns -1. */
+int conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen);
+
+/* Writes every key with its current value and help (secrets masked). */
+void conf_dump(const struct agora_conf *c, FILE *out);
+
+#endif

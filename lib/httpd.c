@@ -1,0 +1,824 @@
+/*
+ * httpd: HTTP/1.1 server connections as small state machines (see httpd.h).
+ *
+ *   READING ──request complete──▶ HANDLING ──reply──▶ READING (keep-alive)
+ *      │                             │ └─stream_start─▶ STREAMING ──end──┘
+ *      └──protocol error / close─────┴──────────────▶ CLOSING (lingering)
+ *
+ * A connection parses one request at a time; pipelined bytes wait in the
+ * input buffer (bounded by a read high-water mark) until the answer is out.
+ */
+#include "httpd.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <http_parser.h>
+
+#include "log.h"
+
+#define HTTPD_PIPELINE_BYTES (64 * 1024)	/* input kept while handling */
+#define HTTPD_LINGER_MS 2000			/* drain after an error reply */
+
+enum conn_state { CS_READING, CS_HANDLING, CS_STREAMING, CS_CLOSING };
+
+struct httpd_hdr {
+	char *name;
+	char *value;
+};
+
+struct httpd_req {
+	struct httpd_conn *conn;	/* NULL once the client is gone */
+	char method[16];
+	char *url;			/* path, NUL, query */
+	size_t url_len;
+	const char *query;
+	struct httpd_hdr *hdrs;
+	int nhdrs;
+	char *body;
+	size_t body_len, body_cap;
+	struct evbuffer *resp_hdrs;	/* headers added by the handler */
+	int keep_alive;			/* client allows keep-alive */
+	int http10;			/* HTTP/1.0 client: no chunked */
+	httpd_req_fn abort_cb, drain_cb;
+	void *abort_arg, *drain_arg;
+};
+
+struct httpd_conn {
+	struct httpd *h;
+	struct bufferevent *bev;
+	http_parser parser;
+	enum conn_state state;
+	struct httpd_req *req;		/* being read or handled */
+	struct event *timer;		/* header / idle / linger deadline */
+	struct event *resume;		/* parse pipelined input later */
+	size_t head_bytes;		/* request line + headers so far */
+	int last_was_value;		/* header callback bookkeeping */
+	int err_status;			/* set by a parser callback */
+	const char *err_msg;
+	int shut_wr;			/* lingering: our side is done */
+	TAILQ_ENTRY(httpd_conn) link;
+};
+
+struct httpd {
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct httpd_limits lim;
+	httpd_handler_fn fn;
+	void *arg;
+	int port;
+	int nconns;
+	TAILQ_HEAD(, httpd_conn) conns;
+};
+
+static http_parser_settings httpd_settings;
+static void conn_close(struct httpd_conn *c);
+static void conn_process(struct httpd_conn *c);
+
+/* ---- requests ---- */
+
+static void
+req_free(struct httpd_req *r)
+{
+	if (!r)
+		return;
+	for (int i = 0; i < r->nhdrs; i++) {
+		free(r->hdrs[i].name);
+		free(r->hdrs[i].value);
+	}
+	free(r->hdrs);
+	free(r->url);
+	free(r->body);
+	if (r->resp_hdrs)
+		evbuffer_free(r->resp_hdrs);
+	free(r);
+}
+
+static int
+str_append(char **s, size_t *len, const char *at, size_t n)
+{
+	char *p = realloc(*s, *len + n + 1);
+
+	if (!p)
+		return -1;
+	memcpy(p + *len, at, n);
+	*len += n;
+	p[*len] = '\0';
+	*s = p;
+	return 0;
+}
+
+const char *
+httpd_req_method(const struct httpd_req *r)
+{
+	return r->method;
+}
+
+const char *
+httpd_req_path(const struct httpd_req *r)
+{
+	return r->url ? r->url : "/";
+}
+
+const char *
+httpd_req_query(const struct httpd_req *r)
+{
+	return r->query ? r->query : "";
+}
+
+const char *
+httpd_req_header(const struct httpd_req *r, const char *name)
+{
+	for (int i = 0; i < r->nhdrs; i++)
+		if (strcasecmp(r->hdrs[i].name, name) == 0)
+			return r->hdrs[i].value ? r->hdrs[i].value : "";
+	return NULL;
+}
+
+const char *
+httpd_req_body(const struct httpd_req *r, size_t *len)
+{
+	*len = r->body_len;
+	return r->body ? r->body : "";
+}
+
+int
+httpd_req_connected(const struct httpd_req *r)
+{
+	return r->conn != NULL;
+}
+
+void
+httpd_req_set_abort_cb(struct httpd_req *r, httpd_req_fn fn, void *arg)
+{
+	r->abort_cb = fn;
+	r->abort_arg = arg;
+}
+
+void
+httpd_req_set_drain_cb(struct httpd_req *r, httpd_req_fn fn, void *arg)
+{
+	r->drain_cb = fn;
+	r->drain_arg = arg;
+}
+
+size_t
+httpd_req_pending(const struct httpd_req *r)
+{
+	if (!r->conn)
+		return 0;
+	return evbuffer_get_length(bufferevent_get_output(r->conn->bev));
+}
+
+/* ---- parser callbacks ---- */
+
+static int
+cb_fail(struct httpd_conn *c, int status, const char *msg)
+{
+	c->err_status = status;
+	c->err_msg = msg;
+	return -1;
+}
+
+static int
+cb_head_bytes(struct httpd_conn *c, size_t n)
+{
+	c->head_bytes += n;
+	if (c->head_bytes > c->h->lim.max_header_bytes)
+		return cb_fail(c, 431, "request header fields too large");
+	return 0;
+}
+
+static int
+cb_message_begin(http_parser *p)
+{
+	struct httpd_conn *c = p->data;
+
+	if (!c->req && !(c->req = calloc(1, sizeof(*c->req))))
+		return cb_fail(c, 503, "out of memory");
+	c->req->conn = c;
+	c->head_bytes = 0;
+	c->last_was_value = 0;
+	if (c->h->lim.header_timeout_ms > 0) {
+		struct timeval tv = { c->h->lim.header_timeout_ms / 1000,
+				      (c->h->lim.header_timeout_ms % 1000) * 1000 };
+		evtimer_add(c->timer, &tv);
+	}
+	return 0;
+}
+
+static int
+cb_url(http_parser *p, const char *at, size_t n)
+{
+	struct httpd_conn *c = p->data;
+
+	if (cb_head_bytes(c, n) < 0)
+		return -1;
+	if (str_append(&c->req->url, &c->req->url_len, at, n) < 0)
+		return cb_fail(c, 503, "out of memory");
+	return 0;
+}
+
+static int
+cb_header_field(http_parser *p, const char *at, size_t n)
+{
+	struct httpd_conn *c = p->data;
+	struct httpd_req *r = c->req;
+	size_t len;
+
+	if (cb_head_bytes(c, n) < 0)
+		return -1;
+	if (r->nhdrs == 0 || c->last_was_value) {
+		struct httpd_hdr *h;
+
+		if (r->nhdrs >= c->h->lim.max_headers)
+			return cb_fail(c, 431, "too many request header fields");
+		if (!(h = realloc(r->hdrs, sizeof(*h) * (size_t)(r->nhdrs + 1))))
+			return cb_fail(c, 503, "out of memory");
+		r->hdrs = h;
+		r->hdrs[r->nhdrs].name = NULL;
+		r->hdrs[r->nhdrs].value = NULL;
+		r->nhdrs++;
+		c->last_was_value = 0;
+	}
+	len = r->hdrs[r->nhdrs - 1].name ? strlen(r->hdrs[r->nhdrs - 1].name) : 0;
+	if (str_append(&r->hdrs[r->nhdrs - 1].name, &len, at, n) < 0)
+		return cb_fail(c, 503, "out of memory");
+	return 0;
+}
+
+static int
+cb_header_value(http_parser *p, const char *at, size_t n)
+{
+	struct httpd_conn *c = p->data;
+	struct httpd_req *r = c->req;
+	size_t len;
+
+	if (cb_head_bytes(c, n) < 0)
+		return -1;
+	if (r->nhdrs == 0)
+		return cb_fail(c, 400, "malformed header");
+	c->last_was_value = 1;
+	len = r->hdrs[r->nhdrs - 1].value ? strlen(r->hdrs[r->nhdrs - 1].value) : 0;
+	if (str_append(&r->hdrs[r->nhdrs - 1].value, &len, at, n) < 0)
+		return cb_fail(c, 503, "out of memory");
+	return 0;
+}
+
+static int
+cb_headers_complete(http_parser *p)
+{
+	struct httpd_conn *c = p->data;
+	struct httpd_req *r = c->req;
+	const char *expect;
+
+	snprintf(r->method, sizeof(r->method), "%s", http_method_str(p->method));
+	r->keep_alive = http_should_keep_alive(p);
+	r->http10 = p->http_major == 1 && p->http_minor == 0;
+	if (!r->url)
+		return cb_fail(c, 400, "missing request target");
+	if (p->content_length != ULLONG_MAX && p->content_length > c->h->lim.max_body_bytes)
+		return cb_fail(c, 413, "request body too large");
+	expect = httpd_req_header(r, "Expect");
+	if (expect && strcasecmp(expect, "100-continue") == 0 && !r->http10)
+		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	return 0;
+}
+
+static int
+cb_body(http_parser *p, const char *at, size_t n)
+{
+	struct httpd_conn *c = p->data;
+	struct httpd_req *r = c->req;
+
+	if (r->body_len + n > c->h->lim.max_body_bytes)
+		return cb_fail(c, 413, "request body too large");
+	if (r->body_len + n + 1 > r->body_cap) {
+		size_t cap = r->body_cap ? r->body_cap : 4096;
+		char *b;
+
+		while (cap < r->body_len + n + 1)
+			cap *= 2;
+		if (!(b = realloc(r->body, cap)))
+			return cb_fail(c, 503, "out of memory");
+		r->body = b;
+		r->body_cap = cap;
+	}
+	memcpy(r->body + r->body_len, at, n);
+	r->body_len += n;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+static int
+cb_message_complete(http_parser *p)
+{
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/* ---- responses ---- */
+
+const char *
+httpd_status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 402: return "Payment Required";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Unknown";
+	}
+}
+
+char *
+httpd_error_body(int status, const char *msg)
+{
+	cJSON *root = cJSON_CreateObject(), *err;
+	char *s = NULL;
+
+	if (!root)
+		return NULL;
+	err = cJSON_AddObjectToObject(root, "error");
+	if (err && cJSON_AddNumberToObject(err, "code", status) &&
+	    cJSON_AddStringToObject(err, "message", msg))
+		s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return s;
+}
+
+void
+httpd_add_header(struct httpd_req *r, const char *name, const char *value)
+{
+	if (!r->resp_hdrs && !(r->resp_hdrs = evbuffer_new()))
+		return;
+	/* Header injection guard: values never carry CR or LF. */
+	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+		return;
+	evbuffer_add_printf(r->resp_hdrs, "%s: %s\r\n", name, value);
+}
+
+static void
+conn_set_timer(struct httpd_conn *c, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms > 0)
+		evtimer_add(c->timer, &tv);
+	else
+		evtimer_del(c->timer);
+}
+
+/* Writes the status line and headers. len < 0: chunked (or close-delimited). */
+static void
+resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
+{
+	struct httpd_conn *c = r->conn;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int keep = r->keep_alive && c->state != CS_CLOSING && !(len < 0 && r->http10);
+
+	if (!keep)
+		r->keep_alive = 0;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, httpd_status_text(status));
+	if (ctype)
+		evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
+	if (len >= 0)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n", len);
+	else if (!r->http10)
+		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+	if (r->resp_hdrs)
+		evbuffer_add_buffer(out, r->resp_hdrs);
+	evbuffer_add_printf(out, "Connection: %s\r\n\r\n", keep ? "keep-alive" : "close");
+}
+
+/* The current request is answered: next request, or close. */
+static void
+conn_request_done(struct httpd_conn *c)
+{
+	struct httpd_req *r = c->req;
+	int keep = r && r->keep_alive;
+
+	c->req = NULL;
+	req_free(r);
+	if (!keep) {
+		c->state = CS_CLOSING;
+		return;	/* the write callback closes once flushed */
+	}
+	c->state = CS_READING;
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	bufferevent_enable(c->bev, EV_READ);
+	conn_set_timer(c, c->h->lim.idle_timeout_ms);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		event_active(c->resume, EV_TIMEOUT, 0);
+}
+
+void
+httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body, size_t len)
+{
+	struct httpd_conn *c = r->conn;
+
+	if (!c) {
+		req_free(r);
+		return;
+	}
+	resp_head(r, status, ctype, (long long)len);
+	if (len && strcmp(r->method, "HEAD") != 0)
+		bufferevent_write(c->bev, body, len);
+	conn_request_done(c);
+}
+
+void
+httpd_reply_json(struct httpd_req *r, int status, const cJSON *json)
+{
+	char *s = cJSON_PrintUnformatted(json);
+
+	if (!s) {
+		httpd_reply_error(r, 500, "out of memory");
+		return;
+	}
+	httpd_reply(r, status, "application/json", s, strlen(s));
+	cJSON_free(s);
+}
+
+void
+httpd_reply_error(struct httpd_req *r, int status, const char *fmt, ...)
+{
+	char msg[512], *body;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	body = httpd_error_body(status, msg);
+	if (!body) {
+		httpd_reply(r, status, "application/json", "{}", 2);
+		return;
+	}
+	httpd_reply(r, status, "application/json", body, strlen(body));
+	cJSON_free(body);
+}
+
+void
+httpd_stream_start(struct httpd_req *r, int status, const char *ctype)
+{
+	if (!r->conn)
+		return;
+	resp_head(r, status, ctype, -1);
+	r->conn->state = CS_STREAMING;
+}
+
+void
+httpd_stream_write(struct httpd_req *r, const void *data, size_t len)
+{
+	struct evbuffer *out;
+	char hdr[24];
+	int n;
+
+	if (!r->conn || len == 0)
+		return;
+	out = bufferevent_get_output(r->conn->bev);
+	if (r->http10) {
+		evbuffer_add(out, data, len);
+		return;
+	}
+	n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+	evbuffer_add(out, hdr, (size_t)n);
+	evbuffer_add(out, data, len);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+httpd_stream_end(struct httpd_req *r)
+{
+	struct httpd_conn *c = r->conn;
+
+	if (!c) {
+		req_free(r);
+		return;
+	}
+	if (!r->http10)
+		bufferevent_write(c->bev, "0\r\n\r\n", 5);
+	conn_request_done(c);
+}
+
+/* ---- connections ---- */
+
+/* Answers a protocol error and closes (after a lingering drain). */
+static void
+conn_fail(struct httpd_conn *c, int status, const char *msg)
+{
+	char *body;
+
+	if (c->state != CS_READING) {
+		conn_close(c);
+		return;
+	}
+	if (!c->req && !(c->req = calloc(1, sizeof(*c->req)))) {
+		conn_close(c);
+		return;
+	}
+	c->req->conn = c;
+	c->req->keep_alive = 0;
+	c->state = CS_CLOSING;
+	body = httpd_error_body(status, msg);
+	resp_head(c->req, status, "application/json", body ? (long long)strlen(body) : 0);
+	if (body) {
+		bufferevent_write(c->bev, body, strlen(body));
+		cJSON_free(body);
+	}
+	req_free(c->req);
+	c->req = NULL;
+	conn_set_timer(c, HTTPD_LINGER_MS);
+}
+
+static void
+conn_dispatch(struct httpd_conn *c)
+{
+	struct httpd_req *r = c->req;
+	char *q;
+
+	c->state = CS_HANDLING;
+	evtimer_del(c->timer);
+	if ((q = strchr(r->url, '?'))) {
+		*q = '\0';
+		r->query = q + 1;
+	}
+	/* Keep watching for EOF, but bound pipelined input while we work. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, HTTPD_PIPELINE_BYTES);
+	c->h->fn(r, c->h->arg);
+}
+
+static void
+conn_process(struct httpd_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (c->state == CS_READING && evbuffer_get_length(in) > 0) {
+		size_t avail = evbuffer_get_contiguous_space(in), n;
+		const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)avail);
+		enum http_errno e;
+
+		n = http_parser_execute(&c->parser, &httpd_settings, data, avail);
+		evbuffer_drain(in, n);
+		e = HTTP_PARSER_ERRNO(&c->parser);
+		if (c->err_status) {
+			conn_fail(c, c->err_status, c->err_msg);
+			return;
+		}
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->parser, 0);
+			conn_dispatch(c);
+			return;
+		}
+		if (e != HPE_OK) {
+			conn_fail(c, 400, http_errno_description(e));
+			return;
+		}
+	}
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct httpd_conn *c = arg;
+
+	if (c->state == CS_CLOSING) {
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	conn_process(c);
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct httpd_conn *c = arg;
+
+	if (c->state == CS_CLOSING) {
+		if (!c->shut_wr) {
+			c->shut_wr = 1;
+			shutdown(bufferevent_getfd(bev), SHUT_WR);
+			if (!evtimer_pending(c->timer, NULL))
+				conn_set_timer(c, HTTPD_LINGER_MS);
+		}
+		return;
+	}
+	if (c->req && c->req->drain_cb && c->state == CS_STREAMING)
+		c->req->drain_cb(c->req, c->req->drain_arg);
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct httpd_conn *c = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF && c->state == CS_READING && c->req) {
+		/* EOF may end a close-delimited request; otherwise it's truncated. */
+		http_parser_execute(&c->parser, &httpd_settings, NULL, 0);
+	}
+	conn_close(c);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpd_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state == CS_READING && c->req) {
+		conn_fail(c, 408, "request timed out");
+		return;
+	}
+	conn_close(c);
+}
+
+static void
+conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_process(arg);
+}
+
+static void
+conn_close(struct httpd_conn *c)
+{
+	struct httpd_req *r = c->req;
+
+	c->req = NULL;
+	if (r) {
+		if (c->state == CS_HANDLING || c->state == CS_STREAMING) {
+			r->conn = NULL;
+			if (r->abort_cb)
+				r->abort_cb(r, r->abort_arg);
+		} else {
+			req_free(r);
+		}
+	}
+	TAILQ_REMOVE(&c->h->conns, c, link);
+	c->h->nconns--;
+	event_free(c->timer);
+	event_free(c->resume);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+static void
+httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		int salen, void *arg)
+{
+	struct httpd *h = arg;
+	struct httpd_conn *c;
+	struct timeval wtv = { h->lim.write_timeout_ms / 1000,
+			       (h->lim.write_timeout_ms % 1000) * 1000 };
+	int one = 1;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	if (!(c = calloc(1, sizeof(*c)))) {
+		evutil_closesocket(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->h = h;
+	c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(h->base, conn_timer_cb, c);
+	c->resume = event_new(h->base, -1, 0, conn_resume_cb, c);
+	if (!c->bev || !c->timer || !c->resume) {
+		if (c->bev)
+			bufferevent_free(c->bev);
+		else
+			evutil_closesocket(fd);
+		if (c->timer)
+			event_free(c->timer);
+		if (c->resume)
+			event_free(c->resume);
+		free(c);
+		return;
+	}
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	TAILQ_INSERT_TAIL(&h->conns, c, link);
+	h->nconns++;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_set_timeouts(c->bev, NULL, &wtv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (h->nconns > h->lim.max_connections) {
+		conn_fail(c, 503, "server busy: too many connections");
+		return;
+	}
+	conn_set_timer(c, h->lim.idle_timeout_ms);
+}
+
+struct httpd *
+httpd_new(struct event_base *base, const char *addr, const struct httpd_limits *lim,
+	  httpd_handler_fn fn, void *arg, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	struct httpd *h;
+
+	httpd_settings.on_message_begin = cb_message_begin;
+	httpd_settings.on_url = cb_url;
+	httpd_settings.on_header_field = cb_header_field;
+	httpd_settings.on_header_value = cb_header_value;
+	httpd_settings.on_headers_complete = cb_headers_complete;
+	httpd_settings.on_body = cb_body;
+	httpd_settings.on_message_complete = cb_message_complete;
+	memset(&ss, 0, sizeof(ss));
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) < 0) {
+		snprintf(err, errlen, "bad listen address '%s'", addr);
+		return NULL;
+	}
+	if (!(h = calloc(1, sizeof(*h)))) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->base = base;
+	h->lim = *lim;
+	h->fn = fn;
+	h->arg = arg;
+	TAILQ_INIT(&h->conns);
+	h->listener = evconnlistener_new_bind(base, httpd_accept_cb, h,
+		LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+		(struct sockaddr *)&ss, sslen);
+	if (!h->listener) {
+		snprintf(err, errlen, "listen on %s: %s", addr, strerror(errno));
+		free(h);
+		return NULL;
+	}
+	sslen = sizeof(ss);
+	getsockname(evconnlistener_get_fd(h->listener), (struct sockaddr *)&ss, (socklen_t *)&sslen);
+	h->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+					   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return h;
+}
+
+int
+httpd_port(const struct httpd *h)
+{
+	return h->port;
+}
+
+int
+httpd_connections(const struct httpd *h)
+{
+	return h->nconns;
+}
+
+void
+httpd_stop_accepting(struct httpd *h)
+{
+	if (h->listener)
+		evconnlistener_disable(h->listener);
+}
+
+void
+httpd_free(struct httpd *h)
+{
+	if (!h)
+		return;
+	if (h->listener)
+		evconnlistener_free(h->listener);
+	while (!TAILQ_EMPTY(&h->conns))
+		conn_close(TAILQ_FIRST(&h->conns));
+	free(h);
+}

@@ -1,0 +1,364 @@
+/*
+ * pgc: asynchronous libpq on libevent (see pgc.h). States:
+ *
+ *   IDLE ─connect─▶ CONNECTING ─ok─▶ READY ─send─▶ BUSY ─result─▶ READY
+ *                        │ fail                      │ fail / time-out
+ *                        ▼                           ▼
+ *                     WAITING (back-off timer) ◀─────┘ ─▶ CONNECTING
+ */
+#include "pgc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "log.h"
+
+#define PGC_BACKOFF_MS 1000
+
+enum pgc_state { PGC_IDLE, PGC_CONNECTING, PGC_READY, PGC_BUSY, PGC_WAITING };
+
+struct pgc_query {
+	char *sql;
+	int nparams;
+	char **params;
+	pgc_result_fn fn;
+	void *arg;
+	STAILQ_ENTRY(pgc_query) link;
+};
+
+struct pgc {
+	struct event_base *base;
+	char *conninfo;
+	int timeout_ms;
+	int max_queue, nqueue;
+	enum pgc_state state;
+	PGconn *conn;
+	struct event *io;		/* socket readiness */
+	struct event *timer;		/* connect/query time-out, back-off */
+	PGresult *last;			/* result of the query in flight */
+	struct pgc_query *cur;		/* query in flight */
+	STAILQ_HEAD(, pgc_query) queue;
+	pgc_notify_fn notify_fn;
+	void *notify_arg;
+	pgc_connect_fn connect_fn;
+	void *connect_arg;
+};
+
+static void pgc_io_cb(evutil_socket_t fd, short what, void *arg);
+static void pgc_start_next(struct pgc *pg);
+
+static void
+pgc_query_free(struct pgc_query *q)
+{
+	for (int i = 0; i < q->nparams; i++)
+		free(q->params[i]);
+	free(q->params);
+	free(q->sql);
+	free(q);
+}
+
+static void
+pgc_timer_in(struct pgc *pg, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(pg->timer, &tv);
+}
+
+static void
+pgc_watch(struct pgc *pg, short what)
+{
+	if (pg->io) {
+		event_free(pg->io);
+		pg->io = NULL;
+	}
+	if (!pg->conn || PQsocket(pg->conn) < 0)
+		return;
+	pg->io = event_new(pg->base, PQsocket(pg->conn), what, pgc_io_cb, pg);
+	if (pg->io)
+		event_add(pg->io, NULL);
+}
+
+/* Fails the query in flight and every queued one. */
+static void
+pgc_fail_all(struct pgc *pg, const char *why)
+{
+	struct pgc_query *q;
+
+	if (pg->last) {
+		PQclear(pg->last);
+		pg->last = NULL;
+	}
+	if ((q = pg->cur)) {
+		pg->cur = NULL;
+		q->fn(NULL, why, q->arg);
+		pgc_query_free(q);
+	}
+	while ((q = STAILQ_FIRST(&pg->queue))) {
+		STAILQ_REMOVE_HEAD(&pg->queue, link);
+		pg->nqueue--;
+		q->fn(NULL, why, q->arg);
+		pgc_query_free(q);
+	}
+}
+
+/* Drops the connection; retries after a back-off. */
+static void
+pgc_reset(struct pgc *pg, const char *why)
+{
+	log_warn("postgresql: %s", why);
+	if (pg->io) {
+		event_free(pg->io);
+		pg->io = NULL;
+	}
+	if (pg->conn) {
+		PQfinish(pg->conn);
+		pg->conn = NULL;
+	}
+	pg->state = PGC_WAITING;
+	pgc_fail_all(pg, why);
+	pgc_timer_in(pg, PGC_BACKOFF_MS);
+}
+
+static void
+pgc_connect_step(struct pgc *pg)
+{
+	switch (PQconnectPoll(pg->conn)) {
+	case PGRES_POLLING_READING:
+		pgc_watch(pg, EV_READ);
+		return;
+	case PGRES_POLLING_WRITING:
+		pgc_watch(pg, EV_WRITE);
+		return;
+	case PGRES_POLLING_OK:
+		evtimer_del(pg->timer);
+		PQsetnonblocking(pg->conn, 1);
+		pg->state = PGC_READY;
+		pgc_watch(pg, EV_READ | EV_PERSIST);
+		log_info("postgresql: connected");
+		if (pg->connect_fn)
+			pg->connect_fn(pg, pg->connect_arg);
+		pgc_start_next(pg);
+		return;
+	default:
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+	}
+}
+
+void
+pgc_connect(struct pgc *pg)
+{
+	if (pg->state != PGC_IDLE && pg->state != PGC_WAITING)
+		return;
+	pg->conn = PQconnectStart(pg->conninfo);
+	if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
+		pgc_reset(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+		return;
+	}
+	pg->state = PGC_CONNECTING;
+	pgc_timer_in(pg, pg->timeout_ms);
+	pgc_connect_step(pg);
+}
+
+static void
+pgc_deliver_notifies(struct pgc *pg)
+{
+	PGnotify *n;
+
+	while (pg->conn && (n = PQnotifies(pg->conn))) {
+		if (pg->notify_fn)
+			pg->notify_fn(n->relname, n->extra, pg->notify_arg);
+		PQfreemem(n);
+	}
+}
+
+/* Reads what is available; completes the query in flight when it is done. */
+static void
+pgc_read(struct pgc *pg)
+{
+	PGresult *res;
+
+	if (!PQconsumeInput(pg->conn)) {
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	pgc_deliver_notifies(pg);
+	while (pg->state == PGC_BUSY && !PQisBusy(pg->conn)) {
+		struct pgc_query *q = pg->cur;
+
+		if ((res = PQgetResult(pg->conn))) {
+			/* Keep the last result; an error result wins. */
+			if (pg->last && PQresultStatus(pg->last) == PGRES_FATAL_ERROR) {
+				PQclear(res);
+			} else {
+				if (pg->last)
+					PQclear(pg->last);
+				pg->last = res;
+			}
+			continue;
+		}
+		evtimer_del(pg->timer);
+		res = pg->last;
+		pg->last = NULL;
+		pg->cur = NULL;
+		pg->state = PGC_READY;
+		q->fn(res, res ? NULL : "no result", q->arg);
+		if (res)
+			PQclear(res);
+		pgc_query_free(q);
+		pgc_start_next(pg);
+	}
+}
+
+static void
+pgc_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgc *pg = arg;
+
+	(void)fd;
+	if (pg->state == PGC_CONNECTING) {
+		pgc_connect_step(pg);
+		return;
+	}
+	if (what & EV_WRITE) {
+		int r = PQflush(pg->conn);
+
+		if (r < 0) {
+			pgc_reset(pg, PQerrorMessage(pg->conn));
+			return;
+		}
+		if (r == 0)
+			pgc_watch(pg, EV_READ | EV_PERSIST);
+	}
+	if (what & EV_READ)
+		pgc_read(pg);
+}
+
+static void
+pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgc *pg = arg;
+
+	(void)fd;
+	(void)what;
+	if (pg->state == PGC_WAITING) {
+		pg->state = PGC_IDLE;
+		pgc_connect(pg);
+	} else if (pg->state == PGC_CONNECTING) {
+		pgc_reset(pg, "connect timed out");
+	} else if (pg->state == PGC_BUSY) {
+		pgc_reset(pg, "query timed out");
+	}
+}
+
+static void
+pgc_start_next(struct pgc *pg)
+{
+	struct pgc_query *q;
+	int r;
+
+	if (pg->state != PGC_READY || !(q = STAILQ_FIRST(&pg->queue)))
+		return;
+	STAILQ_REMOVE_HEAD(&pg->queue, link);
+	pg->nqueue--;
+	pg->cur = q;
+	if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL,
+			       (const char *const *)q->params, NULL, NULL, 0)) {
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	pg->state = PGC_BUSY;
+	pgc_timer_in(pg, pg->timeout_ms);
+	r = PQflush(pg->conn);
+	if (r < 0)
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+	else if (r == 1)
+		pgc_watch(pg, EV_READ | EV_WRITE | EV_PERSIST);
+}
+
+int
+pgc_query(struct pgc *pg, const char *sql, int nparams, const char *const *params,
+	  pgc_result_fn fn, void *arg)
+{
+	struct pgc_query *q;
+
+	if (pg->nqueue >= pg->max_queue || !(q = calloc(1, sizeof(*q))))
+		return -1;
+	q->fn = fn;
+	q->arg = arg;
+	q->nparams = nparams;
+	if (!(q->sql = strdup(sql)))
+		goto fail;
+	if (nparams && !(q->params = calloc((size_t)nparams, sizeof(char *))))
+		goto fail;
+	for (int i = 0; i < nparams; i++)
+		if (params[i] && !(q->params[i] = strdup(params[i])))
+			goto fail;
+	STAILQ_INSERT_TAIL(&pg->queue, q, link);
+	pg->nqueue++;
+	if (pg->state == PGC_IDLE)
+		pgc_connect(pg);
+	else
+		pgc_start_next(pg);
+	return 0;
+fail:
+	pgc_query_free(q);
+	return -1;
+}
+
+struct pgc *
+pgc_new(struct event_base *base, const char *conninfo, int timeout_ms, int max_queue)
+{
+	struct pgc *pg = calloc(1, sizeof(*pg));
+
+	if (!pg)
+		return NULL;
+	pg->base = base;
+	pg->timeout_ms = timeout_ms;
+	pg->max_queue = max_queue;
+	STAILQ_INIT(&pg->queue);
+	pg->conninfo = strdup(conninfo);
+	pg->timer = evtimer_new(base, pgc_timer_cb, pg);
+	if (!pg->conninfo || !pg->timer) {
+		pgc_free(pg);
+		return NULL;
+	}
+	return pg;
+}
+
+void
+pgc_set_notify_cb(struct pgc *pg, pgc_notify_fn fn, void *arg)
+{
+	pg->notify_fn = fn;
+	pg->notify_arg = arg;
+}
+
+void
+pgc_set_connect_cb(struct pgc *pg, pgc_connect_fn fn, void *arg)
+{
+	pg->connect_fn = fn;
+	pg->connect_arg = arg;
+}
+
+int
+pgc_is_connected(const struct pgc *pg)
+{
+	return pg->state == PGC_READY || pg->state == PGC_BUSY;
+}
+
+void
+pgc_free(struct pgc *pg)
+{
+	if (!pg)
+		return;
+	pgc_fail_all(pg, "shutting down");
+	if (pg->io)
+		event_free(pg->io);
+	if (pg->timer)
+		event_free(pg->timer);
+	if (pg->conn)
+		PQfinish(pg->conn);
+	free(pg->conninfo);
+	free(pg);
+}

@@ -1,0 +1,40 @@
+/*
+ * pgc: one asynchronous PostgreSQL connection on a libevent loop. Queries are
+ * queued (bounded), sent one at a time with PQsendQueryParams and completed
+ * through callbacks; the loop never waits. Connects with PQconnectStart /
+ * PQconnectPoll (use numeric hosts: libpq would resolve names synchronously),
+ * reconnects with back-off, and delivers LISTEN notifications.
+ *
+ * Ownership: a result handed to a callback is borrowed; it is PQclear'ed
+ * after the callback returns. Parameters are copied at pgc_query().
+ */
+#ifndef AGORA_PGC_H
+#define AGORA_PGC_H
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+struct pgc;
+
+/* res is NULL on failure (connection lost, time-out, queue flushed), with
+ * err saying why; a result with an error status is passed as it is. */
+typedef void (*pgc_result_fn)(PGresult *res, const char *err, void *arg);
+typedef void (*pgc_notify_fn)(const char *channel, const char *payload, void *arg);
+/* Called after every successful (re)connect, e.g. to LISTEN again. */
+typedef void (*pgc_connect_fn)(struct pgc *pg, void *arg);
+
+struct pgc *pgc_new(struct event_base *base, const char *conninfo, int timeout_ms,
+		    int max_queue);
+void pgc_free(struct pgc *pg);		/* pending callbacks get res NULL */
+void pgc_set_notify_cb(struct pgc *pg, pgc_notify_fn fn, void *arg);
+void pgc_set_connect_cb(struct pgc *pg, pgc_connect_fn fn, void *arg);
+/* Starts connecting (asynchronously). */
+void pgc_connect(struct pgc *pg);
+int pgc_is_connected(const struct pgc *pg);
+
+/* Queues a query with text parameters (NULL entries are SQL NULLs). Returns
+ * 0, or -1 when the queue is full or memory is short (fn is not called). */
+int pgc_query(struct pgc *pg, const char *sql, int nparams,
+	      const char *const *params, pgc_result_fn fn, void *arg);
+
+#endif

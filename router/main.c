@@ -1,0 +1,337 @@
+/*
+ * agora-router: the hot path. Reads the configuration, connects to
+ * PostgreSQL (catalog and keys, asynchronously), listens for clients and
+ * proxies chat completions to providers. One event loop; nothing blocks.
+ * SIGTERM/SIGINT drain (stop accepting, let requests finish, up to 10 s).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "router.h"
+
+#define DRAIN_MAX_MS 10000
+
+static struct router rt;
+static int64_t drain_deadline;
+static struct event *drain_timer;
+
+/* ---- catalog ---- */
+
+static void catalog_load(void);
+
+static void
+catalog_loaded_cb(PGresult *res, const char *err, void *arg)
+{
+	struct rcat *c;
+	char msg[256];
+
+	(void)arg;
+	rt.cat_loading = 0;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_warn("catalog: load failed: %s", res ? PQresultErrorMessage(res) : err);
+		return;
+	}
+	c = rcat_from_row(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+			  PQgetvalue(res, 0, 3), rt.cat, msg, sizeof(msg));
+	if (!c) {
+		log_error("%s", msg);
+		return;
+	}
+	if (rt.cat)
+		rcat_unref(rt.cat);
+	rt.cat = c;
+	rt.st.catalog_reloads++;
+	log_info("catalog: version %lld, %d providers, %d models, %d endpoints",
+		 (long long)c->version, c->nprovs, c->nmodels, c->neps);
+}
+
+static void
+catalog_load(void)
+{
+	if (rt.cat_loading)
+		return;
+	if (pgc_query(rt.pg_ctl, rcat_sql, 0, NULL, catalog_loaded_cb, NULL) == 0)
+		rt.cat_loading = 1;
+}
+
+static void
+version_cb(PGresult *res, const char *err, void *arg)
+{
+	(void)err;
+	(void)arg;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		return;
+	if (!rt.cat || strtoll(PQgetvalue(res, 0, 0), NULL, 10) != rt.cat->version)
+		catalog_load();
+}
+
+static void
+poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (rt.cat_loading)
+		return;
+	pgc_query(rt.pg_ctl, "SELECT version::text FROM catalog_version WHERE id = 1", 0, NULL,
+		  version_cb, NULL);
+}
+
+static void
+ignore_cb(PGresult *res, const char *err, void *arg)
+{
+	(void)arg;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		log_warn("postgresql: LISTEN failed: %s", res ? PQresultErrorMessage(res) : err);
+}
+
+static void
+ctl_connected_cb(struct pgc *pg, void *arg)
+{
+	(void)arg;
+	pgc_query(pg, "LISTEN agora_catalog", 0, NULL, ignore_cb, NULL);
+	pgc_query(pg, "LISTEN agora_keys", 0, NULL, ignore_cb, NULL);
+	rt.cat_loading = 0;
+	catalog_load();	/* notifications may have been missed while away */
+}
+
+static void
+notify_cb(const char *channel, const char *payload, void *arg)
+{
+	(void)arg;
+	if (strcmp(channel, "agora_catalog") == 0)
+		catalog_load();
+	else if (strcmp(channel, "agora_keys") == 0)
+		auth_evict_hex(rt.auth, payload);
+}
+
+/* ---- HTTP dispatch ---- */
+
+static int
+path_is(const char *path, const char *suffix)
+{
+	return (strncmp(path, "/api/v1", 7) == 0 && strcmp(path + 7, suffix) == 0) ||
+	       (strncmp(path, "/v1", 3) == 0 && strcmp(path + 3, suffix) == 0);
+}
+
+/* "/api/v1/models/{author}/{slug}/endpoints" -> "author/slug". */
+static int
+endpoints_model(const char *path, char *out, size_t len)
+{
+	const char *p = strncmp(path, "/api/v1/models/", 15) == 0 ? path + 15
+			: strncmp(path, "/v1/models/", 11) == 0	   ? path + 11 : NULL;
+	const char *end;
+	size_t n;
+
+	if (!p || !(end = strstr(p, "/endpoints")) || end[10] != '\0')
+		return 0;
+	n = (size_t)(end - p);
+	if (n == 0 || n >= len || !memchr(p, '/', n))
+		return 0;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 1;
+}
+
+static void
+reply_health(struct httpd_req *req)
+{
+	if (rt.cat)
+		httpd_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+	else
+		httpd_reply_error(req, 503, "the catalog is not loaded yet");
+}
+
+static void
+reply_options(struct httpd_req *req)
+{
+	httpd_add_header(req, "Access-Control-Allow-Origin", "*");
+	httpd_add_header(req, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+	httpd_add_header(req, "Access-Control-Allow-Headers",
+			 "Authorization, Content-Type, HTTP-Referer, X-Title, X-OpenRouter-Title");
+	httpd_add_header(req, "Access-Control-Max-Age", "86400");
+	httpd_reply(req, 204, NULL, NULL, 0);
+}
+
+static void
+router_handle(struct httpd_req *req, void *arg)
+{
+	const char *m = httpd_req_method(req), *path = httpd_req_path(req);
+	int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
+	char model[512];
+
+	(void)arg;
+	rt.st.requests_total++;
+	if (strcmp(m, "OPTIONS") == 0) {
+		reply_options(req);
+		return;
+	}
+	httpd_add_header(req, "Access-Control-Allow-Origin", "*");
+	if (path_is(path, "/chat/completions")) {
+		if (post)
+			proxy_chat(&rt, req);
+		else
+			httpd_reply_error(req, 405, "use POST for chat completions");
+	} else if (get && path_is(path, "/models")) {
+		api_models(&rt, req);
+	} else if (get && endpoints_model(path, model, sizeof(model))) {
+		api_model_endpoints(&rt, req, model);
+	} else if (get && (path_is(path, "/key") || path_is(path, "/auth/key"))) {
+		api_key(&rt, req);
+	} else if (get && strcmp(path, "/health") == 0) {
+		reply_health(req);
+	} else if (get && strcmp(path, "/metrics") == 0) {
+		api_metrics(&rt, req);
+	} else {
+		httpd_reply_error(req, 404, "no such endpoint: %s %s", m, path);
+	}
+}
+
+/* ---- signals ---- */
+
+static void
+drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { 0, 100 * 1000 };
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (rt.inflight == 0 || router_now_ms() >= drain_deadline) {
+		event_base_loopexit(rt.base, NULL);
+		return;
+	}
+	evtimer_add(drain_timer, &tv);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (drain_timer) {
+		event_base_loopexit(rt.base, NULL);	/* second signal: now */
+		return;
+	}
+	log_info("signal %d: draining %d requests", (int)sig, rt.inflight);
+	httpd_stop_accepting(rt.httpd);
+	drain_deadline = router_now_ms() + DRAIN_MAX_MS;
+	drain_timer = evtimer_new(rt.base, drain_cb, NULL);
+	drain_cb(-1, 0, NULL);
+}
+
+/* ---- main ---- */
+
+static int
+router_setup(void)
+{
+	struct httpd_limits hl = {
+		.max_header_bytes = (size_t)rt.conf.max_header_bytes,
+		.max_body_bytes = (size_t)rt.conf.max_body_bytes,
+		.max_headers = rt.conf.max_headers,
+		.max_connections = rt.conf.max_connections,
+		.header_timeout_ms = rt.conf.client_header_timeout_ms,
+		.idle_timeout_ms = rt.conf.client_idle_timeout_ms,
+		.write_timeout_ms = rt.conf.client_write_timeout_ms,
+	};
+	struct upstream_limits ul = {
+		.connect_ms = rt.conf.upstream_connect_timeout_ms,
+		.first_byte_ms = rt.conf.upstream_first_byte_timeout_ms,
+		.idle_ms = rt.conf.upstream_idle_timeout_ms,
+		.total_ms = rt.conf.upstream_total_timeout_ms,
+		.pool_idle = rt.conf.upstream_pool_idle,
+		.pool_idle_ms = rt.conf.upstream_pool_idle_ms,
+		.ca_file = rt.conf.upstream_ca_file,
+	};
+	struct timeval poll = { rt.conf.catalog_poll_ms / 1000, (rt.conf.catalog_poll_ms % 1000) * 1000 };
+	char err[256];
+
+	rt.pg_ctl = pgc_new(rt.base, rt.conf.pg_dsn, rt.conf.pg_timeout_ms, 64);
+	rt.pg_auth = pgc_new(rt.base, rt.conf.pg_dsn, rt.conf.pg_timeout_ms, 10000);
+	if (!rt.pg_ctl || !rt.pg_auth || !(rt.auth = auth_new(rt.pg_auth, rt.conf.key_secret, rt.conf.key_cache_ttl_ms)))
+		return log_error("out of memory"), -1;
+	pgc_set_connect_cb(rt.pg_ctl, ctl_connected_cb, NULL);
+	pgc_set_notify_cb(rt.pg_ctl, notify_cb, NULL);
+	if (!(rt.up = upstream_pool_new(rt.base, &ul, err, sizeof(err))))
+		return log_error("%s", err), -1;
+	if (!(rt.httpd = httpd_new(rt.base, rt.conf.listen, &hl, router_handle, NULL, err, sizeof(err))))
+		return log_error("%s", err), -1;
+	rt.poll_timer = event_new(rt.base, -1, EV_PERSIST, poll_cb, NULL);
+	evtimer_add(rt.poll_timer, &poll);
+	pgc_connect(rt.pg_ctl);
+	pgc_connect(rt.pg_auth);
+	log_info("listening on %s (port %d)", rt.conf.listen, httpd_port(rt.httpd));
+	return 0;
+}
+
+static void
+router_teardown(void)
+{
+	httpd_free(rt.httpd);		/* aborts requests: they cancel upstreams */
+	upstream_pool_free(rt.up);
+	auth_free(rt.auth);
+	pgc_free(rt.pg_ctl);
+	pgc_free(rt.pg_auth);
+	if (rt.cat)
+		rcat_unref(rt.cat);
+	if (rt.poll_timer)
+		event_free(rt.poll_timer);
+	if (drain_timer)
+		event_free(drain_timer);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: agora-router [-c CONFIG] [--dump-config]\n"
+			"  settings: CONFIG file, then AGORA_<KEY> environment variables\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = getenv("AGORA_CONF");
+	struct event *sigterm, *sigint;
+	int dump = 0, lvl, rc = 1;
+	char err[512];
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else if (strcmp(argv[i], "--dump-config") == 0)
+			dump = 1;
+		else
+			return usage(), 2;
+	}
+	if (conf_load(&rt.conf, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "agora-router: %s\n", err);
+		return 1;
+	}
+	if (dump) {
+		conf_dump(&rt.conf, stdout);
+		return 0;
+	}
+	lvl = log_level_parse(rt.conf.log_level);
+	log_init("agora-router", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
+	signal(SIGPIPE, SIG_IGN);
+	if (!(rt.base = event_base_new()))
+		return 1;
+	sigterm = evsignal_new(rt.base, SIGTERM, signal_cb, NULL);
+	sigint = evsignal_new(rt.base, SIGINT, signal_cb, NULL);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+	if (router_setup() == 0) {
+		event_base_dispatch(rt.base);
+		rc = 0;
+	}
+	router_teardown();
+	event_free(sigterm);
+	event_free(sigint);
+	event_base_free(rt.base);
+	log_info("stopped");
+	return rc;
+}

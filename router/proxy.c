@@ -1,0 +1,755 @@
+/*
+ * proxy: one chat completion, from the client's request to the provider's
+ * answer and back. A request is a small state machine:
+ *
+ *   AUTH ─key ok─▶ UPSTREAM ─200 + first event─▶ STREAMING ─▶ DONE
+ *                     │ fails before a byte reached the client
+ *                     └──▶ next candidate (cheapest first), or the error
+ *
+ * The client's key never goes upstream; the provider's own key does. Stream
+ * events are parsed only to rewrite id/model/provider and to read usage.
+ * No prompt or completion text is logged or stored.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <openssl/rand.h>
+
+#include "log.h"
+#include "money.h"
+#include "request.h"
+#include "router.h"
+#include "sse.h"
+
+#define PROXY_MAX_CANDIDATES 16
+#define PROXY_ERR_BODY_MAX (64 * 1024)
+#define PROXY_SSE_EVENT_MAX (4 * 1024 * 1024)
+
+enum proxy_state { PX_AUTH, PX_UPSTREAM, PX_STREAMING, PX_DONE };
+
+struct proxy {
+	struct router *rt;
+	struct httpd_req *req;
+	enum proxy_state state;
+	int aborted;			/* client gone */
+	struct rcat *cat;		/* snapshot held for the request */
+	cJSON *body;			/* the client's JSON, edited per attempt */
+	int stream, want_usage;
+	struct rcat_endpoint *cands[PROXY_MAX_CANDIDATES];
+	int ncands, attempt;
+	struct upstream_req *up;
+	int up_status, retry_after;
+	struct evbuffer *buf;		/* buffered answer or error body */
+	struct sse *sse;
+	int client_started;		/* a byte reached the client */
+	int saw_done, saw_finish;
+	int64_t prompt_tokens, completion_tokens;
+	int have_usage;
+	int64_t t_start_ms;
+	int fail_status;		/* status the last failure maps to */
+	char fail_msg[256];
+	char gen_id[48];
+};
+
+static void proxy_attempt(struct proxy *p);
+static void proxy_next(struct proxy *p, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+int64_t
+router_now_ms(void)
+{
+	struct timeval tv;
+
+	evutil_gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void
+gen_id_new(char *out, size_t len)
+{
+	static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char rnd[20];
+	char tail[21];
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0, sizeof(rnd));
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		tail[i] = alnum[rnd[i] % 62];
+	tail[20] = '\0';
+	snprintf(out, len, "gen-%lld-%s", (long long)(router_now_ms() / 1000), tail);
+}
+
+/* ---- lifetime ---- */
+
+static void
+proxy_free(struct proxy *p)
+{
+	p->rt->inflight--;
+	if (p->up)
+		upstream_cancel(p->up);
+	if (p->cat)
+		rcat_unref(p->cat);
+	cJSON_Delete(p->body);
+	if (p->buf)
+		evbuffer_free(p->buf);
+	sse_free(p->sse);
+	free(p);
+}
+
+static void
+proxy_log(struct proxy *p, int status)
+{
+	struct rcat_endpoint *e = p->attempt < p->ncands ? p->cands[p->attempt] : NULL;
+
+	log_info("%s model=%s provider=%s status=%d attempts=%d stream=%d tokens=%lld+%lld ms=%lld",
+		 p->gen_id, e ? e->model->id : "-", e ? e->prov->id : "-", status,
+		 p->attempt + (e ? 1 : 0), p->stream, (long long)p->prompt_tokens,
+		 (long long)p->completion_tokens, (long long)(router_now_ms() - p->t_start_ms));
+}
+
+/* Answers an error (before any byte went out) and ends the request. */
+static void
+proxy_fail(struct proxy *p, int status, const char *msg)
+{
+	if (status == 429 && p->retry_after > 0) {
+		char ra[16];
+
+		snprintf(ra, sizeof(ra), "%d", p->retry_after);
+		httpd_add_header(p->req, "Retry-After", ra);
+	}
+	p->rt->st.completions_failed++;
+	if (p->state != PX_AUTH)
+		proxy_log(p, status);
+	httpd_reply_error(p->req, status, "%s", msg);
+	p->state = PX_DONE;
+	proxy_free(p);
+}
+
+static void
+proxy_abort_cb(struct httpd_req *req, void *arg)
+{
+	struct proxy *p = arg;
+
+	(void)req;
+	p->aborted = 1;
+	p->rt->st.client_aborts++;
+	if (p->state == PX_AUTH)
+		return;	/* the key lookup's callback finishes */
+	if (p->up) {
+		upstream_cancel(p->up);
+		p->up = NULL;
+	}
+	if (p->state == PX_STREAMING)
+		httpd_stream_end(p->req);
+	else
+		httpd_reply_error(p->req, 499, "client closed request");
+	p->state = PX_DONE;
+	proxy_free(p);
+}
+
+static void
+proxy_drain_cb(struct httpd_req *req, void *arg)
+{
+	struct proxy *p = arg;
+
+	(void)req;
+	if (p->up)
+		upstream_pause(p->up, 0);
+}
+
+/* ---- health ---- */
+
+static void
+health_failed(struct proxy *p, struct rcat_endpoint *e)
+{
+	int64_t now = router_now_ms();
+	int64_t cool = p->rt->conf.failure_cooldown_ms;
+
+	if (p->retry_after > 0 && (int64_t)p->retry_after * 1000 > cool)
+		cool = (int64_t)p->retry_after * 1000;
+	e->health.failures++;
+	e->health.until_ms = now + cool;
+}
+
+static void
+health_ok(struct rcat_endpoint *e)
+{
+	e->health.failures = 0;
+	e->health.until_ms = 0;
+	e->health.last_ok_ms = router_now_ms();
+}
+
+/* ---- usage and rewriting ---- */
+
+static int64_t
+json_int(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9e15 ? (int64_t)v->valuedouble : 0;
+}
+
+static int64_t
+proxy_cost(struct proxy *p)
+{
+	struct rcat_endpoint *e = p->cands[p->attempt];
+	int64_t a = money_cost_nusd(p->prompt_tokens, e->price_prompt);
+	int64_t b = money_cost_nusd(p->completion_tokens, e->price_completion);
+
+	return a < 0 || b < 0 ? 0 : a + b;
+}
+
+/* Reads usage from an answer or chunk and adds cost (USD, exact decimal). */
+static void
+usage_take(struct proxy *p, cJSON *usage)
+{
+	char buf[64];
+
+	p->prompt_tokens = json_int(usage, "prompt_tokens");
+	p->completion_tokens = json_int(usage, "completion_tokens");
+	p->have_usage = 1;
+	if (!cJSON_GetObjectItemCaseSensitive(usage, "total_tokens"))
+		cJSON_AddNumberToObject(usage, "total_tokens",
+					(double)(p->prompt_tokens + p->completion_tokens));
+	money_format_usd(proxy_cost(p), buf, sizeof(buf));
+	cJSON_DeleteItemFromObjectCaseSensitive(usage, "cost");
+	cJSON_AddItemToObject(usage, "cost", cJSON_CreateRaw(buf));
+}
+
+static void
+rewrite_ids(struct proxy *p, cJSON *o)
+{
+	struct rcat_endpoint *e = p->cands[p->attempt];
+
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "id");
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "model");
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "provider");
+	cJSON_AddStringToObject(o, "id", p->gen_id);
+	cJSON_AddStringToObject(o, "provider", e->prov->name);
+	cJSON_AddStringToObject(o, "model", e->model->id);
+}
+
+/* Token estimate when a provider sends no usage: ~4 bytes a token. */
+static int64_t
+estimate_tokens(const char *s)
+{
+	return s ? (int64_t)(strlen(s) + 3) / 4 : 0;
+}
+
+/* ---- non-streamed answers ---- */
+
+static void
+proxy_finish_json(struct proxy *p)
+{
+	size_t len = evbuffer_get_length(p->buf);
+	const char *data = (const char *)evbuffer_pullup(p->buf, (ev_ssize_t)len);
+	cJSON *ans = cJSON_ParseWithLength(data, len), *usage, *choices;
+	struct rcat_endpoint *e = p->cands[p->attempt];
+
+	choices = ans ? cJSON_GetObjectItemCaseSensitive(ans, "choices") : NULL;
+	if (!cJSON_IsArray(choices)) {
+		cJSON_Delete(ans);
+		p->retry_after = -1;
+		health_failed(p, e);
+		proxy_next(p, 502, "%s answered something that is not a chat completion", e->prov->name);
+		return;
+	}
+	health_ok(e);
+	rewrite_ids(p, ans);
+	usage = cJSON_GetObjectItemCaseSensitive(ans, "usage");
+	if (!cJSON_IsObject(usage)) {
+		const cJSON *c0 = cJSON_GetArrayItem(choices, 0);
+		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
+		const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+		size_t blen;
+
+		cJSON_DeleteItemFromObjectCaseSensitive(ans, "usage");
+		usage = cJSON_AddObjectToObject(ans, "usage");
+		httpd_req_body(p->req, &blen);
+		cJSON_AddNumberToObject(usage, "prompt_tokens", (double)((blen + 3) / 4));
+		cJSON_AddNumberToObject(usage, "completion_tokens",
+			(double)estimate_tokens(cJSON_IsString(content) ? content->valuestring : NULL));
+	}
+	usage_take(p, usage);
+	p->rt->st.completions_ok++;
+	proxy_log(p, 200);
+	httpd_reply_json(p->req, 200, ans);
+	cJSON_Delete(ans);
+	p->state = PX_DONE;
+	proxy_free(p);
+}
+
+/* ---- streamed answers ---- */
+
+static void
+stream_write_json(struct proxy *p, const cJSON *o)
+{
+	char *s = cJSON_PrintUnformatted(o);
+	struct evbuffer *b;
+
+	if (!s)
+		return;
+	if ((b = evbuffer_new())) {
+		size_t len;
+
+		evbuffer_add(b, "data: ", 6);
+		evbuffer_add(b, s, strlen(s));
+		evbuffer_add(b, "\n\n", 2);
+		len = evbuffer_get_length(b);
+		httpd_stream_write(p->req, evbuffer_pullup(b, (ev_ssize_t)len), len);
+		evbuffer_free(b);
+	}
+	cJSON_free(s);
+}
+
+static void
+stream_start(struct proxy *p)
+{
+	httpd_add_header(p->req, "Cache-Control", "no-cache");
+	httpd_add_header(p->req, "X-Accel-Buffering", "no");
+	httpd_add_header(p->req, "X-Generation-Id", p->gen_id);
+	httpd_stream_start(p->req, 200, "text/event-stream");
+	p->client_started = 1;
+	p->state = PX_STREAMING;
+	p->rt->st.streams_total++;
+	health_ok(p->cands[p->attempt]);
+}
+
+/* An error after bytes went out: say so in the stream, then end it. */
+static void
+stream_fail(struct proxy *p, int code, const char *msg)
+{
+	cJSON *o = cJSON_CreateObject(), *err;
+
+	cJSON_AddStringToObject(o, "id", p->gen_id);
+	err = cJSON_AddObjectToObject(o, "error");
+	cJSON_AddNumberToObject(err, "code", code);
+	cJSON_AddStringToObject(err, "message", msg);
+	stream_write_json(p, o);
+	cJSON_Delete(o);
+	p->rt->st.completions_failed++;
+	proxy_log(p, code);
+	httpd_stream_end(p->req);
+	p->state = PX_DONE;
+	proxy_free(p);
+}
+
+static void
+stream_finish(struct proxy *p)
+{
+	if (!p->saw_done && !p->saw_finish) {
+		stream_fail(p, 502, "the provider ended the stream early");
+		return;
+	}
+	httpd_stream_write(p->req, "data: [DONE]\n\n", 14);
+	p->rt->st.completions_ok++;
+	proxy_log(p, 200);
+	httpd_stream_end(p->req);
+	p->state = PX_DONE;
+	proxy_free(p);
+}
+
+/* One upstream SSE event. Returns non-zero when the request ended. */
+static int
+stream_event(void *arg, const char *event, const char *data, size_t len, int comment)
+{
+	struct proxy *p = arg;
+	cJSON *o, *usage, *choices, *fin;
+	struct rcat_endpoint *e = p->cands[p->attempt];
+
+	(void)event;
+	if (comment)
+		return 0;
+	if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+		p->saw_done = 1;
+		return 0;
+	}
+	o = cJSON_ParseWithLength(data, len);
+	if (!cJSON_IsObject(o) || cJSON_GetObjectItemCaseSensitive(o, "error")) {
+		int garbage = !cJSON_IsObject(o);
+
+		cJSON_Delete(o);
+		upstream_cancel(p->up);
+		p->up = NULL;
+		if (p->client_started) {
+			stream_fail(p, 502, garbage ? "the provider sent an unreadable event"
+						    : "the provider reported an error mid-stream");
+		} else {
+			p->retry_after = -1;
+			health_failed(p, e);
+			proxy_next(p, 502, "%s sent %s", e->prov->name,
+				   garbage ? "an unreadable stream" : "an error event");
+		}
+		return 1;
+	}
+	if (!p->client_started)
+		stream_start(p);
+	choices = cJSON_GetObjectItemCaseSensitive(o, "choices");
+	fin = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0), "finish_reason");
+	if (cJSON_IsString(fin))
+		p->saw_finish = 1;
+	rewrite_ids(p, o);
+	usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
+	if (cJSON_IsObject(usage)) {
+		usage_take(p, usage);
+		if (!p->want_usage) {
+			if (cJSON_GetArraySize(choices) == 0) {
+				cJSON_Delete(o);
+				return 0;
+			}
+			cJSON_DeleteItemFromObjectCaseSensitive(o, "usage");
+		}
+	} else if (cJSON_IsNull(usage) && !p->want_usage) {
+		cJSON_DeleteItemFromObjectCaseSensitive(o, "usage");
+	}
+	stream_write_json(p, o);
+	cJSON_Delete(o);
+	if (p->up && httpd_req_pending(p->req) > (size_t)p->rt->conf.stream_buffer_bytes) {
+		p->rt->st.backpressure_pauses++;
+		upstream_pause(p->up, 1);
+	}
+	return 0;
+}
+
+/* ---- upstream callbacks ---- */
+
+static void
+up_head(void *arg, int status, const char *ctype, int retry_after)
+{
+	struct proxy *p = arg;
+
+	(void)ctype;
+	p->up_status = status;
+	p->retry_after = retry_after;
+	if (status == 200 && p->stream && !p->sse)
+		p->sse = sse_new(PROXY_SSE_EVENT_MAX, stream_event, p);
+}
+
+static void
+up_body(void *arg, const char *data, size_t len)
+{
+	struct proxy *p = arg;
+	struct rcat_endpoint *e = p->cands[p->attempt];
+
+	if (p->up_status == 200 && p->stream) {
+		if (sse_feed(p->sse, data, len) < 0) {
+			upstream_cancel(p->up);
+			p->up = NULL;
+			if (p->client_started) {
+				stream_fail(p, 502, "the provider sent an over-long event");
+			} else {
+				health_failed(p, e);
+				proxy_next(p, 502, "%s sent an over-long event", e->prov->name);
+			}
+		}
+		return;
+	}
+	if (p->up_status == 200) {
+		if (evbuffer_get_length(p->buf) + len > (size_t)p->rt->conf.max_response_bytes) {
+			upstream_cancel(p->up);
+			p->up = NULL;
+			health_failed(p, e);
+			proxy_next(p, 502, "%s answered more than max_response_bytes", e->prov->name);
+			return;
+		}
+		evbuffer_add(p->buf, data, len);
+		return;
+	}
+	if (evbuffer_get_length(p->buf) < PROXY_ERR_BODY_MAX)
+		evbuffer_add(p->buf, data, len);
+}
+
+/* The message of an upstream error body, if it has one. */
+static void
+upstream_error_text(struct proxy *p, char *out, size_t len)
+{
+	size_t n = evbuffer_get_length(p->buf);
+	cJSON *o = cJSON_ParseWithLength((const char *)evbuffer_pullup(p->buf, (ev_ssize_t)n), n);
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+
+	snprintf(out, len, "%s", cJSON_IsString(msg) ? msg->valuestring : "no details");
+	cJSON_Delete(o);
+}
+
+static void
+up_done(void *arg)
+{
+	struct proxy *p = arg;
+	struct rcat_endpoint *e = p->cands[p->attempt];
+	char msg[200];
+
+	p->up = NULL;
+	if (p->up_status == 200 && p->stream) {
+		if (p->client_started) {
+			stream_finish(p);
+		} else {
+			health_failed(p, e);
+			proxy_next(p, 502, "%s ended the stream before any event", e->prov->name);
+		}
+		return;
+	}
+	if (p->up_status == 200) {
+		proxy_finish_json(p);
+		return;
+	}
+	upstream_error_text(p, msg, sizeof(msg));
+	if (p->up_status == 400 || p->up_status == 413 || p->up_status == 422) {
+		/* The request itself is at fault: another provider would agree. */
+		proxy_fail(p, p->up_status == 422 ? 400 : p->up_status, msg);
+		return;
+	}
+	health_failed(p, e);
+	if (p->up_status == 429)
+		proxy_next(p, 429, "%s is rate limited: %s", e->prov->name, msg);
+	else
+		proxy_next(p, 502, "%s answered HTTP %d: %s", e->prov->name, p->up_status, msg);
+}
+
+static void
+up_error(void *arg, enum upstream_err err, const char *msg)
+{
+	struct proxy *p = arg;
+	struct rcat_endpoint *e = p->cands[p->attempt];
+	int status = err == UPSTREAM_ERR_TIMEOUT ? 504 : err == UPSTREAM_ERR_PROTOCOL ? 502 : 503;
+
+	p->up = NULL;
+	if (err == UPSTREAM_ERR_TIMEOUT)
+		p->rt->st.upstream_timeouts++;
+	if (p->client_started) {
+		stream_fail(p, status, err == UPSTREAM_ERR_TIMEOUT ? "the provider timed out mid-stream"
+								   : "the provider connection broke mid-stream");
+		return;
+	}
+	p->retry_after = -1;
+	health_failed(p, e);
+	proxy_next(p, status, "%s: %s", e->prov->name, msg);
+}
+
+static const struct upstream_cbs proxy_up_cbs = { up_head, up_body, up_done, up_error };
+
+/* ---- attempts ---- */
+
+static void
+proxy_next(struct proxy *p, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	p->rt->st.upstream_failures++;
+	p->fail_status = status;
+	va_start(ap, fmt);
+	vsnprintf(p->fail_msg, sizeof(p->fail_msg), fmt, ap);
+	va_end(ap);
+	log_warn("%s attempt %d failed: %s", p->gen_id, p->attempt + 1, p->fail_msg);
+	if (p->attempt + 1 < p->ncands) {
+		p->attempt++;
+		p->rt->st.upstream_failovers++;
+		proxy_attempt(p);
+		return;
+	}
+	if (p->ncands > 1) {
+		char msg[400];
+
+		snprintf(msg, sizeof(msg), "all %d providers failed; last: %s", p->ncands, p->fail_msg);
+		proxy_fail(p, status, msg);
+	} else {
+		proxy_fail(p, status, p->fail_msg);
+	}
+}
+
+static void
+proxy_attempt(struct proxy *p)
+{
+	struct rcat_endpoint *e = p->cands[p->attempt];
+	const char *headers[5];
+	char *body;
+	int n = 0;
+
+	if (strcmp(e->prov->api, "openai") != 0) {
+		p->retry_after = -1;
+		proxy_next(p, 503, "%s: the %s API adapter is not available", e->prov->name, e->prov->api);
+		return;
+	}
+	if (request_prepare_upstream(p->body, e->upstream_model, p->stream) < 0 || !(body = cJSON_PrintUnformatted(p->body))) {
+		proxy_fail(p, 500, "out of memory");
+		return;
+	}
+	if (e->prov->auth_header)
+		headers[n++] = e->prov->auth_header;
+	headers[n++] = "Content-Type: application/json";
+	headers[n++] = p->stream ? "Accept: text/event-stream" : "Accept: application/json";
+	headers[n++] = "User-Agent: agora-router/0.1";
+	headers[n] = NULL;
+	evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
+	if (p->sse)
+		sse_reset(p->sse);
+	p->up_status = 0;
+	p->saw_done = p->saw_finish = 0;
+	p->state = PX_UPSTREAM;
+	p->rt->st.upstream_attempts++;
+	p->up = upstream_send(p->rt->up, "POST", e->url, headers, body, strlen(body), &proxy_up_cbs, p);
+	cJSON_free(body);
+	if (!p->up) {
+		p->retry_after = -1;
+		proxy_next(p, 503, "%s: cannot reach %s", e->prov->name, e->url);
+	}
+}
+
+/* ---- request validation and candidates ---- */
+
+static void
+add_candidates(struct proxy *p, struct rcat_model *m, int healthy_pass)
+{
+	int64_t now = router_now_ms();
+
+	for (int i = 0; i < m->neps && p->ncands < PROXY_MAX_CANDIDATES; i++) {
+		struct rcat_endpoint *e = m->eps[i];
+		int cooling = e->health.until_ms > now;
+
+		if (cooling == healthy_pass)
+			continue;
+		p->cands[p->ncands++] = e;
+	}
+}
+
+/* Candidates: each model in order (model, then `models`), cheapest first,
+ * endpoints that failed recently after the healthy ones. */
+static int
+pick_candidates(struct proxy *p, char *msg, size_t len)
+{
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(p->body, "model");
+	const cJSON *models = cJSON_GetObjectItemCaseSensitive(p->body, "models"), *x;
+	struct rcat_model *list[PROXY_MAX_CANDIDATES];
+	int n = 0, known = 0;
+	const char *first = NULL;
+
+	if (cJSON_IsString(model))
+		first = model->valuestring;
+	else
+		first = cJSON_GetArrayItem(models, 0)->valuestring;
+	if ((list[n] = rcat_model(p->cat, first)))
+		n++;
+	cJSON_ArrayForEach(x, models) {
+		struct rcat_model *m = rcat_model(p->cat, x->valuestring);
+		int dup = 0;
+
+		for (int i = 0; i < n; i++)
+			dup |= list[i] == m;
+		if (m && !dup && n < PROXY_MAX_CANDIDATES)
+			list[n++] = m;
+	}
+	for (int i = 0; i < n; i++)
+		known += list[i]->neps > 0;
+	if (n == 0 || (!rcat_model(p->cat, first) && !cJSON_IsArray(models))) {
+		snprintf(msg, len, "model '%s' not found", first);
+		return 404;
+	}
+	for (int pass = 1; pass >= 0; pass--)
+		for (int i = 0; i < n; i++)
+			add_candidates(p, list[i], pass);
+	if (p->ncands > p->rt->conf.max_attempts)
+		p->ncands = p->rt->conf.max_attempts;
+	if (!known || p->ncands == 0) {
+		snprintf(msg, len, "no provider available for model '%s'", first);
+		return 503;
+	}
+	return 0;
+}
+
+static void
+proxy_start(struct proxy *p)
+{
+	size_t len;
+	const char *body = httpd_req_body(p->req, &len);
+	const cJSON *so;
+	char msg[300];
+	int status;
+
+	if (!(p->cat = p->rt->cat ? rcat_ref(p->rt->cat) : NULL)) {
+		proxy_fail(p, 503, "the catalog is not loaded yet");
+		return;
+	}
+	if (!(p->body = cJSON_ParseWithLength(body, len))) {
+		proxy_fail(p, 400, "the request body is not valid JSON");
+		return;
+	}
+	if (request_validate(p->body, msg, sizeof(msg)) < 0) {
+		proxy_fail(p, 400, msg);
+		return;
+	}
+	p->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p->body, "stream"));
+	so = cJSON_GetObjectItemCaseSensitive(p->body, "stream_options");
+	p->want_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+	if ((status = pick_candidates(p, msg, sizeof(msg)))) {
+		proxy_fail(p, status, msg);
+		return;
+	}
+	if (!(p->buf = evbuffer_new())) {
+		proxy_fail(p, 500, "out of memory");
+		return;
+	}
+	proxy_attempt(p);
+}
+
+static void
+proxy_auth_cb(const struct auth_key *k, const char *err, void *arg)
+{
+	struct proxy *p = arg;
+
+	if (p->aborted) {
+		httpd_reply(p->req, 499, NULL, NULL, 0);	/* frees the request */
+		proxy_free(p);
+		return;
+	}
+	if (err) {
+		proxy_fail(p, 503, err);
+		return;
+	}
+	if (!k || !k->usable) {
+		p->rt->st.auth_failures++;
+		proxy_fail(p, 401, k ? "this API key is disabled or revoked" : "invalid API key");
+		return;
+	}
+	if (k->operator_key) {
+		p->rt->st.auth_failures++;
+		proxy_fail(p, 403, "operator keys cannot be used for completions; create an inference key");
+		return;
+	}
+	p->state = PX_UPSTREAM;
+	proxy_start(p);
+}
+
+void
+proxy_chat(struct router *rt, struct httpd_req *req)
+{
+	struct proxy *p;
+	const char *key;
+	size_t klen;
+
+	rt->st.completions_total++;
+	if (!(key = api_bearer(req, &klen))) {
+		rt->st.auth_failures++;
+		rt->st.completions_failed++;
+		httpd_reply_error(req, 401, "missing API key: send Authorization: Bearer <key>");
+		return;
+	}
+	if (!(p = calloc(1, sizeof(*p)))) {
+		httpd_reply_error(req, 503, "out of memory");
+		return;
+	}
+	p->rt = rt;
+	p->req = req;
+	p->state = PX_AUTH;
+	p->t_start_ms = router_now_ms();
+	p->retry_after = -1;
+	gen_id_new(p->gen_id, sizeof(p->gen_id));
+	rt->inflight++;
+	httpd_req_set_abort_cb(req, proxy_abort_cb, p);
+	httpd_req_set_drain_cb(req, proxy_drain_cb, p);
+	if (auth_lookup(rt->auth, key, klen, 0, proxy_auth_cb, p) < 0)
+		proxy_fail(p, 503, "authentication backend busy");
+}

@@ -1,0 +1,95 @@
+/*
+ * request: validation of client bodies and their translation into the body
+ * sent to an OpenAI-compatible provider (see request.h).
+ */
+#include "request.h"
+
+#include <stdio.h>
+
+static int
+valid_positive_int(const cJSON *v)
+{
+	return cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 2147483647.0 &&
+	       v->valuedouble == (double)(long long)v->valuedouble;
+}
+
+static int
+fail(char *msg, size_t len, const char *text)
+{
+	snprintf(msg, len, "%s", text);
+	return -1;
+}
+
+static int
+validate_messages(const cJSON *m, char *msg, size_t len)
+{
+	const cJSON *x;
+
+	if (!cJSON_IsArray(m) || cJSON_GetArraySize(m) == 0)
+		return fail(msg, len, "'messages' must be a non-empty array");
+	cJSON_ArrayForEach(x, m) {
+		const cJSON *role = cJSON_GetObjectItemCaseSensitive(x, "role");
+
+		if (!cJSON_IsObject(x) || !cJSON_IsString(role))
+			return fail(msg, len, "each message must be an object with a string 'role'");
+	}
+	return 0;
+}
+
+int
+request_validate(const cJSON *b, char *msg, size_t len)
+{
+	static const char *const ints[] = { "max_tokens", "max_completion_tokens" };
+	const cJSON *model, *models, *stream, *x;
+
+	if (!cJSON_IsObject(b))
+		return fail(msg, len, "the request body must be a JSON object");
+	model = cJSON_GetObjectItemCaseSensitive(b, "model");
+	models = cJSON_GetObjectItemCaseSensitive(b, "models");
+	stream = cJSON_GetObjectItemCaseSensitive(b, "stream");
+	if (model && !(cJSON_IsString(model) && model->valuestring[0]))
+		return fail(msg, len, "'model' must be a non-empty string");
+	if (models && !cJSON_IsArray(models))
+		return fail(msg, len, "'models' must be an array of model ids");
+	cJSON_ArrayForEach(x, models)
+		if (!cJSON_IsString(x) || !x->valuestring[0])
+			return fail(msg, len, "'models' must be an array of model ids");
+	if (!model && cJSON_GetArraySize(models) == 0)
+		return fail(msg, len, "'model' is required");
+	if (validate_messages(cJSON_GetObjectItemCaseSensitive(b, "messages"), msg, len) < 0)
+		return -1;
+	if (stream && !cJSON_IsBool(stream))
+		return fail(msg, len, "'stream' must be a boolean");
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		x = cJSON_GetObjectItemCaseSensitive(b, ints[i]);
+		if (x && !cJSON_IsNull(x) && !valid_positive_int(x)) {
+			snprintf(msg, len, "'%s' must be a positive integer", ints[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+request_prepare_upstream(cJSON *b, const char *upstream_model, int stream)
+{
+	static const char *const drop[] = { "models", "provider", "transforms", "route",
+					    "plugins", "usage" };
+	cJSON *so;
+
+	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+		cJSON_DeleteItemFromObjectCaseSensitive(b, drop[i]);
+	cJSON_DeleteItemFromObjectCaseSensitive(b, "model");
+	if (!cJSON_AddStringToObject(b, "model", upstream_model))
+		return -1;
+	if (!stream)
+		return 0;
+	so = cJSON_GetObjectItemCaseSensitive(b, "stream_options");
+	if (!cJSON_IsObject(so)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(b, "stream_options");
+		if (!(so = cJSON_AddObjectToObject(b, "stream_options")))
+			return -1;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(so, "include_usage");
+	return cJSON_AddTrueToObject(so, "include_usage") ? 0 : -1;
+}

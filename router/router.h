@@ -1,0 +1,69 @@
+/*
+ * router: the state one router process shares between its modules: the
+ * loop, configuration, PostgreSQL connections, key cache, catalog snapshot,
+ * upstream pool and counters. Nothing in here blocks.
+ */
+#ifndef AGORA_ROUTER_H
+#define AGORA_ROUTER_H
+
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "auth.h"
+#include "conf.h"
+#include "httpd.h"
+#include "pgc.h"
+#include "rcat.h"
+#include "upstream.h"
+
+/* Counters, defined once: name, help. Rendered by GET /metrics. */
+#define ROUTER_STATS(X) \
+	X(requests_total, "HTTP requests handled") \
+	X(completions_total, "chat completion requests") \
+	X(completions_ok, "chat completions answered 200") \
+	X(completions_failed, "chat completions answered with an error") \
+	X(streams_total, "streamed completions started to a client") \
+	X(client_aborts, "clients gone before their answer ended") \
+	X(upstream_attempts, "upstream requests sent") \
+	X(upstream_failures, "upstream attempts that failed") \
+	X(upstream_failovers, "requests moved on to another endpoint") \
+	X(upstream_timeouts, "upstream attempts that timed out") \
+	X(backpressure_pauses, "upstream reads paused for a slow client") \
+	X(catalog_reloads, "catalog snapshots loaded") \
+	X(auth_failures, "requests refused for their key")
+
+struct router_stats {
+#define X(name, help) long long name;
+	ROUTER_STATS(X)
+#undef X
+};
+
+struct router {
+	struct event_base *base;
+	struct agora_conf conf;
+	struct httpd *httpd;
+	struct pgc *pg_ctl;		/* LISTEN + catalog loads */
+	struct pgc *pg_auth;		/* key lookups */
+	struct auth *auth;
+	struct upstream_pool *up;
+	struct rcat *cat;		/* current snapshot, NULL until loaded */
+	int cat_loading;
+	struct event *poll_timer;
+	int inflight;			/* completions in progress */
+	struct router_stats st;
+};
+
+int64_t router_now_ms(void);
+
+/* POST /api/v1/chat/completions (proxy.c). */
+void proxy_chat(struct router *rt, struct httpd_req *req);
+/* GET /api/v1/models, /models/{a}/{s}/endpoints, /key, /health, /metrics (api.c). */
+void api_models(struct router *rt, struct httpd_req *req);
+void api_model_endpoints(struct router *rt, struct httpd_req *req, const char *model_id);
+void api_key(struct router *rt, struct httpd_req *req);
+void api_metrics(struct router *rt, struct httpd_req *req);
+/* The bearer token of a request, or NULL; *len gets its length. */
+const char *api_bearer(struct httpd_req *req, size_t *len);
+
+#endif

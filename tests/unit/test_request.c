@@ -1,0 +1,134 @@
+/*
+ * Request parsing: what the router accepts, what it refuses (and says), and
+ * the body it sends upstream.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "request.h"
+
+static int
+check(const char *json, char *msg, size_t len)
+{
+	cJSON *b = cJSON_Parse(json);
+	int rc;
+
+	assert_non_null(b);
+	rc = request_validate(b, msg, len);
+	cJSON_Delete(b);
+	return rc;
+}
+
+static void
+test_valid(void **state)
+{
+	static const char *const ok[] = {
+		"{\"model\":\"a/b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+		"{\"models\":[\"a/b\",\"c/d\"],\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+		"{\"model\":\"a/b\",\"stream\":true,\"max_tokens\":5,\"messages\":[{\"role\":\"user\"}]}",
+		"{\"model\":\"a/b\",\"max_tokens\":null,\"tools\":[{}],\"messages\":[{\"role\":\"system\",\"content\":[]}]}",
+	};
+	char msg[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		assert_int_equal(check(ok[i], msg, sizeof(msg)), 0);
+}
+
+static void
+test_invalid(void **state)
+{
+	static const struct { const char *json, *says; } bad[] = {
+		{ "[]", "JSON object" },
+		{ "{\"messages\":[{\"role\":\"user\"}]}", "'model' is required" },
+		{ "{\"model\":\"\",\"messages\":[{\"role\":\"user\"}]}", "'model'" },
+		{ "{\"model\":5,\"messages\":[{\"role\":\"user\"}]}", "'model'" },
+		{ "{\"model\":\"a/b\"}", "'messages'" },
+		{ "{\"model\":\"a/b\",\"messages\":[]}", "'messages'" },
+		{ "{\"model\":\"a/b\",\"messages\":\"hi\"}", "'messages'" },
+		{ "{\"model\":\"a/b\",\"messages\":[\"hi\"]}", "'role'" },
+		{ "{\"model\":\"a/b\",\"messages\":[{\"content\":\"x\"}]}", "'role'" },
+		{ "{\"model\":\"a/b\",\"stream\":\"yes\",\"messages\":[{\"role\":\"user\"}]}", "'stream'" },
+		{ "{\"model\":\"a/b\",\"max_tokens\":0,\"messages\":[{\"role\":\"user\"}]}", "'max_tokens'" },
+		{ "{\"model\":\"a/b\",\"max_tokens\":-3,\"messages\":[{\"role\":\"user\"}]}", "'max_tokens'" },
+		{ "{\"model\":\"a/b\",\"max_tokens\":1.5,\"messages\":[{\"role\":\"user\"}]}", "'max_tokens'" },
+		{ "{\"model\":\"a/b\",\"max_tokens\":1e300,\"messages\":[{\"role\":\"user\"}]}", "'max_tokens'" },
+		{ "{\"model\":\"a/b\",\"max_completion_tokens\":\"9\",\"messages\":[{\"role\":\"user\"}]}", "'max_completion_tokens'" },
+		{ "{\"models\":\"a/b\",\"messages\":[{\"role\":\"user\"}]}", "'models'" },
+		{ "{\"models\":[1],\"messages\":[{\"role\":\"user\"}]}", "'models'" },
+		{ "{\"models\":[],\"messages\":[{\"role\":\"user\"}]}", "'model' is required" },
+	};
+	char msg[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		msg[0] = '\0';
+		assert_int_equal(check(bad[i].json, msg, sizeof(msg)), -1);
+		if (!strstr(msg, bad[i].says))
+			fail_msg("case %zu: '%s' does not mention %s", i, msg, bad[i].says);
+	}
+}
+
+static void
+test_prepare_plain(void **state)
+{
+	cJSON *b = cJSON_Parse("{\"model\":\"z-ai/glm-5\",\"models\":[\"x/y\"],\"provider\":{\"order\":[\"a\"]},"
+			       "\"usage\":{\"include\":true},\"temperature\":0.3,\"tools\":[{\"type\":\"function\"}],"
+			       "\"stop\":[\"END\"],\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+	char *out;
+
+	(void)state;
+	assert_int_equal(request_prepare_upstream(b, "zai-org/GLM-5", 0), 0);
+	assert_string_equal(cJSON_GetObjectItem(b, "model")->valuestring, "zai-org/GLM-5");
+	assert_null(cJSON_GetObjectItem(b, "models"));
+	assert_null(cJSON_GetObjectItem(b, "provider"));
+	assert_null(cJSON_GetObjectItem(b, "usage"));
+	assert_null(cJSON_GetObjectItem(b, "stream_options"));
+	assert_true(cJSON_GetObjectItem(b, "temperature")->valuedouble == 0.3);
+	assert_non_null(cJSON_GetObjectItem(b, "tools"));
+	assert_non_null(cJSON_GetObjectItem(b, "stop"));
+	out = cJSON_PrintUnformatted(b);
+	assert_null(strstr(out, "z-ai/glm-5"));
+	cJSON_free(out);
+	cJSON_Delete(b);
+}
+
+static void
+test_prepare_stream_usage(void **state)
+{
+	static const char *const in[] = {
+		"{\"model\":\"m\",\"stream\":true,\"messages\":[]}",
+		"{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":false},\"messages\":[]}",
+		"{\"model\":\"m\",\"stream\":true,\"stream_options\":7,\"messages\":[]}",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		cJSON *b = cJSON_Parse(in[i]), *so;
+
+		assert_int_equal(request_prepare_upstream(b, "up", 1), 0);
+		so = cJSON_GetObjectItem(b, "stream_options");
+		assert_true(cJSON_IsObject(so));
+		assert_true(cJSON_IsTrue(cJSON_GetObjectItem(so, "include_usage")));
+		assert_int_equal(cJSON_GetArraySize(so), 1);
+		cJSON_Delete(b);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid),
+		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_prepare_plain),
+		cmocka_unit_test(test_prepare_stream_usage),
+	};
+
+	return cmocka_run_group_tests_name("request", tests, NULL, NULL);
+}
