@@ -60,6 +60,8 @@ static const struct conf_key conf_keys[] = {
 	I("catalog_poll_ms", catalog_poll_ms, 100, 3600000, "2000", "catalog version check interval"),
 	I("key_cache_ttl_ms", key_cache_ttl_ms, 0, 3600000, "5000", "how long a key lookup is trusted"),
 	I("pg_timeout_ms", pg_timeout_ms, 100, 600000, "5000", "PostgreSQL connect/query time-out"),
+	S("spool_path", spool_path, "usage.spool", "router's local usage spool file while Redis is away"),
+	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))

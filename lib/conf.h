@@ -41,6 +41,8 @@ struct agora_conf {
 	int catalog_poll_ms;			/* catalog change check interval */
 	int key_cache_ttl_ms;			/* positive key cache lifetime */
 	int pg_timeout_ms;			/* connect and query time-out */
+	char spool_path[512];			/* usage spool while Redis is away */
+	int64_t spool_max_bytes;		/* spool bound (then 503) */
 };
 
 /* Fills defaults, reads `path` (NULL: none) then AGORA_* environment

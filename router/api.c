@@ -179,6 +179,17 @@ api_metrics(struct router *rt, struct httpd_req *req)
 			    "agora_router_upstream_reuses %lld\n", us.reuses);
 	evbuffer_add_printf(b, "# TYPE agora_router_catalog_version gauge\nagora_router_catalog_version %lld\n",
 			    rt->cat ? (long long)rt->cat->version : -1LL);
+	{
+		struct meter_stats ms;
+
+		meter_stats(rt->meter, &ms);
+		evbuffer_add_printf(b, "# TYPE agora_router_usage_events counter\nagora_router_usage_events %lld\n"
+				    "# TYPE agora_router_usage_spooled counter\nagora_router_usage_spooled %lld\n"
+				    "# TYPE agora_router_usage_replayed counter\nagora_router_usage_replayed %lld\n"
+				    "# TYPE agora_router_spool_bytes gauge\nagora_router_spool_bytes %lld\n"
+				    "# TYPE agora_router_redis_up gauge\nagora_router_redis_up %d\n",
+				    ms.emitted, ms.spooled, ms.replayed, ms.spool_bytes, rds_is_connected(rt->redis));
+	}
 	len = evbuffer_get_length(b);
 	httpd_reply(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, (ev_ssize_t)len), len);
 	evbuffer_free(b);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/thread.h>
+
 #include "log.h"
 #include "router.h"
 
@@ -107,6 +109,14 @@ notify_cb(const char *channel, const char *payload, void *arg)
 		catalog_load();
 	else if (strcmp(channel, "agora_keys") == 0)
 		auth_evict_hex(rt.auth, payload);
+}
+
+static void
+redis_connected_cb(struct rds *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+	meter_redis_up(rt.meter);
 }
 
 /* ---- HTTP dispatch ---- */
@@ -256,6 +266,11 @@ router_setup(void)
 		return log_error("out of memory"), -1;
 	pgc_set_connect_cb(rt.pg_ctl, ctl_connected_cb, NULL);
 	pgc_set_notify_cb(rt.pg_ctl, notify_cb, NULL);
+	if (!(rt.redis = rds_new(rt.base, rt.conf.redis_host, rt.conf.redis_port)) ||
+	    !(rt.meter = meter_new(rt.base, rt.redis, rt.conf.spool_path, rt.conf.spool_max_bytes, err, sizeof(err))))
+		return log_error("metering: %s", rt.redis ? err : "out of memory"), -1;
+	rds_set_connect_cb(rt.redis, redis_connected_cb, NULL);
+	rds_connect(rt.redis);
 	if (!(rt.up = upstream_pool_new(rt.base, &ul, err, sizeof(err))))
 		return log_error("%s", err), -1;
 	if (!(rt.httpd = httpd_new(rt.base, rt.conf.listen, &hl, router_handle, NULL, err, sizeof(err))))
@@ -273,6 +288,8 @@ router_teardown(void)
 {
 	httpd_free(rt.httpd);		/* aborts requests: they cancel upstreams */
 	upstream_pool_free(rt.up);
+	meter_free(rt.meter);		/* flushes the spool */
+	rds_free(rt.redis);
 	auth_free(rt.auth);
 	pgc_free(rt.pg_ctl);
 	pgc_free(rt.pg_auth);
@@ -318,6 +335,7 @@ main(int argc, char **argv)
 	lvl = log_level_parse(rt.conf.log_level);
 	log_init("agora-router", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
 	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();	/* the spool thread wakes the loop */
 	if (!(rt.base = event_base_new()))
 		return 1;
 	sigterm = evsignal_new(rt.base, SIGTERM, signal_cb, NULL);

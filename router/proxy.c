@@ -47,15 +47,23 @@ struct proxy {
 	struct sse *sse;
 	int client_started;		/* a byte reached the client */
 	int saw_done, saw_finish;
+	char finish[24];		/* finish_reason seen */
 	int64_t prompt_tokens, completion_tokens;
 	int have_usage;
-	int64_t t_start_ms;
+	int64_t t_start_ms, t_first_ms;	/* start; first byte to the client */
+	int64_t account_id, key_id;
+	char *app_url, *app_title;	/* attribution headers, copied */
+	int64_t stream_chars;		/* completion text seen (estimates) */
+	int estimated;			/* tokens counted by us, not the provider */
+	int metered;
 	int fail_status;		/* status the last failure maps to */
 	char fail_msg[256];
 	char gen_id[48];
 };
 
 static void proxy_attempt(struct proxy *p);
+static int64_t proxy_cost(struct proxy *p);
+static int64_t proxy_provider_cost(struct proxy *p);
 static void proxy_next(struct proxy *p, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -94,6 +102,8 @@ proxy_free(struct proxy *p)
 	if (p->cat)
 		rcat_unref(p->cat);
 	cJSON_Delete(p->body);
+	free(p->app_url);
+	free(p->app_title);
 	if (p->buf)
 		evbuffer_free(p->buf);
 	sse_free(p->sse);
@@ -109,6 +119,53 @@ proxy_log(struct proxy *p, int status)
 		 p->gen_id, e ? e->model->id : "-", e ? e->prov->id : "-", status,
 		 p->attempt + (e ? 1 : 0), p->stream, (long long)p->prompt_tokens,
 		 (long long)p->completion_tokens, (long long)(router_now_ms() - p->t_start_ms));
+}
+
+/* Records the generation's usage, once. Only generations a provider served
+ * (answered, or cut after bytes went out) are metered. */
+static void
+proxy_meter(struct proxy *p, int status)
+{
+	struct rcat_endpoint *e = p->cands[p->attempt];
+	struct usage_event ev;
+	int64_t now = router_now_ms(), gen_ms;
+
+	if (p->metered)
+		return;
+	p->metered = 1;
+	if (!p->have_usage) {
+		size_t blen;
+
+		httpd_req_body(p->req, &blen);
+		p->prompt_tokens = (int64_t)(blen + 3) / 4;
+		p->completion_tokens = (p->stream_chars + 3) / 4;
+		p->estimated = 1;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.id = p->gen_id;
+	ev.ts_ms = now;
+	ev.account_id = p->account_id;
+	ev.key_id = p->key_id;
+	ev.app_url = p->app_url;
+	ev.app_title = p->app_title;
+	ev.model = e->model->id;
+	ev.author = e->model->author;
+	ev.provider = e->prov->id;
+	ev.endpoint_id = e->id;
+	ev.prompt_tokens = p->prompt_tokens;
+	ev.completion_tokens = p->completion_tokens;
+	ev.cost_nusd = proxy_cost(p);
+	ev.provider_cost_nusd = proxy_provider_cost(p);
+	ev.latency_ms = (int)(now - p->t_start_ms);
+	ev.ttft_ms = (int)((p->t_first_ms ? p->t_first_ms : now) - p->t_start_ms);
+	gen_ms = now - (p->t_first_ms ? p->t_first_ms : p->t_start_ms);
+	ev.tps_milli = gen_ms > 0 ? p->completion_tokens * 1000000 / gen_ms : 0;
+	ev.streamed = p->stream;
+	ev.estimated = p->estimated;
+	ev.status = status;
+	ev.attempts = p->attempt + 1;
+	ev.finish_reason = p->finish[0] ? p->finish : NULL;
+	meter_emit(p->rt->meter, &ev);
 }
 
 /* Answers an error (before any byte went out) and ends the request. */
@@ -143,9 +200,10 @@ proxy_abort_cb(struct httpd_req *req, void *arg)
 		upstream_cancel(p->up);
 		p->up = NULL;
 	}
-	if (p->state == PX_STREAMING)
+	if (p->state == PX_STREAMING) {
+		proxy_meter(p, 499);
 		httpd_stream_end(p->req);
-	else
+	} else
 		httpd_reply_error(p->req, 499, "client closed request");
 	p->state = PX_DONE;
 	proxy_free(p);
@@ -199,6 +257,16 @@ proxy_cost(struct proxy *p)
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	int64_t a = money_cost_nusd(p->prompt_tokens, e->price_prompt);
 	int64_t b = money_cost_nusd(p->completion_tokens, e->price_completion);
+
+	return a < 0 || b < 0 ? 0 : a + b;
+}
+
+static int64_t
+proxy_provider_cost(struct proxy *p)
+{
+	struct rcat_endpoint *e = p->cands[p->attempt];
+	int64_t a = money_cost_nusd(p->prompt_tokens, e->cost_prompt);
+	int64_t b = money_cost_nusd(p->completion_tokens, e->cost_completion);
 
 	return a < 0 || b < 0 ? 0 : a + b;
 }
@@ -275,6 +343,14 @@ proxy_finish_json(struct proxy *p)
 			(double)estimate_tokens(cJSON_IsString(content) ? content->valuestring : NULL));
 	}
 	usage_take(p, usage);
+	{
+		const cJSON *fin = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0), "finish_reason");
+
+		if (cJSON_IsString(fin))
+			snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
+	}
+	p->t_first_ms = router_now_ms();
+	proxy_meter(p, 200);
 	p->rt->st.completions_ok++;
 	proxy_log(p, 200);
 	httpd_reply_json(p->req, 200, ans);
@@ -314,6 +390,7 @@ stream_start(struct proxy *p)
 	httpd_add_header(p->req, "X-Generation-Id", p->gen_id);
 	httpd_stream_start(p->req, 200, "text/event-stream");
 	p->client_started = 1;
+	p->t_first_ms = router_now_ms();
 	p->state = PX_STREAMING;
 	p->rt->st.streams_total++;
 	health_ok(p->cands[p->attempt]);
@@ -331,6 +408,7 @@ stream_fail(struct proxy *p, int code, const char *msg)
 	cJSON_AddStringToObject(err, "message", msg);
 	stream_write_json(p, o);
 	cJSON_Delete(o);
+	proxy_meter(p, code);
 	p->rt->st.completions_failed++;
 	proxy_log(p, code);
 	httpd_stream_end(p->req);
@@ -346,11 +424,30 @@ stream_finish(struct proxy *p)
 		return;
 	}
 	httpd_stream_write(p->req, "data: [DONE]\n\n", 14);
+	proxy_meter(p, 200);
 	p->rt->st.completions_ok++;
 	proxy_log(p, 200);
 	httpd_stream_end(p->req);
 	p->state = PX_DONE;
 	proxy_free(p);
+}
+
+/* Completion text length seen in a chunk, for estimates. */
+static void
+count_delta(struct proxy *p, const cJSON *choices)
+{
+	const cJSON *c;
+
+	cJSON_ArrayForEach(c, choices) {
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "delta");
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "content");
+		const cJSON *r = cJSON_GetObjectItemCaseSensitive(d, "reasoning");
+
+		if (cJSON_IsString(t))
+			p->stream_chars += (int64_t)strlen(t->valuestring);
+		if (cJSON_IsString(r))
+			p->stream_chars += (int64_t)strlen(r->valuestring);
+	}
 }
 
 /* One upstream SSE event. Returns non-zero when the request ended. */
@@ -390,8 +487,11 @@ stream_event(void *arg, const char *event, const char *data, size_t len, int com
 		stream_start(p);
 	choices = cJSON_GetObjectItemCaseSensitive(o, "choices");
 	fin = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0), "finish_reason");
-	if (cJSON_IsString(fin))
+	if (cJSON_IsString(fin)) {
 		p->saw_finish = 1;
+		snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
+	}
+	count_delta(p, choices);
 	rewrite_ids(p, o);
 	usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
 	if (cJSON_IsObject(usage)) {
@@ -719,8 +819,26 @@ proxy_auth_cb(const struct auth_key *k, const char *err, void *arg)
 		proxy_fail(p, 403, "operator keys cannot be used for completions; create an inference key");
 		return;
 	}
+	p->account_id = k->account_id;
+	p->key_id = k->key_id;
+	if (meter_blocked(p->rt->meter)) {
+		p->rt->st.meter_refusals++;
+		proxy_fail(p, 503, "usage cannot be recorded right now; try again shortly");
+		return;
+	}
 	p->state = PX_UPSTREAM;
 	proxy_start(p);
+}
+
+/* An attribution header, bounded and copied (NULL when absent). */
+static char *
+attribution(struct httpd_req *req, const char *name, const char *alt)
+{
+	const char *v = httpd_req_header(req, name);
+
+	if (!v && alt)
+		v = httpd_req_header(req, alt);
+	return v && *v ? strndup(v, 200) : NULL;
 }
 
 void
@@ -747,6 +865,8 @@ proxy_chat(struct router *rt, struct httpd_req *req)
 	p->t_start_ms = router_now_ms();
 	p->retry_after = -1;
 	gen_id_new(p->gen_id, sizeof(p->gen_id));
+	p->app_url = attribution(req, "HTTP-Referer", NULL);
+	p->app_title = attribution(req, "X-Title", "X-OpenRouter-Title");
 	rt->inflight++;
 	httpd_req_set_abort_cb(req, proxy_abort_cb, p);
 	httpd_req_set_drain_cb(req, proxy_drain_cb, p);

@@ -24,6 +24,8 @@ const char rcat_sql[] =
 	"(SELECT coalesce(json_agg(e ORDER BY e.eid), '[]') FROM (SELECT e.id AS eid, e.id::text AS id, e.model_id, "
 	"  e.provider_id, e.upstream_model, e.quantization, e.context_length, e.max_output, "
 	"  e.prompt_uusd_per_mtok::text AS prompt, e.completion_uusd_per_mtok::text AS completion, "
+	"  coalesce(e.cost_prompt_uusd_per_mtok, e.prompt_uusd_per_mtok)::text AS cost_prompt, "
+	"  coalesce(e.cost_completion_uusd_per_mtok, e.completion_uusd_per_mtok)::text AS cost_completion, "
 	"  e.supported_parameters FROM endpoints e JOIN providers p ON p.id = e.provider_id "
 	"  JOIN models m ON m.id = e.model_id WHERE e.status = 'active' AND p.status = 'active' "
 	"  AND m.status = 'active') e)::text";
@@ -237,6 +239,12 @@ load_endpoints(struct rcat *c, const cJSON *arr, const struct rcat *prev)
 		ep->max_output = jint(e, "max_output");
 		ep->price_prompt = jtext_i64(e, "prompt");
 		ep->price_completion = jtext_i64(e, "completion");
+		ep->cost_prompt = jtext_i64(e, "cost_prompt");
+		ep->cost_completion = jtext_i64(e, "cost_completion");
+		if (ep->cost_prompt < 0)
+			ep->cost_prompt = ep->price_prompt;
+		if (ep->cost_completion < 0)
+			ep->cost_completion = ep->price_completion;
 		ep->supported = jarray(e, "supported_parameters");
 		if (!ep->upstream_model || !ep->quantization || ep->price_prompt < 0 ||
 		    ep->price_completion < 0 || endpoint_url(ep) < 0)

@@ -34,7 +34,8 @@ struct rcat_endpoint {
 	struct rcat_model *model;
 	char *upstream_model, *quantization;
 	int context_length, max_output;
-	int64_t price_prompt, price_completion;	/* uusd per Mtok */
+	int64_t price_prompt, price_completion;	/* uusd per Mtok, charged */
+	int64_t cost_prompt, cost_completion;	/* uusd per Mtok, the provider bills */
 	cJSON *supported;		/* array, or NULL: the model's */
 	char *url;			/* chat completions URL */
 	struct rcat_health health;

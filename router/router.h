@@ -13,7 +13,9 @@
 #include "auth.h"
 #include "conf.h"
 #include "httpd.h"
+#include "meter.h"
 #include "pgc.h"
+#include "rds.h"
 #include "rcat.h"
 #include "upstream.h"
 
@@ -31,7 +33,8 @@
 	X(upstream_timeouts, "upstream attempts that timed out") \
 	X(backpressure_pauses, "upstream reads paused for a slow client") \
 	X(catalog_reloads, "catalog snapshots loaded") \
-	X(auth_failures, "requests refused for their key")
+	X(auth_failures, "requests refused for their key") \
+	X(meter_refusals, "completions refused because usage could not be recorded")
 
 struct router_stats {
 #define X(name, help) long long name;
@@ -47,6 +50,8 @@ struct router {
 	struct pgc *pg_auth;		/* key lookups */
 	struct auth *auth;
 	struct upstream_pool *up;
+	struct rds *redis;		/* metering */
+	struct meter *meter;
 	struct rcat *cat;		/* current snapshot, NULL until loaded */
 	int cat_loading;
 	struct event *poll_timer;

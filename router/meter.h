@@ -1,0 +1,58 @@
+/*
+ * meter: the router's usage events. When a generation ends, one event (ids,
+ * tokens, integer nano-USD costs, timings; never prompt or completion text)
+ * is appended to the Redis stream `usage` with a pipelined asynchronous XADD;
+ * a request never waits on Redis. While Redis is away, or an XADD fails,
+ * events go to a local append-only spool file (flushed and fsync'd off the
+ * loop by a writer thread) that is replayed in order when Redis returns.
+ * Billing is idempotent on the generation id, so a replay that repeats an
+ * event is harmless.
+ */
+#ifndef AGORA_METER_H
+#define AGORA_METER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "rds.h"
+
+struct meter;
+
+struct usage_event {
+	const char *id;			/* gen-... */
+	int64_t ts_ms;			/* when the generation ended */
+	int64_t account_id, key_id;
+	const char *app_url, *app_title;	/* HTTP-Referer, X-Title (may be NULL) */
+	const char *model, *author, *provider;
+	int64_t endpoint_id;
+	int64_t prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens;
+	int64_t cost_nusd, provider_cost_nusd;
+	int latency_ms, ttft_ms;
+	int64_t tps_milli;		/* output tokens per second x 1000 */
+	int streamed, estimated, status, attempts;
+	const char *finish_reason;
+};
+
+struct meter_stats {
+	long long emitted, spooled, replayed, spool_bytes, xadd_errors, spool_full;
+};
+
+struct meter *meter_new(struct event_base *base, struct rds *rd, const char *spool_path,
+			int64_t spool_max_bytes, char *err, size_t errlen);
+void meter_free(struct meter *m);
+/* Records one event. Returns -1 only when neither Redis nor the spool can
+ * take it (spool full): callers should stop serving until it drains. */
+int meter_emit(struct meter *m, const struct usage_event *ev);
+/* 0 when new work can be metered (spool not full). */
+int meter_blocked(const struct meter *m);
+/* Call after every Redis (re)connect: replays the spool. */
+void meter_redis_up(struct meter *m);
+void meter_stats(const struct meter *m, struct meter_stats *st);
+
+/* The event as the compact JSON stored in the stream field `e` (exposed for
+ * tests and for billing's parser). Caller frees with free(). */
+char *meter_event_json(const struct usage_event *ev);
+
+#endif
