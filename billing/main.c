@@ -1,9 +1,8 @@
 /*
- * agora-billing: turns the Redis usage stream into money in PostgreSQL. In
- * this stage it connects to both (asynchronously, reconnecting), makes sure
- * the consumer group `billing` exists on stream `usage`, reports its state on
- * a timer, and stops cleanly on SIGTERM. Batch consumption (XREADGROUP,
- * idempotent inserts, ledger, XACK after COMMIT) is the metering issue's.
+ * agora-billing: turns the Redis usage stream into money in PostgreSQL
+ * through the consumer (consumer.c): batches from the group `billing`, one
+ * transaction each, XACK after COMMIT. Several workers can run at once.
+ * SIGTERM lets the batch in flight commit and ack, then stops.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -12,7 +11,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include <unistd.h>
+
 #include "conf.h"
+#include "consumer.h"
 #include "log.h"
 #include "pgc.h"
 #include "rds.h"
@@ -22,27 +24,16 @@
 static struct event_base *base;
 static struct pgc *pg;
 static struct rds *rd;
-
-static void
-group_cb(redisAsyncContext *ac, void *reply, void *arg)
-{
-	redisReply *r = reply;
-
-	(void)ac;
-	(void)arg;
-	if (!r)
-		return;
-	if (r->type == REDIS_REPLY_ERROR && !strstr(r->str, "BUSYGROUP"))
-		log_warn("redis: XGROUP CREATE: %s", r->str);
-	else
-		log_info("redis: consumer group billing ready on stream usage");
-}
+static struct consumer *cons;
+static struct event *stop_timer;
+static int stop_polls;
 
 static void
 redis_connected(struct rds *r, void *arg)
 {
+	(void)r;
 	(void)arg;
-	redisAsyncCommand(rds_ctx(r), group_cb, NULL, "XGROUP CREATE usage billing $ MKSTREAM");
+	consumer_redis_up(cons);
 }
 
 static void
@@ -51,9 +42,15 @@ pg_check_cb(PGresult *res, const char *err, void *arg)
 	(void)arg;
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
 		log_warn("postgresql: check failed: %s", res ? PQresultErrorMessage(res) : err);
-	else
-		log_info("status: postgresql ok (%s accounts), redis %s", PQgetvalue(res, 0, 0),
-			 rds_is_connected(rd) ? "ok" : "down");
+	else {
+		struct consumer_stats st;
+
+		consumer_stats(cons, &st);
+		log_info("status: postgresql ok (%s events billed in all), redis %s; this worker: "
+			 "%lld batches, %lld events, %lld new, %lld duplicates, %lld acked, %lld claimed",
+			 PQgetvalue(res, 0, 0), rds_is_connected(rd) ? "ok" : "down", st.batches,
+			 st.events, st.inserted, st.duplicates, st.acked, st.claimed);
+	}
 }
 
 static void
@@ -62,7 +59,23 @@ status_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	pgc_query(pg, "SELECT count(*)::text FROM accounts", 0, NULL, pg_check_cb, NULL);
+	pgc_query(pg, "SELECT count(*)::text FROM ledger WHERE kind = 'usage'", 0, NULL, pg_check_cb, NULL);
+}
+
+/* Stops once no batch is between its read and its ack (at most 10 s). */
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { 0, 50 * 1000 };
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (!consumer_busy(cons) || ++stop_polls > 200) {
+		event_base_loopexit(base, NULL);
+		return;
+	}
+	evtimer_add(stop_timer, &tv);
 }
 
 static void
@@ -70,8 +83,11 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	(void)arg;
-	log_info("signal %d: stopping", (int)sig);
-	event_base_loopexit(base, NULL);
+	log_info("signal %d: stopping after the batch in flight", (int)sig);
+	if (!stop_timer && (stop_timer = evtimer_new(base, stop_cb, NULL)))
+		stop_cb(-1, 0, NULL);
+	else
+		event_base_loopexit(base, NULL);
 }
 
 int
@@ -103,8 +119,14 @@ main(int argc, char **argv)
 		return 1;
 	pg = pgc_new(base, conf.pg_dsn, conf.pg_timeout_ms, 1024);
 	rd = rds_new(base, conf.redis_host, conf.redis_port);
-	if (!pg || !rd)
-		return 1;
+	{
+		char name[160], host[64] = "host";
+
+		gethostname(host, sizeof(host) - 1);
+		snprintf(name, sizeof(name), "%s-%d", host, (int)getpid());
+		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms)))
+			return 1;
+	}
 	rds_set_connect_cb(rd, redis_connected, NULL);
 	pgc_connect(pg);
 	rds_connect(rd);
@@ -117,8 +139,11 @@ main(int argc, char **argv)
 	event_base_once(base, -1, EV_TIMEOUT, status_cb, NULL, &now);
 	log_info("started");
 	event_base_dispatch(base);
+	consumer_free(cons);
 	rds_free(rd);
 	pgc_free(pg);
+	if (stop_timer)
+		event_free(stop_timer);
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(status);

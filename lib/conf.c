@@ -61,6 +61,8 @@ static const struct conf_key conf_keys[] = {
 	I("key_cache_ttl_ms", key_cache_ttl_ms, 0, 3600000, "5000", "how long a key lookup is trusted"),
 	I("pg_timeout_ms", pg_timeout_ms, 100, 600000, "5000", "PostgreSQL connect/query time-out"),
 	S("spool_path", spool_path, "usage.spool", "router's local usage spool file while Redis is away"),
+	I("billing_batch", billing_batch, 1, 100000, "2000", "usage events per billing transaction"),
+	I("billing_claim_idle_ms", billing_claim_idle_ms, 1000, 86400000, "30000", "billing takes over entries another worker left pending this long"),
 	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
 };
 

@@ -43,6 +43,8 @@ struct agora_conf {
 	int pg_timeout_ms;			/* connect and query time-out */
 	char spool_path[512];			/* usage spool while Redis is away */
 	int64_t spool_max_bytes;		/* spool bound (then 503) */
+	int billing_batch;			/* events per billing transaction */
+	int billing_claim_idle_ms;		/* take over entries pending this long */
 };
 
 /* Fills defaults, reads `path` (NULL: none) then AGORA_* environment

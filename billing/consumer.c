@@ -1,0 +1,392 @@
+/*
+ * consumer: the billing loop (see consumer.h).
+ *
+ *   CLAIM (every claim_idle_ms) ─┐
+ *   READ_PENDING ("0") ──────────┼─entries─▶ WRITE (one statement) ─commit─▶ ACK ─▶ next
+ *   READ_NEW (">", BLOCK 1 s) ───┘   none: READ_PENDING → READ_NEW
+ *
+ * A failed write leaves the batch pending; after a pause the consumer reads
+ * its pending entries again, so nothing is skipped and nothing is acked early.
+ */
+#include "consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+
+#define STREAM "usage"
+#define GROUP "billing"
+#define RETRY_MS 1000
+#define BLOCK_MS "1000"
+
+enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE };
+
+struct consumer {
+	struct event_base *base;
+	struct pgc *pg;
+	struct rds *rd;
+	char name[128];
+	int batch, claim_idle_ms;
+	enum consumer_phase phase;
+	int pending_mode;		/* re-reading our own pending entries */
+	int claim_due;
+	char **ids;			/* the batch's stream ids, for XACK */
+	int nids;
+	struct event *timer;		/* pause after errors */
+	struct event *claim_timer;
+	struct consumer_stats st;
+};
+
+const char consumer_sql[] =
+	"WITH ev AS ("
+	" SELECT DISTINCT ON (x.id) x.*, timestamptz 'epoch' + x.ts * interval '1 millisecond' AS at"
+	" FROM json_to_recordset($1::json) AS x(id text, ts bigint, account bigint, key bigint,"
+	"  app_url text, app_title text, model text, author text, provider text, endpoint bigint,"
+	"  pt bigint, ct bigint, cached bigint, reasoning bigint, cost bigint, pcost bigint,"
+	"  latency_ms int, ttft_ms int, tps_milli bigint, stream bool, estimated bool, status int,"
+	"  attempts int, finish text)"
+	" WHERE x.id IS NOT NULL ORDER BY x.id"
+	"), ins AS ("
+	" INSERT INTO usage_events (generation_id, created_at, account_id, key_id, app_url, app_title,"
+	"  model_id, model_author, provider_id, endpoint_id, prompt_tokens, completion_tokens,"
+	"  cached_tokens, reasoning_tokens, cost_nusd, provider_cost_nusd, latency_ms, ttft_ms,"
+	"  tps_milli, streamed, estimated, status, attempts, finish_reason)"
+	" SELECT id, at, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct,"
+	"  coalesce(cached, 0), coalesce(reasoning, 0), cost, pcost, latency_ms, ttft_ms, tps_milli,"
+	"  stream, estimated, status, attempts, finish FROM ev"
+	" ON CONFLICT DO NOTHING"
+	" RETURNING generation_id, created_at, account_id, key_id, model_id, model_author, provider_id,"
+	"  coalesce(app_title, app_url, '') AS app, prompt_tokens, completion_tokens, cost_nusd,"
+	"  provider_cost_nusd"
+	"), led AS ("
+	" INSERT INTO ledger (account_id, kind, amount_nusd, provider_cost_nusd, generation_id, created_at)"
+	" SELECT account_id, 'usage', -cost_nusd, provider_cost_nusd, generation_id, created_at FROM ins"
+	" ON CONFLICT (generation_id) DO NOTHING RETURNING 1"
+	"), k AS ("
+	" UPDATE api_keys SET usage_nusd = usage_nusd + s.c"
+	" FROM (SELECT key_id, sum(cost_nusd) AS c FROM ins GROUP BY key_id) s"
+	" WHERE api_keys.id = s.key_id RETURNING 1"
+	"), r AS ("
+	" INSERT INTO usage_daily AS d (day, account_id, key_id, model_id, model_author, provider_id, app,"
+	"  requests, prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd)"
+	" SELECT (created_at AT TIME ZONE 'UTC')::date, account_id, key_id, model_id, model_author,"
+	"  provider_id, app, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_nusd),"
+	"  sum(provider_cost_nusd) FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7"
+	" ON CONFLICT (day, account_id, key_id, model_id, provider_id, app) DO UPDATE SET"
+	"  requests = d.requests + excluded.requests,"
+	"  prompt_tokens = d.prompt_tokens + excluded.prompt_tokens,"
+	"  completion_tokens = d.completion_tokens + excluded.completion_tokens,"
+	"  cost_nusd = d.cost_nusd + excluded.cost_nusd,"
+	"  provider_cost_nusd = d.provider_cost_nusd + excluded.provider_cost_nusd"
+	" RETURNING 1"
+	")"
+	" SELECT (SELECT count(*) FROM ev)::text, (SELECT count(*) FROM ins)::text,"
+	" (SELECT count(*) FROM led)::text, (SELECT count(*) FROM r)::text";
+
+static void consumer_next(struct consumer *c);
+
+static void
+batch_clear(struct consumer *c)
+{
+	for (int i = 0; i < c->nids; i++)
+		free(c->ids[i]);
+	free(c->ids);
+	c->ids = NULL;
+	c->nids = 0;
+}
+
+static void
+consumer_pause(struct consumer *c)
+{
+	struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
+
+	batch_clear(c);
+	c->phase = CP_PAUSE;
+	c->pending_mode = 1;	/* the unacked batch comes back from "0" */
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+ack_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct consumer *c = arg;
+	redisReply *r = reply;
+
+	(void)ac;
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		log_warn("billing: XACK failed: %s (the batch will be re-read; it is already billed)",
+			 r ? r->str : "disconnected");
+		consumer_pause(c);
+		return;
+	}
+	c->st.acked += r->integer;
+	batch_clear(c);
+	consumer_next(c);
+}
+
+static void
+consumer_ack(struct consumer *c)
+{
+	redisAsyncContext *ac = rds_ctx(c->rd);
+	const char **argv;
+	int argc = c->nids + 3;
+
+	if (!ac || !(argv = calloc((size_t)argc, sizeof(*argv)))) {
+		consumer_pause(c);
+		return;
+	}
+	argv[0] = "XACK";
+	argv[1] = STREAM;
+	argv[2] = GROUP;
+	for (int i = 0; i < c->nids; i++)
+		argv[i + 3] = c->ids[i];
+	c->phase = CP_ACK;
+	if (redisAsyncCommandArgv(ac, ack_cb, c, argc, argv, NULL) != REDIS_OK)
+		consumer_pause(c);
+	free(argv);
+}
+
+static void
+write_cb(PGresult *res, const char *err, void *arg)
+{
+	struct consumer *c = arg;
+
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		c->st.pg_errors++;
+		log_warn("billing: batch of %d not written: %s", c->nids,
+			 res ? PQresultErrorMessage(res) : err);
+		consumer_pause(c);
+		return;
+	}
+	c->st.batches++;
+	c->st.inserted += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	c->st.duplicates += strtoll(PQgetvalue(res, 0, 0), NULL, 10) - strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	log_debug("billing: batch %d entries, %s events, %s new", c->nids, PQgetvalue(res, 0, 0),
+		  PQgetvalue(res, 0, 1));
+	consumer_ack(c);
+}
+
+/* entries: [[id, [field, value, ...]], ...]. Returns how many were taken. */
+static int
+batch_take(struct consumer *c, const redisReply *entries)
+{
+	cJSON *arr = cJSON_CreateArray();
+	const char *params[1];
+	char *json;
+
+	if (!arr || !(c->ids = calloc(entries->elements ? entries->elements : 1, sizeof(char *)))) {
+		cJSON_Delete(arr);
+		return -1;
+	}
+	for (size_t i = 0; i < entries->elements; i++) {
+		const redisReply *e = entries->element[i], *f;
+		cJSON *ev = NULL;
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		c->ids[c->nids++] = strdup(e->element[0]->str);
+		f = e->elements > 1 ? e->element[1] : NULL;
+		for (size_t j = 0; f && f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
+			if (strcmp(f->element[j]->str, "e") == 0)
+				ev = cJSON_ParseWithLength(f->element[j + 1]->str, f->element[j + 1]->len);
+		if (!cJSON_IsObject(ev)) {
+			c->st.bad_entries++;
+			log_error("billing: entry %s is not a usage event; acknowledged and skipped",
+				  e->element[0]->str);
+			cJSON_Delete(ev);
+			continue;
+		}
+		cJSON_AddItemToArray(arr, ev);
+	}
+	c->st.events += cJSON_GetArraySize(arr);
+	json = cJSON_PrintUnformatted(arr);
+	cJSON_Delete(arr);
+	if (!json)
+		return -1;
+	params[0] = json;
+	c->phase = CP_WRITE;
+	if (pgc_query(c->pg, consumer_sql, 1, params, write_cb, c) < 0) {
+		cJSON_free(json);
+		return -1;
+	}
+	cJSON_free(json);
+	return c->nids;
+}
+
+/* XREADGROUP reply: nil, or [[stream, entries]]. */
+static void
+read_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct consumer *c = arg;
+	redisReply *r = reply, *entries = NULL;
+
+	(void)ac;
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		if (r && strstr(r->str, "NOGROUP"))
+			c->phase = CP_DOWN, consumer_redis_up(c);
+		else
+			consumer_pause(c);
+		return;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->elements > 1)
+		entries = r->element[0]->element[1];
+	if (!entries || entries->elements == 0) {
+		c->pending_mode = 0;
+		consumer_next(c);
+		return;
+	}
+	if (batch_take(c, entries) < 0)
+		consumer_pause(c);
+}
+
+/* XAUTOCLAIM reply: [next-id, entries, deleted-ids]. */
+static void
+claim_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct consumer *c = arg;
+	redisReply *r = reply;
+
+	(void)ac;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[1]->elements == 0) {
+		consumer_next(c);
+		return;
+	}
+	c->st.claimed += (long long)r->element[1]->elements;
+	log_info("billing: claimed %zu entries of a stopped consumer", r->element[1]->elements);
+	if (batch_take(c, r->element[1]) < 0)
+		consumer_pause(c);
+}
+
+static void
+consumer_next(struct consumer *c)
+{
+	redisAsyncContext *ac = rds_ctx(c->rd);
+	char count[16], idle[16];
+	int rc;
+
+	if (!ac) {
+		c->phase = CP_DOWN;
+		return;
+	}
+	snprintf(count, sizeof(count), "%d", c->batch);
+	c->phase = CP_READ;
+	if (c->claim_due) {
+		c->claim_due = 0;
+		snprintf(idle, sizeof(idle), "%d", c->claim_idle_ms);
+		rc = redisAsyncCommand(ac, claim_cb, c, "XAUTOCLAIM %s %s %s %s 0-0 COUNT %s",
+				       STREAM, GROUP, c->name, idle, count);
+	} else if (c->pending_mode) {
+		rc = redisAsyncCommand(ac, read_cb, c, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s 0",
+				       GROUP, c->name, count, STREAM);
+	} else {
+		rc = redisAsyncCommand(ac, read_cb, c, "XREADGROUP GROUP %s %s COUNT %s BLOCK " BLOCK_MS
+				       " STREAMS %s >", GROUP, c->name, count, STREAM);
+	}
+	if (rc != REDIS_OK)
+		consumer_pause(c);
+}
+
+static void
+group_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct consumer *c = arg;
+	redisReply *r = reply;
+
+	(void)ac;
+	if (!r) {
+		c->phase = CP_DOWN;
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR && !strstr(r->str, "BUSYGROUP"))
+		log_warn("billing: XGROUP CREATE: %s", r->str);
+	c->pending_mode = 1;
+	consumer_next(c);
+}
+
+void
+consumer_redis_up(struct consumer *c)
+{
+	redisAsyncContext *ac = rds_ctx(c->rd);
+
+	if (!ac || (c->phase != CP_DOWN && c->phase != CP_PAUSE))
+		return;
+	evtimer_del(c->timer);
+	c->phase = CP_READ;
+	if (redisAsyncCommand(ac, group_cb, c, "XGROUP CREATE %s %s 0 MKSTREAM", STREAM, GROUP) != REDIS_OK)
+		c->phase = CP_DOWN;
+}
+
+static void
+pause_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct consumer *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->phase = CP_DOWN;
+	consumer_redis_up(c);
+}
+
+static void
+claim_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	((struct consumer *)arg)->claim_due = 1;
+}
+
+struct consumer *
+consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char *name,
+	     int batch, int claim_idle_ms)
+{
+	struct consumer *c = calloc(1, sizeof(*c));
+	struct timeval tv = { claim_idle_ms / 1000, (claim_idle_ms % 1000) * 1000 };
+
+	if (!c)
+		return NULL;
+	c->base = base;
+	c->pg = pg;
+	c->rd = rd;
+	c->batch = batch;
+	c->claim_idle_ms = claim_idle_ms;
+	c->claim_due = 1;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->timer = evtimer_new(base, pause_cb, c);
+	c->claim_timer = event_new(base, -1, EV_PERSIST, claim_tick_cb, c);
+	if (!c->timer || !c->claim_timer) {
+		consumer_free(c);
+		return NULL;
+	}
+	evtimer_add(c->claim_timer, &tv);
+	return c;
+}
+
+int
+consumer_busy(const struct consumer *c)
+{
+	return c->phase == CP_WRITE || c->phase == CP_ACK;
+}
+
+void
+consumer_stats(const struct consumer *c, struct consumer_stats *st)
+{
+	*st = c->st;
+}
+
+void
+consumer_free(struct consumer *c)
+{
+	if (!c)
+		return;
+	batch_clear(c);
+	if (c->timer)
+		event_free(c->timer);
+	if (c->claim_timer)
+		event_free(c->claim_timer);
+	free(c);
+}

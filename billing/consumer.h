@@ -1,0 +1,36 @@
+/*
+ * consumer: moves usage events from the Redis stream `usage` into PostgreSQL.
+ * Reads batches through the consumer group `billing` (its own pending
+ * entries first, then new ones), writes each batch in ONE statement (events,
+ * ledger charges, key usage and daily rollups: one transaction), and XACKs
+ * only after the commit. Entries left pending by a consumer that died are
+ * taken over with XAUTOCLAIM. Idempotent on the generation id, so a batch
+ * written twice (crash between COMMIT and XACK) is billed once.
+ */
+#ifndef AGORA_CONSUMER_H
+#define AGORA_CONSUMER_H
+
+#include <event2/event.h>
+
+#include "pgc.h"
+#include "rds.h"
+
+struct consumer;
+
+struct consumer_stats {
+	long long batches, events, inserted, duplicates, acked, claimed, pg_errors, bad_entries;
+};
+
+struct consumer *consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd,
+			      const char *name, int batch, int claim_idle_ms);
+void consumer_free(struct consumer *c);
+/* Call after each Redis (re)connect. */
+void consumer_redis_up(struct consumer *c);
+void consumer_stats(const struct consumer *c, struct consumer_stats *st);
+/* 1 while a batch is between read and ack (for graceful stop). */
+int consumer_busy(const struct consumer *c);
+
+/* The one statement that writes a batch ($1: JSON array of events). */
+extern const char consumer_sql[];
+
+#endif
