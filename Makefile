@@ -23,8 +23,8 @@ LIB_SRCS       := $(wildcard lib/*.c)
 ROUTER_SRCS    := $(filter-out router/main.c,$(wildcard router/*.c))
 BILLING_SRCS   := $(wildcard billing/*.c)
 ANALYTICS_SRCS := $(wildcard analytics/*.c)
-CTL_SRCS       := $(wildcard ctl/*.c)
-MOCK_SRCS      := $(wildcard tests/mock/*.c)
+CTL_SRCS       := ctl/ctl.c
+MOCK_SRCS      := tests/mock/provider.c
 UNIT_SRCS      := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -68,13 +68,13 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/librouter.a $(BUILD)/liba
 # The local stack on fixed ports under ./var (see README).
 run: deps
 	@$(MAKE) --no-print-directory all
-	@sh deploy/stack.sh start var
+	@bash deploy/devstack.sh start var
 
 stop:
-	@sh deploy/stack.sh stop var
+	@bash deploy/devstack.sh stop var
 
 status:
-	@sh deploy/stack.sh status var
+	@bash deploy/devstack.sh status var
 
 unit: all
 	@sh tests/run.sh --unit-only $(BUILD)

@@ -1,0 +1,586 @@
+/*
+ * agoractl: what operators and finance do by hand. Migrations, catalog
+ * import, accounts, credits and keys, against the PostgreSQL the config
+ * names. A command-line tool, so plain synchronous libpq; every statement
+ * takes its values as parameters.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+
+#include "catimport.h"
+#include "conf.h"
+#include "keyhash.h"
+#include "money.h"
+
+static struct agora_conf conf;
+static const char *migrations_dir = "migrations";
+static PGconn *db;
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "agoractl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (db)
+		PQfinish(db);
+	exit(1);
+}
+
+static void
+connect_db(void)
+{
+	char dsn[600];
+
+	snprintf(dsn, sizeof(dsn), "%s connect_timeout=10", conf.pg_dsn);
+	db = PQconnectdb(dsn);
+	if (PQstatus(db) != CONNECTION_OK)
+		die("cannot connect to PostgreSQL: %s", PQerrorMessage(db));
+	PQclear(PQexec(db, "SET client_min_messages = warning"));
+}
+
+/* Runs a statement; dies on error. Caller PQclears the result. */
+static PGresult *
+q(const char *sql, int n, const char *const *params)
+{
+	PGresult *r = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType s = PQresultStatus(r);
+
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
+		msg[strcspn(msg, "\n")] = '\0';
+		PQclear(r);
+		PQclear(PQexec(db, "ROLLBACK"));
+		die("%s", msg);
+	}
+	return r;
+}
+
+static void
+exec0(const char *sql, int n, const char *const *params)
+{
+	PQclear(q(sql, n, params));
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (!f)
+		die("%s: %s", path, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	if (n < 0 || n > CATIMPORT_MAX_BYTES || !(buf = malloc((size_t)n + 1)))
+		die("%s: too large", path);
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+		die("%s: read error", path);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* ---- migrate ---- */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+cmd_migrate(void)
+{
+	char *names[1000], path[1024], ver[16];
+	struct dirent *de;
+	DIR *d = opendir(migrations_dir);
+	int n = 0, applied = 0;
+
+	if (!d)
+		die("%s: %s", migrations_dir, strerror(errno));
+	while ((de = readdir(d)) && n < 1000) {
+		size_t l = strlen(de->d_name);
+
+		if (l > 9 && strspn(de->d_name, "0123456789") == 4 && de->d_name[4] == '_' &&
+		    strcmp(de->d_name + l - 4, ".sql") == 0)
+			names[n++] = strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, (size_t)n, sizeof(char *), cmp_str);
+	exec0("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+	      "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())", 0, NULL);
+	for (int i = 0; i < n; i++) {
+		const char *params[2] = { ver, names[i] };
+		PGresult *r;
+		size_t len;
+		char *sql;
+
+		snprintf(ver, sizeof(ver), "%.4s", names[i]);
+		exec0("BEGIN", 0, NULL);
+		exec0("SELECT pg_advisory_xact_lock(72657)", 0, NULL);	/* one migrator at a time */
+		r = q("SELECT 1 FROM schema_migrations WHERE version = $1::int", 1, params);
+		if (PQntuples(r) > 0) {
+			PQclear(r);
+			exec0("COMMIT", 0, NULL);
+			continue;
+		}
+		PQclear(r);
+		snprintf(path, sizeof(path), "%s/%s", migrations_dir, names[i]);
+		sql = read_file(path, &len);
+		r = PQexec(db, sql);	/* the file's statements, inside our transaction */
+		free(sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+			fprintf(stderr, "agoractl: %s: %s", names[i], PQresultErrorMessage(r));
+			PQclear(r);
+			PQclear(PQexec(db, "ROLLBACK"));
+			die("migration %s failed; nothing of it was applied", names[i]);
+		}
+		PQclear(r);
+		exec0("INSERT INTO schema_migrations (version, name) VALUES ($1::int, $2)", 2, params);
+		exec0("COMMIT", 0, NULL);
+		printf("applied %s\n", names[i]);
+		applied++;
+	}
+	if (!applied)
+		printf("up to date (%d migrations)\n", n);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+}
+
+/* ---- catalog ---- */
+
+static const char sql_providers[] =
+	"INSERT INTO providers (id, name, api, base_url, api_key_env, region, data_training, "
+	" data_retention_days, status, updated_at) "
+	"SELECT id, name, api, base_url, nullif(api_key_env, ''), region, training, retention_days, status, now() "
+	"FROM jsonb_to_recordset($1::jsonb -> 'providers') AS x(id text, name text, api text, base_url text, "
+	" api_key_env text, region text, training bool, retention_days int, status text) "
+	"ON CONFLICT (id) DO UPDATE SET name = excluded.name, api = excluded.api, base_url = excluded.base_url, "
+	" api_key_env = excluded.api_key_env, region = excluded.region, data_training = excluded.data_training, "
+	" data_retention_days = excluded.data_retention_days, status = excluded.status, updated_at = now()";
+static const char sql_models[] =
+	"INSERT INTO models (id, name, author, description, origin, license, open_weights, context_length, "
+	" created, input_modalities, output_modalities, tokenizer, supported_parameters, status, updated_at) "
+	"SELECT id, name, author, description, nullif(origin, ''), nullif(license, ''), open_weights, "
+	" context_length, coalesce(created, extract(epoch FROM now())::bigint), "
+	" ARRAY(SELECT jsonb_array_elements_text(input_modalities)), "
+	" ARRAY(SELECT jsonb_array_elements_text(output_modalities)), tokenizer, "
+	" ARRAY(SELECT jsonb_array_elements_text(supported_parameters)), status, now() "
+	"FROM jsonb_to_recordset($1::jsonb -> 'models') AS x(id text, name text, author text, description text, "
+	" origin text, license text, open_weights bool, context_length int, created bigint, "
+	" input_modalities jsonb, output_modalities jsonb, tokenizer text, supported_parameters jsonb, status text) "
+	"ON CONFLICT (id) DO UPDATE SET name = excluded.name, author = excluded.author, "
+	" description = excluded.description, origin = excluded.origin, license = excluded.license, "
+	" open_weights = excluded.open_weights, context_length = excluded.context_length, "
+	" created = CASE WHEN (SELECT m->>'created' FROM jsonb_array_elements($1::jsonb -> 'models') m "
+	"   WHERE m->>'id' = excluded.id) IS NULL THEN models.created ELSE excluded.created END, "
+	" input_modalities = excluded.input_modalities, output_modalities = excluded.output_modalities, "
+	" tokenizer = excluded.tokenizer, supported_parameters = excluded.supported_parameters, "
+	" status = excluded.status, updated_at = now()";
+static const char sql_endpoints[] =
+	"INSERT INTO endpoints (model_id, provider_id, upstream_model, quantization, context_length, max_output, "
+	" prompt_uusd_per_mtok, completion_uusd_per_mtok, cost_prompt_uusd_per_mtok, "
+	" cost_completion_uusd_per_mtok, supported_parameters, status, updated_at) "
+	"SELECT model_id, provider_id, upstream_model, quantization, context_length, max_output, prompt, "
+	" completion, cost_prompt, cost_completion, "
+	" CASE WHEN jsonb_typeof(supported_parameters) = 'array' "
+	"  THEN ARRAY(SELECT jsonb_array_elements_text(supported_parameters)) END, status, now() "
+	"FROM jsonb_to_recordset($1::jsonb -> 'endpoints') AS x(model_id text, provider_id text, "
+	" upstream_model text, quantization text, context_length int, max_output int, prompt bigint, "
+	" completion bigint, cost_prompt bigint, cost_completion bigint, supported_parameters jsonb, status text) "
+	"ON CONFLICT (model_id, provider_id) DO UPDATE SET upstream_model = excluded.upstream_model, "
+	" quantization = excluded.quantization, context_length = excluded.context_length, "
+	" max_output = excluded.max_output, prompt_uusd_per_mtok = excluded.prompt_uusd_per_mtok, "
+	" completion_uusd_per_mtok = excluded.completion_uusd_per_mtok, "
+	" cost_prompt_uusd_per_mtok = excluded.cost_prompt_uusd_per_mtok, "
+	" cost_completion_uusd_per_mtok = excluded.cost_completion_uusd_per_mtok, "
+	" supported_parameters = excluded.supported_parameters, status = excluded.status, updated_at = now()";
+static const char sql_disable[] =
+	"WITH f AS (SELECT $1::jsonb AS j), "
+	"p AS (UPDATE providers SET status = 'disabled', updated_at = now() WHERE status <> 'disabled' AND id NOT IN "
+	" (SELECT x->>'id' FROM f, jsonb_array_elements(j -> 'providers') x) RETURNING 1), "
+	"m AS (UPDATE models SET status = 'disabled', updated_at = now() WHERE status <> 'disabled' AND id NOT IN "
+	" (SELECT x->>'id' FROM f, jsonb_array_elements(j -> 'models') x) RETURNING 1), "
+	"e AS (UPDATE endpoints SET status = 'disabled', updated_at = now() WHERE status <> 'disabled' AND "
+	" (model_id, provider_id) NOT IN (SELECT x->>'model_id', x->>'provider_id' FROM f, "
+	" jsonb_array_elements(j -> 'endpoints') x) RETURNING 1) "
+	"SELECT (SELECT count(*) FROM p) + (SELECT count(*) FROM m) + (SELECT count(*) FROM e)";
+
+static void
+cmd_catalog_import(const char *path)
+{
+	char err[512], *text, *norm;
+	const char *params[1];
+	PGresult *r;
+	cJSON *cat;
+	size_t len;
+
+	text = read_file(path, &len);
+	if (!(cat = catimport_parse(text, len, NULL, NULL, err, sizeof(err))))
+		die("%s: %s", path, err);
+	free(text);
+	norm = cJSON_PrintUnformatted(cat);
+	params[0] = norm;
+	exec0("BEGIN", 0, NULL);
+	exec0(sql_providers, 1, params);
+	exec0(sql_models, 1, params);
+	exec0(sql_endpoints, 1, params);
+	r = q(sql_disable, 1, params);
+	printf("disabled %s entries absent from the file\n", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	r = q("UPDATE catalog_version SET version = version + 1, updated_at = now() WHERE id = 1 "
+	      "RETURNING version::text", 0, NULL);
+	printf("catalog: %d providers, %d models, %d endpoints (version %s)\n",
+	       cJSON_GetArraySize(cJSON_GetObjectItem(cat, "providers")),
+	       cJSON_GetArraySize(cJSON_GetObjectItem(cat, "models")),
+	       cJSON_GetArraySize(cJSON_GetObjectItem(cat, "endpoints")), PQgetvalue(r, 0, 0));
+	PQclear(r);
+	exec0("SELECT pg_notify('agora_catalog', (SELECT version::text FROM catalog_version))", 0, NULL);
+	exec0("COMMIT", 0, NULL);
+	cJSON_free(norm);
+	cJSON_Delete(cat);
+}
+
+static void
+print_price(int64_t uusd)
+{
+	char buf[64];
+
+	money_format_scaled(uusd, 6, buf, sizeof(buf));
+	printf(" %10s", buf);
+}
+
+static void
+cmd_catalog_show(void)
+{
+	PGresult *r = q("SELECT e.model_id, e.provider_id, e.prompt_uusd_per_mtok::text, "
+			"e.completion_uusd_per_mtok::text, e.context_length::text, e.quantization, p.region, "
+			"e.status FROM endpoints e JOIN providers p ON p.id = e.provider_id "
+			"ORDER BY e.model_id, e.prompt_uusd_per_mtok + e.completion_uusd_per_mtok", 0, NULL);
+
+	printf("%-36s %-14s %10s %10s %9s %-8s %-4s %s\n", "model", "provider", "in $/Mtok",
+	       "out $/Mtok", "context", "quant", "reg", "status");
+	for (int i = 0; i < PQntuples(r); i++) {
+		printf("%-36s %-14s", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+		print_price(strtoll(PQgetvalue(r, i, 2), NULL, 10));
+		print_price(strtoll(PQgetvalue(r, i, 3), NULL, 10));
+		printf(" %9s %-8s %-4s %s\n", PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
+		       PQgetvalue(r, i, 7));
+	}
+	PQclear(r);
+}
+
+/* ---- accounts, credits, keys ---- */
+
+/* The id of an account given by id or name; dies if unknown. */
+static char *
+account_id(const char *ref)
+{
+	const char *params[1] = { ref };
+	PGresult *r = q("SELECT id::text FROM accounts WHERE name = $1 OR id::text = $1 "
+			"ORDER BY (name = $1) DESC LIMIT 1", 1, params);
+	char *id;
+
+	if (PQntuples(r) == 0)
+		die("no account '%s'", ref);
+	id = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return id;
+}
+
+static int64_t
+parse_usd_or_die(const char *s)
+{
+	int64_t v;
+
+	if (money_parse_usd(s, &v) < 0)
+		die("'%s' is not an amount in USD (up to 9 decimals)", s);
+	return v;
+}
+
+static void
+add_credits(const char *acct, int64_t nusd, const char *note)
+{
+	char amount[32];
+	const char *params[4] = { acct, nusd < 0 ? "adjustment" : "topup", amount, note };
+
+	snprintf(amount, sizeof(amount), "%lld", (long long)nusd);
+	exec0("INSERT INTO ledger (account_id, kind, amount_nusd, note) VALUES ($1::bigint, $2, $3::bigint, $4)",
+	      4, params);
+}
+
+static void
+print_usd(const char *label, const char *nusd)
+{
+	char buf[64];
+
+	money_format_usd(strtoll(nusd, NULL, 10), buf, sizeof(buf));
+	printf("%s%s USD\n", label, buf);
+}
+
+static void
+cmd_account_create(const char *name, const char *credits, int if_missing)
+{
+	const char *params[1] = { name };
+	PGresult *r;
+	char *id;
+
+	exec0("BEGIN", 0, NULL);
+	r = q("INSERT INTO accounts (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id::text",
+	      1, params);
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		exec0("ROLLBACK", 0, NULL);
+		if (!if_missing)
+			die("account '%s' exists", name);
+		id = account_id(name);
+		printf("%s\n", id);
+		free(id);
+		return;
+	}
+	id = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	if (credits)
+		add_credits(id, parse_usd_or_die(credits), "initial credits");
+	exec0("COMMIT", 0, NULL);
+	printf("%s\n", id);
+	free(id);
+}
+
+static void
+cmd_account_show(const char *ref)
+{
+	char *id = account_id(ref);
+	const char *params[1] = { id };
+	PGresult *r = q("SELECT a.name, a.status, a.created_at::text, "
+			"(SELECT coalesce(sum(amount_nusd), 0)::text FROM ledger WHERE account_id = a.id), "
+			"(SELECT coalesce(sum(amount_nusd), 0)::text FROM ledger WHERE account_id = a.id AND amount_nusd > 0), "
+			"(SELECT coalesce(-sum(amount_nusd), 0)::text FROM ledger WHERE account_id = a.id AND kind = 'usage'), "
+			"(SELECT count(*)::text FROM api_keys WHERE account_id = a.id AND revoked_at IS NULL) "
+			"FROM accounts a WHERE a.id = $1::bigint", 1, params);
+
+	printf("account %s: %s (%s), created %s\n", id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+	       PQgetvalue(r, 0, 2));
+	print_usd("balance:  ", PQgetvalue(r, 0, 3));
+	print_usd("credits:  ", PQgetvalue(r, 0, 4));
+	print_usd("usage:    ", PQgetvalue(r, 0, 5));
+	printf("keys:     %s active\n", PQgetvalue(r, 0, 6));
+	PQclear(r);
+	free(id);
+}
+
+static void
+cmd_account_list(void)
+{
+	PGresult *r = q("SELECT a.id::text, a.name, a.status, coalesce(sum(l.amount_nusd), 0)::text "
+			"FROM accounts a LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id ORDER BY a.id",
+			0, NULL);
+	char buf[64];
+
+	printf("%-6s %-24s %-9s %s\n", "id", "name", "status", "balance USD");
+	for (int i = 0; i < PQntuples(r); i++) {
+		money_format_usd(strtoll(PQgetvalue(r, i, 3), NULL, 10), buf, sizeof(buf));
+		printf("%-6s %-24s %-9s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), buf);
+	}
+	PQclear(r);
+}
+
+static void
+cmd_credits_add(const char *ref, const char *usd, const char *note)
+{
+	char *id = account_id(ref);
+	const char *params[1] = { id };
+	PGresult *r;
+
+	exec0("BEGIN", 0, NULL);
+	add_credits(id, parse_usd_or_die(usd), note ? note : "");
+	r = q("SELECT coalesce(sum(amount_nusd), 0)::text FROM ledger WHERE account_id = $1::bigint", 1, params);
+	exec0("COMMIT", 0, NULL);
+	print_usd("balance: ", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	free(id);
+}
+
+static void
+hex(const unsigned char *h, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+static void
+cmd_key_create(const char *ref, const char *name, const char *limit, int operator_key)
+{
+	unsigned char hash[KEY_HASH_LEN];
+	char key[KEY_LEN + 1], hexhash[2 * KEY_HASH_LEN + 3] = "\\x", prefix[KEY_SHOWN_PREFIX_LEN + 1];
+	char lim[32], *id = account_id(ref);
+	const char *params[6] = { id, hexhash, prefix, name ? name : "", operator_key ? "operator" : "inference",
+				  limit ? lim : NULL };
+
+	if (limit)
+		snprintf(lim, sizeof(lim), "%lld", (long long)parse_usd_or_die(limit));
+	if (keyhash_generate(key) < 0 ||
+	    keyhash_hash(conf.key_secret, strlen(conf.key_secret), key, KEY_LEN, hash) < 0)
+		die("cannot generate a key");
+	hex(hash, KEY_HASH_LEN, hexhash + 2);
+	snprintf(prefix, sizeof(prefix), "%.*s", KEY_SHOWN_PREFIX_LEN, key);
+	exec0("INSERT INTO api_keys (account_id, hash, prefix, name, kind, limit_nusd) "
+	      "VALUES ($1::bigint, $2::bytea, $3, $4, $5, $6::bigint)", 6, params);
+	printf("%s\n", key);
+	fprintf(stderr, "agoractl: this key is shown once; only its hash is stored\n");
+	free(id);
+}
+
+static void
+cmd_key_list(const char *ref)
+{
+	char *id = account_id(ref), u[64], l[64];
+	const char *params[1] = { id };
+	PGresult *r = q("SELECT id::text, prefix, name, kind, coalesce(limit_nusd::text, ''), usage_nusd::text, "
+			"CASE WHEN revoked_at IS NOT NULL THEN 'revoked' WHEN disabled THEN 'disabled' "
+			"ELSE 'active' END, created_at::date::text FROM api_keys WHERE account_id = $1::bigint "
+			"ORDER BY id", 1, params);
+
+	printf("%-6s %-18s %-16s %-10s %12s %14s %-9s %s\n", "id", "key", "name", "kind", "limit USD",
+	       "usage USD", "state", "created");
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *lim = PQgetvalue(r, i, 4);
+
+		money_format_usd(strtoll(PQgetvalue(r, i, 5), NULL, 10), u, sizeof(u));
+		if (*lim)
+			money_format_usd(strtoll(lim, NULL, 10), l, sizeof(l));
+		printf("%-6s %s... %-16s %-10s %12s %14s %-9s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+		       PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), *lim ? l : "-", u, PQgetvalue(r, i, 6),
+		       PQgetvalue(r, i, 7));
+	}
+	PQclear(r);
+	free(id);
+}
+
+static void
+cmd_key_revoke(const char *ref)
+{
+	const char *params[1] = { ref };
+	PGresult *r;
+
+	exec0("BEGIN", 0, NULL);
+	r = q("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()), disabled = true, updated_at = now() "
+	      "WHERE id::text = $1 OR (length($1) >= 12 AND starts_with($1, prefix)) "
+	      "RETURNING id::text, encode(hash, 'hex')", 1, params);
+	if (PQntuples(r) != 1) {
+		int n = PQntuples(r);
+
+		PQclear(r);
+		exec0("ROLLBACK", 0, NULL);
+		if (n)
+			die("'%s' matches %d keys; use the key id", ref, n);
+		die("no key '%s'", ref);
+	}
+	{
+		const char *np[1] = { PQgetvalue(r, 0, 1) };
+
+		exec0("SELECT pg_notify('agora_keys', $1)", 1, np);
+	}
+	exec0("COMMIT", 0, NULL);
+	printf("revoked key %s\n", PQgetvalue(r, 0, 0));
+	PQclear(r);
+}
+
+/* ---- main ---- */
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+		"usage: agoractl [-c CONFIG] [--migrations DIR] COMMAND\n"
+		"  migrate\n"
+		"  catalog import FILE | catalog show\n"
+		"  account create NAME [--credits USD] [--if-missing] | account show ACCOUNT | account list\n"
+		"  credits add ACCOUNT USD [--note TEXT]\n"
+		"  key create ACCOUNT [--name NAME] [--limit USD] [--operator] | key list ACCOUNT\n"
+		"  key revoke KEY_ID_OR_PREFIX\n"
+		"  config dump\n");
+	exit(2);
+}
+
+/* The value of --name in argv[from..], or NULL; flags without values too. */
+static const char *
+opt(int argc, char **argv, int from, const char *name)
+{
+	for (int i = from; i < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 ? argv[i + 1] : "";
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = getenv("AGORA_CONF");
+	char err[512];
+	int i = 1;
+
+	if (getenv("AGORA_MIGRATIONS_DIR"))
+		migrations_dir = getenv("AGORA_MIGRATIONS_DIR");
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else if (strcmp(argv[i], "--migrations") == 0 && i + 1 < argc)
+			migrations_dir = argv[++i];
+		else
+			usage();
+	}
+	if (i >= argc)
+		usage();
+	if (conf_load(&conf, path, err, sizeof(err)) < 0)
+		die("%s", err);
+	argc -= i;
+	argv += i;
+	if (argc == 2 && strcmp(argv[0], "config") == 0 && strcmp(argv[1], "dump") == 0) {
+		conf_dump(&conf, stdout);
+		return 0;
+	}
+	connect_db();
+	if (argc == 1 && strcmp(argv[0], "migrate") == 0)
+		cmd_migrate();
+	else if (argc == 3 && strcmp(argv[0], "catalog") == 0 && strcmp(argv[1], "import") == 0)
+		cmd_catalog_import(argv[2]);
+	else if (argc == 2 && strcmp(argv[0], "catalog") == 0 && strcmp(argv[1], "show") == 0)
+		cmd_catalog_show();
+	else if (argc >= 3 && strcmp(argv[0], "account") == 0 && strcmp(argv[1], "create") == 0)
+		cmd_account_create(argv[2], opt(argc, argv, 3, "--credits"), opt(argc, argv, 3, "--if-missing") != NULL);
+	else if (argc == 3 && strcmp(argv[0], "account") == 0 && strcmp(argv[1], "show") == 0)
+		cmd_account_show(argv[2]);
+	else if (argc == 2 && strcmp(argv[0], "account") == 0 && strcmp(argv[1], "list") == 0)
+		cmd_account_list();
+	else if (argc >= 4 && strcmp(argv[0], "credits") == 0 && strcmp(argv[1], "add") == 0)
+		cmd_credits_add(argv[2], argv[3], opt(argc, argv, 4, "--note"));
+	else if (argc >= 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "create") == 0)
+		cmd_key_create(argv[2], opt(argc, argv, 3, "--name"), opt(argc, argv, 3, "--limit"),
+			       opt(argc, argv, 3, "--operator") != NULL);
+	else if (argc == 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "list") == 0)
+		cmd_key_list(argv[2]);
+	else if (argc == 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "revoke") == 0)
+		cmd_key_revoke(argv[2]);
+	else
+		usage();
+	PQfinish(db);
+	return 0;
+}
