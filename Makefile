@@ -77,17 +77,17 @@ status:
 	@bash deploy/devstack.sh status var
 
 unit: all
-	@sh tests/run.sh --unit-only $(BUILD)
+	@bash tests/run-all.sh --unit-only $(BUILD)
 
 # Every test: unit (cmocka) + integration (pytest, real PostgreSQL/Redis).
 test: deps
 	@$(MAKE) --no-print-directory all
-	@sh tests/run.sh $(BUILD)
+	@bash tests/run-all.sh $(BUILD)
 
 asan: deps
 	@$(MAKE) --no-print-directory SAN=1 all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-		sh tests/run.sh build-asan
+		bash tests/run-all.sh build-asan
 
 clean:
 	rm -rf build build-asan

@@ -621,8 +621,10 @@ up_error(void *arg, enum upstream_err err, const char *msg)
 	if (err == UPSTREAM_ERR_TIMEOUT)
 		p->rt->st.upstream_timeouts++;
 	if (p->client_started) {
-		stream_fail(p, status, err == UPSTREAM_ERR_TIMEOUT ? "the provider timed out mid-stream"
-								   : "the provider connection broke mid-stream");
+		/* After bytes went out the provider broke a started answer: 502. */
+		stream_fail(p, err == UPSTREAM_ERR_TIMEOUT ? 504 : 502,
+			    err == UPSTREAM_ERR_TIMEOUT ? "the provider timed out mid-stream"
+							: "the provider connection broke mid-stream");
 		return;
 	}
 	p->retry_after = -1;

@@ -58,6 +58,9 @@ struct job {
 
 static struct event_base *base;
 static struct evhttp *http;
+/* libevent 2.1: back-to-back chunked writes on an openssl bufferevent with
+ * no loop turn between them can stall the last ones; TLS streams are paced
+ * by at least 1 ms. */
 static SSL_CTX *ssl_ctx;
 static struct mock_conf conf = { .name = "mock", .retry_after = 1, .words = 12 };
 static struct stats st;
@@ -570,7 +573,7 @@ job_step(evutil_socket_t fd, short what, void *arg)
 			if (x == j)
 				break;
 		if (x)
-			job_later(j, conf.tps > 0 ? 1000 / conf.tps : 0);
+			job_later(j, conf.tps > 0 ? 1000 / conf.tps : ssl_ctx ? 1 : 0);
 	}
 }
 
