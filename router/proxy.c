@@ -288,17 +288,53 @@ usage_take(struct proxy *p, cJSON *usage)
 	cJSON_AddItemToObject(usage, "cost", cJSON_CreateRaw(buf));
 }
 
-static void
-rewrite_ids(struct proxy *p, cJSON *o)
+/* Puts our identity on an answer or chunk, in the order clients expect:
+ * id, object, created, model, provider, then the provider's other fields.
+ * Fields the OpenAI/OpenRouter schemas require are filled when missing
+ * (created, object; system_fingerprint on whole answers). */
+static cJSON *
+rewrite_ids(struct proxy *p, cJSON *o, int chunk)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
+	cJSON *out = cJSON_CreateObject(), *created, *fp, *x;
+	double now = (double)(router_now_ms() / 1000);
 
+	if (!out)
+		return o;
+	created = cJSON_DetachItemFromObjectCaseSensitive(o, "created");
 	cJSON_DeleteItemFromObjectCaseSensitive(o, "id");
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "object");
 	cJSON_DeleteItemFromObjectCaseSensitive(o, "model");
 	cJSON_DeleteItemFromObjectCaseSensitive(o, "provider");
-	cJSON_AddStringToObject(o, "id", p->gen_id);
-	cJSON_AddStringToObject(o, "provider", e->prov->name);
-	cJSON_AddStringToObject(o, "model", e->model->id);
+	cJSON_AddStringToObject(out, "id", p->gen_id);
+	cJSON_AddStringToObject(out, "object", chunk ? "chat.completion.chunk" : "chat.completion");
+	if (cJSON_IsNumber(created) && created->valuedouble == (double)(long long)created->valuedouble) {
+		cJSON_AddItemToObject(out, "created", created);
+	} else {
+		cJSON_Delete(created);
+		cJSON_AddNumberToObject(out, "created", now);
+	}
+	cJSON_AddStringToObject(out, "model", e->model->id);
+	cJSON_AddStringToObject(out, "provider", e->prov->name);
+	fp = cJSON_DetachItemFromObjectCaseSensitive(o, "system_fingerprint");
+	if (fp && (cJSON_IsString(fp) || cJSON_IsNull(fp)))
+		cJSON_AddItemToObject(out, "system_fingerprint", fp);
+	else {
+		cJSON_Delete(fp);
+		if (!chunk)
+			cJSON_AddNullToObject(out, "system_fingerprint");
+	}
+	while ((x = o->child)) {
+		char *name = x->string;
+
+		x = cJSON_DetachItemViaPointer(o, x);
+		if (name)
+			cJSON_AddItemToObject(out, name, x);
+		else
+			cJSON_Delete(x);
+	}
+	cJSON_Delete(o);
+	return out;
 }
 
 /* Token estimate when a provider sends no usage: ~4 bytes a token. */
@@ -327,7 +363,8 @@ proxy_finish_json(struct proxy *p)
 		return;
 	}
 	health_ok(e);
-	rewrite_ids(p, ans);
+	ans = rewrite_ids(p, ans, 0);
+	choices = cJSON_GetObjectItemCaseSensitive(ans, "choices");
 	usage = cJSON_GetObjectItemCaseSensitive(ans, "usage");
 	if (!cJSON_IsObject(usage)) {
 		const cJSON *c0 = cJSON_GetArrayItem(choices, 0);
@@ -400,9 +437,19 @@ stream_start(struct proxy *p)
 static void
 stream_fail(struct proxy *p, int code, const char *msg)
 {
-	cJSON *o = cJSON_CreateObject(), *err;
+	cJSON *o = cJSON_CreateObject(), *err, *choice, *delta;
 
 	cJSON_AddStringToObject(o, "id", p->gen_id);
+	cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+	cJSON_AddNumberToObject(o, "created", (double)(router_now_ms() / 1000));
+	cJSON_AddStringToObject(o, "model", p->cands[p->attempt]->model->id);
+	cJSON_AddStringToObject(o, "provider", p->cands[p->attempt]->prov->name);
+	choice = cJSON_CreateObject();
+	cJSON_AddNumberToObject(choice, "index", 0);
+	delta = cJSON_AddObjectToObject(choice, "delta");
+	cJSON_AddStringToObject(delta, "content", "");
+	cJSON_AddStringToObject(choice, "finish_reason", "error");
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
 	err = cJSON_AddObjectToObject(o, "error");
 	cJSON_AddNumberToObject(err, "code", code);
 	cJSON_AddStringToObject(err, "message", msg);
@@ -492,7 +539,8 @@ stream_event(void *arg, const char *event, const char *data, size_t len, int com
 		snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
 	}
 	count_delta(p, choices);
-	rewrite_ids(p, o);
+	o = rewrite_ids(p, o, 1);
+	choices = cJSON_GetObjectItemCaseSensitive(o, "choices");
 	usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
 	if (cJSON_IsObject(usage)) {
 		usage_take(p, usage);

@@ -340,6 +340,14 @@ model_json(const struct rcat_model *m)
 	cJSON_AddNumberToObject(top, "max_completion_tokens", best->max_output);
 	cJSON_AddFalseToObject(top, "is_moderated");
 	cJSON_AddNullToObject(o, "per_request_limits");
+	cJSON_AddNullToObject(o, "default_parameters");
+	cJSON_AddNullToObject(o, "supported_voices");
+	{
+		char link[600];
+
+		snprintf(link, sizeof(link), "/api/v1/models/%s/endpoints", m->id);
+		cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "links"), "details", link);
+	}
 	cJSON_AddItemToObject(o, "supported_parameters",
 			      m->supported ? cJSON_Duplicate(m->supported, 1) : cJSON_CreateArray());
 	cJSON_AddStringToObject(o, "author", m->author);
@@ -362,6 +370,8 @@ render_models(struct rcat *c)
 	for (int i = 0; i < c->nmodels; i++)
 		if (c->models[i].neps > 0)
 			cJSON_AddItemToArray(data, model_json(&c->models[i]));
+	cJSON_AddNumberToObject(root, "total_count", cJSON_GetArraySize(data));
+	cJSON_AddNullToObject(cJSON_AddObjectToObject(root, "links"), "next");
 	c->models_json = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
 	if (!c->models_json)
