@@ -139,9 +139,9 @@ main(int argc, char **argv)
 	event_base_once(base, -1, EV_TIMEOUT, status_cb, NULL, &now);
 	log_info("started");
 	event_base_dispatch(base);
-	consumer_free(cons);
-	rds_free(rd);
+	rds_free(rd);		/* fires pending callbacks: the consumer must live */
 	pgc_free(pg);
+	consumer_free(cons);
 	if (stop_timer)
 		event_free(stop_timer);
 	event_free(sigterm);

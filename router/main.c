@@ -288,8 +288,8 @@ router_teardown(void)
 {
 	httpd_free(rt.httpd);		/* aborts requests: they cancel upstreams */
 	upstream_pool_free(rt.up);
-	meter_free(rt.meter);		/* flushes the spool */
-	rds_free(rt.redis);
+	rds_free(rt.redis);		/* unanswered XADDs fall back to the spool */
+	meter_free(rt.meter);		/* then the spool is flushed */
 	auth_free(rt.auth);
 	pgc_free(rt.pg_ctl);
 	pgc_free(rt.pg_auth);

@@ -251,24 +251,32 @@ json_int(const cJSON *o, const char *k)
 	return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9e15 ? (int64_t)v->valuedouble : 0;
 }
 
+/* The generation's cost at the given prices (uusd/Mtok), in nano-USD. */
 static int64_t
-proxy_cost(struct proxy *p)
+cost_at(const struct proxy *p, int64_t prompt_price, int64_t completion_price)
 {
-	struct rcat_endpoint *e = p->cands[p->attempt];
-	int64_t a = money_cost_nusd(p->prompt_tokens, e->price_prompt);
-	int64_t b = money_cost_nusd(p->completion_tokens, e->price_completion);
+	int64_t a = money_cost_nusd(p->prompt_tokens, prompt_price);
+	int64_t b = money_cost_nusd(p->completion_tokens, completion_price);
 
 	return a < 0 || b < 0 ? 0 : a + b;
 }
 
+/* What the account pays. */
+static int64_t
+proxy_cost(struct proxy *p)
+{
+	struct rcat_endpoint *e = p->cands[p->attempt];
+
+	return cost_at(p, e->price_prompt, e->price_completion);
+}
+
+/* What the provider bills the marketplace. */
 static int64_t
 proxy_provider_cost(struct proxy *p)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
-	int64_t a = money_cost_nusd(p->prompt_tokens, e->cost_prompt);
-	int64_t b = money_cost_nusd(p->completion_tokens, e->cost_completion);
 
-	return a < 0 || b < 0 ? 0 : a + b;
+	return cost_at(p, e->cost_prompt, e->cost_completion);
 }
 
 /* Reads usage from an answer or chunk and adds cost (USD, exact decimal). */

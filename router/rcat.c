@@ -193,7 +193,8 @@ load_models(struct rcat *c, const cJSON *arr)
 		    !md->license || !md->tokenizer)
 			return -1;
 	}
-	qsort(c->models, (size_t)c->nmodels, sizeof(*c->models), cmp_model_id);
+	if (c->nmodels > 1)
+		qsort(c->models, (size_t)c->nmodels, sizeof(*c->models), cmp_model_id);
 	return 0;
 }
 
@@ -247,8 +248,10 @@ load_endpoints(struct rcat *c, const cJSON *arr, const struct rcat *prev)
 			ep->cost_completion = ep->price_completion;
 		ep->supported = jarray(e, "supported_parameters");
 		if (!ep->upstream_model || !ep->quantization || ep->price_prompt < 0 ||
-		    ep->price_completion < 0 || endpoint_url(ep) < 0)
+		    ep->price_completion < 0 || endpoint_url(ep) < 0) {
+			c->neps = n + 1;	/* so rcat_unref frees this one too */
 			return -1;
+		}
 		if (prev && (old = find_endpoint(prev, ep->id)))
 			ep->health = old->health;
 		ep->model->neps++;
@@ -265,7 +268,9 @@ load_endpoints(struct rcat *c, const cJSON *arr, const struct rcat *prev)
 	for (int i = 0; i < c->neps; i++)
 		c->eps[i].model->eps[c->eps[i].model->neps++] = &c->eps[i];
 	for (int i = 0; i < c->nmodels; i++)
-		qsort(c->models[i].eps, (size_t)c->models[i].neps, sizeof(struct rcat_endpoint *), cmp_ep_price);
+		if (c->models[i].neps > 1)
+			qsort(c->models[i].eps, (size_t)c->models[i].neps, sizeof(struct rcat_endpoint *),
+			      cmp_ep_price);
 	return 0;
 }
 

@@ -34,5 +34,13 @@ if [ $unit_only -eq 0 ]; then
 	passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0}))
 	rm -f "$log"
 fi
+if [ -n "${AGORA_SANITIZER_DIR:-}" ]; then
+	# Every sanitizer report of any process (tests and services) is a failure.
+	for r in "$AGORA_SANITIZER_DIR"/*; do
+		[ -e "$r" ] || continue
+		echo "sanitizer report $r:"; head -40 "$r"
+		failed=$((failed + 1))
+	done
+fi
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ] && [ $passed -gt 0 ]

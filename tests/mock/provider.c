@@ -336,6 +336,9 @@ job_close_cb(struct evhttp_connection *conn, void *arg)
 		st.active_streams--;
 		st.aborted_streams++;
 	}
+	/* evhttp detached the unfinished request from the dead connection and
+	 * leaves it to us: ending it frees it. */
+	evhttp_send_reply_end(j->req);
 	job_free(j);
 }
 
@@ -621,14 +624,26 @@ authorized(struct evhttp_request *req, int anthropic)
 }
 
 static void
+reset_later(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	evhttp_connection_free(arg);	/* frees the unanswered request too */
+}
+
+/* An RST instead of an answer. Freed one loop turn later: freeing an evhttp
+ * connection inside its own request callback leaks the request. */
+static void
 reset_connection(struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
 	struct linger lg = { 1, 0 };
+	struct timeval now = { 0, 0 };
 
 	setsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	evhttp_connection_free(conn);
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	event_base_once(base, -1, EV_TIMEOUT, reset_later, conn, &now);
 }
 
 /* Failure modes answered before any normal answer. Returns 1 if handled. */
@@ -971,8 +986,14 @@ main(int argc, char **argv)
 	printf("mock %s listening on %s:%d\n", conf.name, host, port);
 	fflush(stdout);
 	event_base_dispatch(base);
-	while (!LIST_EMPTY(&jobs))
-		job_free(LIST_FIRST(&jobs));
+	while (!LIST_EMPTY(&jobs)) {	/* e.g. hung answers: drop their connections */
+		struct job *j = LIST_FIRST(&jobs);
+		struct evhttp_connection *conn = j->conn;
+
+		evhttp_connection_set_closecb(conn, NULL, NULL);
+		job_free(j);
+		evhttp_connection_free(conn);
+	}
 	evhttp_free(http);
 	event_free(s1);
 	event_free(s2);
