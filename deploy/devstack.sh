@@ -28,7 +28,12 @@ run=$dir/run; logs=$dir/log
 py=/usr/bin/python3
 
 say() { printf 'stack: %s\n' "$*"; }
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid file's process runs (a zombie left by kill -9 does not count).
+alive() {
+	[ -f "$1" ] || return 1
+	local p; p=$(cat "$1")
+	[ -r "/proc/$p/stat" ] && [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" != Z ]
+}
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 wait_http() {	# url, seconds, log
@@ -201,8 +206,9 @@ MSG
 stop_pid() {	# pidfile
 	alive "$1" || { rm -f "$1"; return 0; }
 	pid=$(cat "$1"); kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
+	for _ in $(seq 100); do alive "$1" || break; sleep 0.1; done
+	alive "$1" && kill -KILL "$pid" 2>/dev/null
+	true
 	rm -f "$1"
 }
 

@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 
+#include "log.h"
 #include "money.h"
 #include "router.h"
 
@@ -193,4 +194,195 @@ api_metrics(struct router *rt, struct httpd_req *req)
 	len = evbuffer_get_length(b);
 	httpd_reply(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, (ev_ssize_t)len), len);
 	evbuffer_free(b);
+}
+
+/* ---- GET /generation?id=, GET /credits: account-scoped reads ---- */
+
+enum acct_query { AQ_GENERATION, AQ_CREDITS };
+
+struct acct_lookup {
+	struct router *rt;
+	struct httpd_req *req;
+	enum acct_query kind;
+	char gen_id[64];
+};
+
+static const char generation_sql[] =
+	"SELECT e.generation_id, "
+	"to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+	"e.model_id, e.provider_id, coalesce(p.name, e.provider_id), e.prompt_tokens::text, "
+	"e.completion_tokens::text, e.cost_nusd::text, e.latency_ms::text, e.ttft_ms::text, "
+	"e.streamed::text, e.estimated::text, e.status::text, e.attempts::text, "
+	"coalesce(e.finish_reason, ''), coalesce(e.app_title, ''), coalesce(e.app_url, ''), e.tps_milli::text "
+	"FROM usage_events e LEFT JOIN providers p ON p.id = e.provider_id "
+	"WHERE e.generation_id = $1 AND e.account_id = $2::bigint";
+
+static const char credits_sql[] =
+	"SELECT coalesce(sum(amount_nusd) FILTER (WHERE kind IN ('topup', 'adjustment', 'refund')), 0)::text, "
+	"coalesce(-sum(amount_nusd) FILTER (WHERE kind = 'usage'), 0)::text "
+	"FROM ledger WHERE account_id = $1::bigint";
+
+static int64_t
+col_i64(const PGresult *res, int c)
+{
+	return strtoll(PQgetvalue(res, 0, c), NULL, 10);
+}
+
+static cJSON *
+generation_json(const PGresult *res)
+{
+	cJSON *d = cJSON_CreateObject();
+	const char *app = *PQgetvalue(res, 0, 15) ? PQgetvalue(res, 0, 15) : PQgetvalue(res, 0, 16);
+	int64_t latency = col_i64(res, 8), ttft = col_i64(res, 9);
+
+	cJSON_AddStringToObject(d, "id", PQgetvalue(res, 0, 0));
+	cJSON_AddStringToObject(d, "created_at", PQgetvalue(res, 0, 1));
+	cJSON_AddStringToObject(d, "model", PQgetvalue(res, 0, 2));
+	cJSON_AddStringToObject(d, "provider", PQgetvalue(res, 0, 3));
+	cJSON_AddStringToObject(d, "provider_name", PQgetvalue(res, 0, 4));
+	cJSON_AddNumberToObject(d, "tokens_prompt", (double)col_i64(res, 5));
+	cJSON_AddNumberToObject(d, "tokens_completion", (double)col_i64(res, 6));
+	usd_number(d, "total_cost", col_i64(res, 7));
+	cJSON_AddNumberToObject(d, "latency", (double)latency);
+	cJSON_AddNumberToObject(d, "time_to_first_token", (double)ttft);
+	cJSON_AddNumberToObject(d, "generation_time", (double)(latency - ttft));
+	cJSON_AddNumberToObject(d, "tokens_per_second", (double)col_i64(res, 17) / 1000.0);
+	cJSON_AddBoolToObject(d, "streamed", strcmp(PQgetvalue(res, 0, 10), "true") == 0);
+	cJSON_AddBoolToObject(d, "usage_estimated", strcmp(PQgetvalue(res, 0, 11), "true") == 0);
+	cJSON_AddNumberToObject(d, "status", (double)col_i64(res, 12));
+	cJSON_AddBoolToObject(d, "cancelled", col_i64(res, 12) == 499);
+	cJSON_AddNumberToObject(d, "attempts", (double)col_i64(res, 13));
+	if (*PQgetvalue(res, 0, 14))
+		cJSON_AddStringToObject(d, "finish_reason", PQgetvalue(res, 0, 14));
+	else
+		cJSON_AddNullToObject(d, "finish_reason");
+	if (*app)
+		cJSON_AddStringToObject(d, "app", app);
+	else
+		cJSON_AddNullToObject(d, "app");
+	cJSON_AddFalseToObject(d, "is_byok");
+	return d;
+}
+
+static void
+acct_result_cb(PGresult *res, const char *err, void *arg)
+{
+	struct acct_lookup *l = arg;
+	struct httpd_req *req = l->req;
+	enum acct_query kind = l->kind;
+	cJSON *root, *d;
+
+	free(l);
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warn("account query failed: %s", res ? PQresultErrorMessage(res) : err);
+		httpd_reply_error(req, 503, "database unavailable");
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		httpd_reply_error(req, 404, "generation not found (it is recorded a moment after it ends)");
+		return;
+	}
+	root = cJSON_CreateObject();
+	if (kind == AQ_GENERATION) {
+		cJSON_AddItemToObject(root, "data", generation_json(res));
+	} else {
+		d = cJSON_AddObjectToObject(root, "data");
+		usd_number(d, "total_credits", col_i64(res, 0));
+		usd_number(d, "total_usage", col_i64(res, 1));
+	}
+	httpd_reply_json(req, 200, root);
+	cJSON_Delete(root);
+}
+
+static void
+acct_auth_cb(const struct auth_key *k, const char *err, void *arg)
+{
+	struct acct_lookup *l = arg;
+	char acct[24];
+	const char *params[2];
+	int n = 0;
+
+	if (err || !k || !k->usable) {
+		struct httpd_req *req = l->req;
+
+		free(l);
+		if (err)
+			httpd_reply_error(req, 503, "%s", err);
+		else
+			httpd_reply_error(req, 401, k ? "this API key is disabled or revoked" : "invalid API key");
+		return;
+	}
+	snprintf(acct, sizeof(acct), "%lld", (long long)k->account_id);
+	if (l->kind == AQ_GENERATION)
+		params[n++] = l->gen_id;
+	params[n++] = acct;
+	if (pgc_query(l->rt->pg_auth, l->kind == AQ_GENERATION ? generation_sql : credits_sql, n, params,
+		      acct_result_cb, l) < 0) {
+		struct httpd_req *req = l->req;
+
+		free(l);
+		httpd_reply_error(req, 503, "too many queries in flight");
+	}
+}
+
+static void
+acct_query(struct router *rt, struct httpd_req *req, enum acct_query kind, const char *gen_id)
+{
+	struct acct_lookup *l;
+	const char *key;
+	size_t len;
+
+	if (!(key = api_bearer(req, &len))) {
+		httpd_reply_error(req, 401, "missing API key: send Authorization: Bearer <key>");
+		return;
+	}
+	if (!(l = calloc(1, sizeof(*l)))) {
+		httpd_reply_error(req, 503, "out of memory");
+		return;
+	}
+	l->rt = rt;
+	l->req = req;
+	l->kind = kind;
+	if (gen_id)
+		snprintf(l->gen_id, sizeof(l->gen_id), "%s", gen_id);
+	if (auth_lookup(rt->auth, key, len, 0, acct_auth_cb, l) < 0) {
+		free(l);
+		httpd_reply_error(req, 503, "authentication backend busy");
+	}
+}
+
+void
+api_generation(struct router *rt, struct httpd_req *req)
+{
+	const char *q = httpd_req_query(req), *p;
+	char id[64];
+	size_t n = 0;
+
+	for (p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		if (strncmp(p, "id=", 3) == 0) {
+			p += 3;
+			while (p[n] && p[n] != '&' && n < sizeof(id) - 1) {
+				char ch = p[n];
+
+				if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+				      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+					break;
+				id[n] = ch;
+				n++;
+			}
+			break;
+		}
+	}
+	if (n == 0 || (p && p[n] && p[n] != '&')) {
+		httpd_reply_error(req, 400, "give the generation id: /generation?id=gen-...");
+		return;
+	}
+	id[n] = '\0';
+	acct_query(rt, req, AQ_GENERATION, id);
+}
+
+void
+api_credits(struct router *rt, struct httpd_req *req)
+{
+	acct_query(rt, req, AQ_CREDITS, NULL);
 }

@@ -192,6 +192,10 @@ router_handle(struct httpd_req *req, void *arg)
 		api_model_endpoints(&rt, req, model);
 	} else if (get && (path_is(path, "/key") || path_is(path, "/auth/key"))) {
 		api_key(&rt, req);
+	} else if (get && path_is(path, "/generation")) {
+		api_generation(&rt, req);
+	} else if (get && path_is(path, "/credits")) {
+		api_credits(&rt, req);
 	} else if (get && strcmp(path, "/health") == 0) {
 		reply_health(req);
 	} else if (get && strcmp(path, "/metrics") == 0) {

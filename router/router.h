@@ -68,6 +68,9 @@ void api_models(struct router *rt, struct httpd_req *req);
 void api_model_endpoints(struct router *rt, struct httpd_req *req, const char *model_id);
 void api_key(struct router *rt, struct httpd_req *req);
 void api_metrics(struct router *rt, struct httpd_req *req);
+/* GET /generation?id=, GET /credits: the calling key's account only. */
+void api_generation(struct router *rt, struct httpd_req *req);
+void api_credits(struct router *rt, struct httpd_req *req);
 /* The bearer token of a request, or NULL; *len gets its length. */
 const char *api_bearer(struct httpd_req *req, size_t *len);
 

@@ -60,3 +60,35 @@ def test_no_prompt_text_stored(stack):
         assert canary not in repr(rows), table
     for log in ("router", "billing"):
         assert canary not in stack.log(log)
+
+
+def test_generation_and_credits_match_the_ledger(stack):
+    s, body = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "x"}]},
+                              headers={"X-Title": "gen-test"})
+    assert s == 200
+    gid = body["id"]
+    got = wait_for(lambda: stack.get("/api/v1/generation?id=" + gid, key=stack.key), 10)
+    s, g = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(stack.get("/api/v1/generation?id=" + gid, key=stack.key)), 10)
+    d = g["data"]
+    assert d["id"] == gid and d["model"] == "test/solo" and d["provider_name"] == "Solo AI"
+    assert d["tokens_prompt"] == body["usage"]["prompt_tokens"]
+    assert d["tokens_completion"] == body["usage"]["completion_tokens"]
+    assert d["total_cost"] == body["usage"]["cost"]
+    assert d["app"] == "gen-test" and d["attempts"] == 1 and d["streamed"] is False
+    ledger = stack.sql("SELECT -amount_nusd FROM ledger WHERE generation_id = %s", gid)[0][0]
+    assert round(d["total_cost"] * 1e9) == ledger
+    # another account cannot see it
+    other = stack.ctl("key", "create", "operator", "--name", "other").stdout.strip()
+    s, e = stack.get("/api/v1/generation?id=" + gid, key=other)
+    assert s == 404
+    s, e = stack.get("/api/v1/generation?id=" + gid)
+    assert s == 401
+    # credits = what the ledger says for this account
+    s, c = stack.get("/api/v1/credits", key=stack.key)
+    assert s == 200
+    credits, usage = stack.sql(
+        "SELECT coalesce(sum(amount_nusd) FILTER (WHERE kind <> 'usage'), 0),"
+        " coalesce(-sum(amount_nusd) FILTER (WHERE kind = 'usage'), 0) FROM ledger l"
+        " JOIN accounts a ON a.id = l.account_id WHERE a.name = 'demo'")[0]
+    assert round(c["data"]["total_credits"] * 1e9) == credits
+    assert round(c["data"]["total_usage"] * 1e9) == usage

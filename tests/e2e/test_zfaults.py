@@ -1,0 +1,103 @@
+"""Faults around metering (runs last: it stops and restarts parts of the
+stack). Whatever dies, every generation that got a 200 is billed exactly
+once and the ledger equals the events."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from conftest import wait_for
+
+
+def pid(stack, name):
+    with open(os.path.join(stack.dir, "run", name + ".pid")) as f:
+        return int(f.read())
+
+
+def restart(stack):
+    r = stack.stack("start")     # starts whatever is not running, leaves the rest
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def events(stack):
+    return stack.sql("SELECT count(*), count(DISTINCT generation_id) FROM usage_events")[0]
+
+
+def sums_agree(stack):
+    ev, led, roll, keys = stack.sql(
+        "SELECT (SELECT coalesce(sum(cost_nusd), 0) FROM usage_events),"
+        " (SELECT coalesce(-sum(amount_nusd), 0) FROM ledger WHERE kind = 'usage'),"
+        " (SELECT coalesce(sum(cost_nusd), 0) FROM usage_daily),"
+        " (SELECT coalesce(sum(usage_nusd), 0) FROM api_keys)")[0]
+    return ev == led == roll == keys
+
+
+def traffic(stack, n, ids, stream_every=2):
+    def one(i):
+        s, h, raw = stack.chat({"model": "test/three", "stream": i % stream_every == 0,
+                                "messages": [{"role": "user", "content": "fault %d" % i}]})
+        if s == 200:
+            ids.append(i)
+    threads = []
+    for i in range(n):
+        t = threading.Thread(target=one, args=(i,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.01)
+    return threads
+
+
+def settle(stack, expected, timeout=30):
+    assert wait_for(lambda: events(stack)[0] >= expected, timeout), (events(stack), expected)
+    time.sleep(1.0)
+    total, distinct = events(stack)
+    assert total == distinct == expected
+    assert sums_agree(stack)
+
+
+def test_billing_killed_mid_flow(stack):
+    base = events(stack)[0]
+    ids = []
+    threads = traffic(stack, 60, ids)
+    time.sleep(0.2)
+    os.kill(pid(stack, "billing"), signal.SIGKILL)
+    for t in threads:
+        t.join()
+    assert len(ids) == 60            # requests never wait on billing
+    restart(stack)
+    settle(stack, base + 60)
+
+
+def test_redis_down_spools_and_replays(stack):
+    base = events(stack)[0]
+    subprocess.run(["redis-cli", "-p", str(stack.redis_port), "shutdown"], capture_output=True)
+    assert wait_for(lambda: "agora_router_redis_up 0" in stack.request("GET", "/metrics")[2].decode(), 5)
+    ids = []
+    for t in traffic(stack, 25, ids):
+        t.join()
+    assert len(ids) == 25            # requests still succeed
+    metrics = stack.request("GET", "/metrics")[2].decode()
+    assert "agora_router_usage_spooled 0" not in metrics
+    restart(stack)                   # Redis returns; the router replays its spool
+    settle(stack, base + 25)
+    assert wait_for(lambda: "agora_router_spool_bytes 0" in stack.request("GET", "/metrics")[2].decode(), 10)
+
+
+def test_router_killed_with_a_spool_replays_it(stack):
+    base = events(stack)[0]
+    subprocess.run(["redis-cli", "-p", str(stack.redis_port), "shutdown"], capture_output=True)
+    assert wait_for(lambda: "agora_router_redis_up 0" in stack.request("GET", "/metrics")[2].decode(), 5)
+    ids = []
+    for t in traffic(stack, 10, ids):
+        t.join()
+    assert len(ids) == 10
+    time.sleep(0.5)                  # the spool thread has written and fsync'd
+    os.kill(pid(stack, "router"), signal.SIGKILL)
+    spool = os.path.join(stack.dir, "spool", "usage.spool")
+    assert os.path.getsize(spool) > 0
+    time.sleep(0.3)
+    restart(stack)                   # Redis and the router come back; the spool is replayed
+    settle(stack, base + 10)
+    s, body = stack.get("/health")
+    assert s == 200
