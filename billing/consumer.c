@@ -71,6 +71,10 @@ const char consumer_sql[] =
 	" UPDATE api_keys SET usage_nusd = usage_nusd + s.c"
 	" FROM (SELECT key_id, sum(cost_nusd) AS c FROM ins GROUP BY key_id) s"
 	" WHERE api_keys.id = s.key_id RETURNING 1"
+	"), b AS ("
+	" UPDATE accounts SET balance_nusd = balance_nusd - s.c"
+	" FROM (SELECT account_id, sum(cost_nusd) AS c FROM ins GROUP BY account_id) s"
+	" WHERE accounts.id = s.account_id RETURNING 1"
 	"), r AS ("
 	" INSERT INTO usage_daily AS d (day, account_id, key_id, model_id, model_author, provider_id, app,"
 	"  requests, prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd)"
@@ -86,7 +90,7 @@ const char consumer_sql[] =
 	" RETURNING 1"
 	")"
 	" SELECT (SELECT count(*) FROM ev)::text, (SELECT count(*) FROM ins)::text,"
-	" (SELECT count(*) FROM led)::text, (SELECT count(*) FROM r)::text";
+	" (SELECT count(*) FROM led)::text, (SELECT count(*) FROM r)::text, (SELECT count(*) FROM b)::text";
 
 static void consumer_next(struct consumer *c);
 

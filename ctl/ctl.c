@@ -324,6 +324,8 @@ add_credits(const char *acct, int64_t nusd, const char *note)
 	snprintf(amount, sizeof(amount), "%lld", (long long)nusd);
 	exec0("INSERT INTO ledger (account_id, kind, amount_nusd, note) VALUES ($1::bigint, $2, $3::bigint, $4)",
 	      4, params);
+	exec0("UPDATE accounts SET balance_nusd = balance_nusd + $2::bigint WHERE id = $1::bigint", 2,
+	      (const char *[]){ acct, amount });
 }
 
 static void

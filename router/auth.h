@@ -23,6 +23,7 @@ struct auth_key {
 	int operator_key;		/* provisioning/operator key */
 	int64_t limit_nusd;		/* -1: no limit */
 	int64_t usage_nusd;
+	int64_t balance_nusd;		/* the account's, as billed so far */
 	int usable;			/* not disabled nor revoked */
 };
 

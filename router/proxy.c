@@ -52,6 +52,7 @@ struct proxy {
 	int have_usage;
 	int64_t t_start_ms, t_first_ms;	/* start; first byte to the client */
 	int64_t account_id, key_id;
+	int64_t key_limit, key_usage, balance;	/* from the key lookup (cached) */
 	char *app_url, *app_title;	/* attribution headers, copied */
 	int64_t stream_chars;		/* completion text seen (estimates) */
 	int estimated;			/* tokens counted by us, not the provider */
@@ -818,6 +819,54 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 	return 0;
 }
 
+/* The most this request can cost at the first candidate's prices: the
+ * prompt (~4 bytes a token) plus max_tokens, or when absent the endpoint's
+ * max output capped at CREDIT_DEFAULT_OUTPUT tokens. */
+#define CREDIT_DEFAULT_OUTPUT 4096
+
+static int64_t
+worst_case_nusd(struct proxy *p)
+{
+	struct rcat_endpoint *e = p->cands[0];
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(p->body, "max_tokens");
+	int64_t out, a, b;
+	size_t blen;
+
+	if (!cJSON_IsNumber(mt))
+		mt = cJSON_GetObjectItemCaseSensitive(p->body, "max_completion_tokens");
+	out = cJSON_IsNumber(mt) ? (int64_t)mt->valuedouble
+				 : (e->max_output < CREDIT_DEFAULT_OUTPUT ? e->max_output : CREDIT_DEFAULT_OUTPUT);
+	httpd_req_body(p->req, &blen);
+	a = money_cost_nusd((int64_t)(blen + 3) / 4, e->price_prompt);
+	b = money_cost_nusd(out, e->price_completion);
+	return a < 0 || b < 0 ? INT64_MAX / 4 : a + b;
+}
+
+/* Prepaid credits and key limits: 402 when the account's balance (as billed
+ * so far, cached for key_cache_ttl_ms) or the key's remaining limit cannot
+ * cover the worst case. See README "Credits" for the overspend bound. */
+static int
+credit_check(struct proxy *p, char *msg, size_t len)
+{
+	int64_t worst = worst_case_nusd(p);
+	char a[64], b[64];
+
+	if (p->key_limit >= 0 && p->key_usage + worst > p->key_limit) {
+		money_format_usd(p->key_limit > p->key_usage ? p->key_limit - p->key_usage : 0, a, sizeof(a));
+		money_format_usd(worst, b, sizeof(b));
+		snprintf(msg, len, "this key's credit limit is reached: $%s left, this request may cost up to $%s", a, b);
+		return -1;
+	}
+	if (p->balance < worst) {
+		money_format_usd(p->balance, a, sizeof(a));
+		money_format_usd(worst, b, sizeof(b));
+		snprintf(msg, len, "insufficient credits: balance $%s, this request may cost up to $%s; "
+			 "add credits or lower max_tokens", a, b);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 proxy_start(struct proxy *p)
 {
@@ -850,6 +899,10 @@ proxy_start(struct proxy *p)
 		proxy_fail(p, 500, "out of memory");
 		return;
 	}
+	if (credit_check(p, msg, sizeof(msg)) < 0) {
+		proxy_fail(p, 402, msg);
+		return;
+	}
 	proxy_attempt(p);
 }
 
@@ -879,6 +932,9 @@ proxy_auth_cb(const struct auth_key *k, const char *err, void *arg)
 	}
 	p->account_id = k->account_id;
 	p->key_id = k->key_id;
+	p->key_limit = k->limit_nusd;
+	p->key_usage = k->usage_nusd;
+	p->balance = k->balance_nusd;
 	if (meter_blocked(p->rt->meter)) {
 		p->rt->st.meter_refusals++;
 		proxy_fail(p, 503, "usage cannot be recorded right now; try again shortly");

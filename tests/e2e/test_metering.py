@@ -1,5 +1,6 @@
 """Every generation is metered once: router -> Redis stream -> billing ->
 PostgreSQL, and events = ledger = rollups = key usage."""
+import json
 import threading
 
 from conftest import wait_for
@@ -92,3 +93,22 @@ def test_generation_and_credits_match_the_ledger(stack):
         " JOIN accounts a ON a.id = l.account_id WHERE a.name = 'demo'")[0]
     assert round(c["data"]["total_credits"] * 1e9) == credits
     assert round(c["data"]["total_usage"] * 1e9) == usage
+
+
+def test_402_when_credits_or_key_limit_cannot_cover(stack):
+    stack.ctl("account", "create", "poor", "--credits", "0.000001", "--if-missing")
+    poor = stack.ctl("key", "create", "poor", "--name", "poor").stdout.strip()
+    body = {"model": "test/solo", "max_tokens": 100, "messages": [{"role": "user", "content": "x"}]}
+    s, h, raw = stack.chat(body, key=poor)
+    assert s == 402, raw
+    e = json.loads(raw)["error"]
+    assert e["code"] == 402 and "insufficient credits" in e["message"]
+    # a top-up makes it work (after the key cache's TTL at most)
+    stack.ctl("credits", "add", "poor", "5")
+    assert wait_for(lambda: stack.chat(body, key=poor)[0] == 200, 5)
+    # a key limit below the worst case refuses, with the same shape
+    limited = stack.ctl("key", "create", "demo", "--name", "limited", "--limit", "0.0001").stdout.strip()
+    s, h, raw = stack.chat(body, key=limited)
+    assert s == 402 and "credit limit" in json.loads(raw)["error"]["message"]
+    s, h, raw = stack.chat(dict(body, max_tokens=1), key=limited)
+    assert s == 200
