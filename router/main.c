@@ -160,7 +160,7 @@ static void
 reply_options(struct httpd_req *req)
 {
 	httpd_add_header(req, "Access-Control-Allow-Origin", "*");
-	httpd_add_header(req, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+	httpd_add_header(req, "Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS");
 	httpd_add_header(req, "Access-Control-Allow-Headers",
 			 "Authorization, Content-Type, HTTP-Referer, X-Title, X-OpenRouter-Title");
 	httpd_add_header(req, "Access-Control-Max-Age", "86400");
@@ -192,6 +192,10 @@ router_handle(struct httpd_req *req, void *arg)
 		api_model_endpoints(&rt, req, model);
 	} else if (get && (path_is(path, "/key") || path_is(path, "/auth/key"))) {
 		api_key(&rt, req);
+	} else if (path_is(path, "/keys")) {
+		api_keys(&rt, req, NULL);
+	} else if (strncmp(path, "/api/v1/keys/", 13) == 0 || strncmp(path, "/v1/keys/", 9) == 0) {
+		api_keys(&rt, req, strrchr(path, '/') + 1);
 	} else if (get && path_is(path, "/generation")) {
 		api_generation(&rt, req);
 	} else if (get && path_is(path, "/credits")) {

@@ -71,6 +71,8 @@ void api_metrics(struct router *rt, struct httpd_req *req);
 /* GET /generation?id=, GET /credits: the calling key's account only. */
 void api_generation(struct router *rt, struct httpd_req *req);
 void api_credits(struct router *rt, struct httpd_req *req);
+/* /keys and /keys/{hash}: the provisioning API (keys.c); hash may be NULL. */
+void api_keys(struct router *rt, struct httpd_req *req, const char *hash);
 /* The bearer token of a request, or NULL; *len gets its length. */
 const char *api_bearer(struct httpd_req *req, size_t *len);
 
