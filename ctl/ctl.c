@@ -505,6 +505,65 @@ cmd_key_revoke(const char *ref)
 	PQclear(r);
 }
 
+/* ---- statements ---- */
+
+static void
+usd_col(const char *nusd, char *buf, size_t len)
+{
+	money_format_usd(strtoll(nusd, NULL, 10), buf, len);
+}
+
+/* An account's statement for [from, to) (UTC dates): opening balance, credits
+ * and usage per day, model and provider, closing balance; and a check that
+ * the rollups agree with the ledger over the period. */
+static void
+cmd_statement(const char *ref, const char *from, const char *to)
+{
+	char *id = account_id(ref), a[64], b[64], c[64];
+	const char *params[3] = { id, from, to };
+	PGresult *r;
+
+	r = q("SELECT (SELECT coalesce(sum(amount_nusd), 0) FROM ledger WHERE account_id = $1::bigint "
+	      " AND created_at < $2::date)::text, "
+	      "(SELECT coalesce(sum(amount_nusd), 0) FROM ledger WHERE account_id = $1::bigint "
+	      " AND created_at < $3::date)::text, "
+	      "(SELECT coalesce(-sum(amount_nusd), 0) FROM ledger WHERE account_id = $1::bigint AND kind = 'usage' "
+	      " AND created_at >= $2::date AND created_at < $3::date)::text, "
+	      "(SELECT coalesce(sum(cost_nusd), 0) FROM usage_daily WHERE account_id = $1::bigint "
+	      " AND day >= $2::date AND day < $3::date)::text", 3, params);
+	usd_col(PQgetvalue(r, 0, 0), a, sizeof(a));
+	usd_col(PQgetvalue(r, 0, 1), b, sizeof(b));
+	printf("statement for account %s (%s), %s to %s (UTC, end excluded)\n", id, ref, from, to);
+	printf("opening balance: %s USD\n\n", a);
+	if (strcmp(PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3)) != 0)
+		fprintf(stderr, "agoractl: WARNING: ledger usage %s nusd != rollups %s nusd over the period\n",
+			PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3));
+	PQclear(r);
+	r = q("SELECT created_at::date::text, kind, amount_nusd::text, note FROM ledger "
+	      "WHERE account_id = $1::bigint AND kind <> 'usage' AND created_at >= $2::date AND created_at < $3::date "
+	      "ORDER BY created_at", 3, params);
+	printf("%-10s  %-12s %16s  %s\n", "date", "credits", "USD", "note");
+	for (int i = 0; i < PQntuples(r); i++) {
+		usd_col(PQgetvalue(r, i, 2), c, sizeof(c));
+		printf("%-10s  %-12s %16s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), c, PQgetvalue(r, i, 3));
+	}
+	PQclear(r);
+	r = q("SELECT day::text, model_id, provider_id, sum(requests)::text, sum(prompt_tokens)::text, "
+	      "sum(completion_tokens)::text, sum(cost_nusd)::text FROM usage_daily "
+	      "WHERE account_id = $1::bigint AND day >= $2::date AND day < $3::date "
+	      "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", 3, params);
+	printf("\n%-10s  %-32s %-12s %8s %12s %12s %14s\n", "date", "model", "provider", "requests", "prompt tok",
+	       "output tok", "USD");
+	for (int i = 0; i < PQntuples(r); i++) {
+		usd_col(PQgetvalue(r, i, 6), c, sizeof(c));
+		printf("%-10s  %-32s %-12s %8s %12s %12s %14s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+		       PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), c);
+	}
+	PQclear(r);
+	printf("\nclosing balance: %s USD\n", b);
+	free(id);
+}
+
 /* ---- main ---- */
 
 static void
@@ -516,6 +575,7 @@ usage(void)
 		"  catalog import FILE | catalog show\n"
 		"  account create NAME [--credits USD] [--if-missing] | account show ACCOUNT | account list\n"
 		"  credits add ACCOUNT USD [--note TEXT]\n"
+		"  statement ACCOUNT --from YYYY-MM-DD --to YYYY-MM-DD\n"
 		"  key create ACCOUNT [--name NAME] [--limit USD] [--operator] | key list ACCOUNT\n"
 		"  key revoke KEY_ID_OR_PREFIX\n"
 		"  config dump\n");
@@ -574,6 +634,9 @@ main(int argc, char **argv)
 		cmd_account_list();
 	else if (argc >= 4 && strcmp(argv[0], "credits") == 0 && strcmp(argv[1], "add") == 0)
 		cmd_credits_add(argv[2], argv[3], opt(argc, argv, 4, "--note"));
+	else if (argc >= 6 && strcmp(argv[0], "statement") == 0 && opt(argc, argv, 2, "--from") &&
+		 opt(argc, argv, 2, "--to"))
+		cmd_statement(argv[1], opt(argc, argv, 2, "--from"), opt(argc, argv, 2, "--to"));
 	else if (argc >= 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "create") == 0)
 		cmd_key_create(argv[2], opt(argc, argv, 3, "--name"), opt(argc, argv, 3, "--limit"),
 			       opt(argc, argv, 3, "--operator") != NULL);

@@ -112,3 +112,14 @@ def test_402_when_credits_or_key_limit_cannot_cover(stack):
     assert s == 402 and "credit limit" in json.loads(raw)["error"]["message"]
     s, h, raw = stack.chat(dict(body, max_tokens=1), key=limited)
     assert s == 200
+
+
+def test_statement_adds_up(stack):
+    out = stack.ctl("statement", "demo", "--from", "2000-01-01", "--to", "2100-01-01")
+    assert "WARNING" not in out.stderr
+    closing = [l for l in out.stdout.splitlines() if l.startswith("closing balance:")][0]
+    balance, ledger = stack.sql("SELECT balance_nusd, (SELECT sum(amount_nusd) FROM ledger l WHERE l.account_id = a.id)"
+                                " FROM accounts a WHERE name = 'demo'")[0]
+    assert balance == ledger
+    from decimal import Decimal
+    assert Decimal(closing.split()[2]) * 10 ** 9 == ledger
