@@ -44,6 +44,9 @@ struct agora_conf {
 	char spool_path[512];			/* usage spool while Redis is away */
 	int64_t spool_max_bytes;		/* spool bound (then 503) */
 	int billing_batch;			/* events per billing transaction */
+	int key_rpm_default;			/* requests/minute per key, 0: none */
+	int64_t key_tpm_default;		/* tokens/minute per key, 0: none */
+	int ratelimit_sync_ms;			/* rate counters to Redis */
 	int billing_claim_idle_ms;		/* take over entries pending this long */
 };
 

@@ -43,7 +43,8 @@ struct auth_lookup {
 static const char auth_sql[] =
 	"SELECT k.id::text, k.account_id::text, k.name, k.prefix, k.kind, "
 	"coalesce(k.limit_nusd::text, ''), k.usage_nusd::text, "
-	"(NOT k.disabled AND k.revoked_at IS NULL AND a.status = 'active')::text, a.balance_nusd::text "
+	"(NOT k.disabled AND k.revoked_at IS NULL AND a.status = 'active')::text, a.balance_nusd::text, "
+	"coalesce(k.rpm_limit::text, ''), coalesce(k.tpm_limit::text, '') "
 	"FROM api_keys k JOIN accounts a ON a.id = k.account_id "
 	"WHERE k.hash = decode($1, 'hex')";
 
@@ -183,6 +184,8 @@ auth_result_cb(PGresult *res, const char *err, void *arg)
 	k.usage_nusd = parse_i64(PQgetvalue(res, 0, 6), 0);
 	k.usable = strcmp(PQgetvalue(res, 0, 7), "true") == 0;
 	k.balance_nusd = parse_i64(PQgetvalue(res, 0, 8), 0);
+	k.rpm_limit = parse_i64(PQgetvalue(res, 0, 9), -1);
+	k.tpm_limit = parse_i64(PQgetvalue(res, 0, 10), -1);
 	cache_put(a, l->hash, &k, a->ttl_ms);
 	l->fn(&k, NULL, l->arg);
 	free(l);

@@ -24,6 +24,7 @@ struct auth_key {
 	int64_t limit_nusd;		/* -1: no limit */
 	int64_t usage_nusd;
 	int64_t balance_nusd;		/* the account's, as billed so far */
+	int64_t rpm_limit, tpm_limit;	/* -1: the configured default */
 	int usable;			/* not disabled nor revoked */
 };
 

@@ -277,6 +277,8 @@ router_setup(void)
 	if (!(rt.redis = rds_new(rt.base, rt.conf.redis_host, rt.conf.redis_port)) ||
 	    !(rt.meter = meter_new(rt.base, rt.redis, rt.conf.spool_path, rt.conf.spool_max_bytes, err, sizeof(err))))
 		return log_error("metering: %s", rt.redis ? err : "out of memory"), -1;
+	if (!(rt.ratelimit = ratelimit_new(rt.base, rt.redis, rt.conf.ratelimit_sync_ms)))
+		return log_error("out of memory"), -1;
 	rds_set_connect_cb(rt.redis, redis_connected_cb, NULL);
 	rds_connect(rt.redis);
 	if (!(rt.up = upstream_pool_new(rt.base, &ul, err, sizeof(err))))
@@ -298,6 +300,7 @@ router_teardown(void)
 	upstream_pool_free(rt.up);
 	rds_free(rt.redis);		/* unanswered XADDs fall back to the spool */
 	meter_free(rt.meter);		/* then the spool is flushed */
+	ratelimit_free(rt.ratelimit);
 	auth_free(rt.auth);
 	pgc_free(rt.pg_ctl);
 	pgc_free(rt.pg_auth);

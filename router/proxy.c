@@ -167,6 +167,7 @@ proxy_meter(struct proxy *p, int status)
 	ev.attempts = p->attempt + 1;
 	ev.finish_reason = p->finish[0] ? p->finish : NULL;
 	meter_emit(p->rt->meter, &ev);
+	ratelimit_tokens(p->rt->ratelimit, p->key_id, p->prompt_tokens + p->completion_tokens);
 }
 
 /* Answers an error (before any byte went out) and ends the request. */
@@ -900,10 +901,34 @@ proxy_start(struct proxy *p)
 		return;
 	}
 	if (credit_check(p, msg, sizeof(msg)) < 0) {
+		p->rt->st.credit_refusals++;
 		proxy_fail(p, 402, msg);
 		return;
 	}
 	proxy_attempt(p);
+}
+
+/* Requests and tokens per minute of the key; answers 429 when over. */
+static int
+rate_check(struct proxy *p, const struct auth_key *k)
+{
+	int64_t rpm = k->rpm_limit >= 0 ? k->rpm_limit : p->rt->conf.key_rpm_default;
+	int64_t tpm = k->tpm_limit >= 0 ? k->tpm_limit : p->rt->conf.key_tpm_default;
+	char ra[16], lim[24];
+	int retry = 0;
+
+	if (ratelimit_take(p->rt->ratelimit, k->key_id, rpm, tpm, &retry) == 0)
+		return 0;
+	p->rt->st.rate_limited++;
+	snprintf(ra, sizeof(ra), "%d", retry);
+	httpd_add_header(p->req, "Retry-After", ra);
+	snprintf(lim, sizeof(lim), "%lld", (long long)(rpm > 0 ? rpm : tpm));
+	httpd_add_header(p->req, "X-RateLimit-Limit", lim);
+	httpd_add_header(p->req, "X-RateLimit-Remaining", "0");
+	p->retry_after = -1;	/* the header is already set */
+	proxy_fail(p, 429, rpm > 0 ? "rate limit: too many requests for this key this minute"
+				   : "rate limit: too many tokens for this key this minute");
+	return -1;
 }
 
 static void
@@ -935,6 +960,8 @@ proxy_auth_cb(const struct auth_key *k, const char *err, void *arg)
 	p->key_limit = k->limit_nusd;
 	p->key_usage = k->usage_nusd;
 	p->balance = k->balance_nusd;
+	if (rate_check(p, k) < 0)
+		return;
 	if (meter_blocked(p->rt->meter)) {
 		p->rt->st.meter_refusals++;
 		proxy_fail(p, 503, "usage cannot be recorded right now; try again shortly");

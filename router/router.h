@@ -16,6 +16,7 @@
 #include "meter.h"
 #include "pgc.h"
 #include "rds.h"
+#include "ratelimit.h"
 #include "rcat.h"
 #include "upstream.h"
 
@@ -34,7 +35,9 @@
 	X(backpressure_pauses, "upstream reads paused for a slow client") \
 	X(catalog_reloads, "catalog snapshots loaded") \
 	X(auth_failures, "requests refused for their key") \
-	X(meter_refusals, "completions refused because usage could not be recorded")
+	X(meter_refusals, "completions refused because usage could not be recorded") \
+	X(rate_limited, "completions refused by a key's rate limit") \
+	X(credit_refusals, "completions refused for credits or key limits (402)")
 
 struct router_stats {
 #define X(name, help) long long name;
@@ -52,6 +55,7 @@ struct router {
 	struct upstream_pool *up;
 	struct rds *redis;		/* metering */
 	struct meter *meter;
+	struct ratelimit *ratelimit;	/* per-key RPM/TPM */
 	struct rcat *cat;		/* current snapshot, NULL until loaded */
 	int cat_loading;
 	struct event *poll_timer;
