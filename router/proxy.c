@@ -22,6 +22,7 @@
 #include "log.h"
 #include "money.h"
 #include "request.h"
+#include "route.h"
 #include "router.h"
 #include "sse.h"
 
@@ -57,6 +58,7 @@ struct proxy {
 	int64_t stream_chars;		/* completion text seen (estimates) */
 	int estimated;			/* tokens counted by us, not the provider */
 	int metered;
+	struct route_prefs prefs;	/* the request's `provider` object */
 	int fail_status;		/* status the last failure maps to */
 	char fail_msg[256];
 	char gen_id[48];
@@ -761,23 +763,38 @@ proxy_attempt(struct proxy *p)
 
 /* ---- request validation and candidates ---- */
 
+/* Adds a model's endpoints allowed by the preferences, in their order;
+ * healthy_pass 1 takes the healthy ones, 0 those that failed recently. */
 static void
 add_candidates(struct proxy *p, struct rcat_model *m, int healthy_pass)
 {
+	struct rcat_endpoint *sel[PROXY_MAX_CANDIDATES];
 	int64_t now = router_now_ms();
+	int n = route_select(&p->prefs, m->eps, m->neps, sel, PROXY_MAX_CANDIDATES);
 
-	for (int i = 0; i < m->neps && p->ncands < PROXY_MAX_CANDIDATES; i++) {
-		struct rcat_endpoint *e = m->eps[i];
-		int cooling = e->health.until_ms > now;
+	for (int i = 0; i < n && p->ncands < PROXY_MAX_CANDIDATES; i++) {
+		int cooling = sel[i]->health.until_ms > now;
 
 		if (cooling == healthy_pass)
 			continue;
-		p->cands[p->ncands++] = e;
+		p->cands[p->ncands++] = sel[i];
 	}
 }
 
-/* Candidates: each model in order (model, then `models`), cheapest first,
- * endpoints that failed recently after the healthy ones. */
+/* A model id from the request, without its ":floor"/":nitro" suffix. */
+static struct rcat_model *
+lookup_model(struct proxy *p, const char *id)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf), "%s", id);
+	route_strip_suffix(buf);
+	return rcat_model(p->cat, buf);
+}
+
+/* Candidates: each model in order (model, then `models`), in the order the
+ * provider preferences give (cheapest first by default), endpoints that
+ * failed recently after the healthy ones. */
 static int
 pick_candidates(struct proxy *p, char *msg, size_t len)
 {
@@ -785,16 +802,13 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 	const cJSON *models = cJSON_GetObjectItemCaseSensitive(p->body, "models"), *x;
 	struct rcat_model *list[PROXY_MAX_CANDIDATES];
 	int n = 0, known = 0;
-	const char *first = NULL;
+	const char *first;
 
-	if (cJSON_IsString(model))
-		first = model->valuestring;
-	else
-		first = cJSON_GetArrayItem(models, 0)->valuestring;
-	if ((list[n] = rcat_model(p->cat, first)))
+	first = cJSON_IsString(model) ? model->valuestring : cJSON_GetArrayItem(models, 0)->valuestring;
+	if ((list[n] = lookup_model(p, first)))
 		n++;
 	cJSON_ArrayForEach(x, models) {
-		struct rcat_model *m = rcat_model(p->cat, x->valuestring);
+		struct rcat_model *m = lookup_model(p, x->valuestring);
 		int dup = 0;
 
 		for (int i = 0; i < n; i++)
@@ -804,7 +818,7 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 	}
 	for (int i = 0; i < n; i++)
 		known += list[i]->neps > 0;
-	if (n == 0 || (!rcat_model(p->cat, first) && !cJSON_IsArray(models))) {
+	if (n == 0 || (!lookup_model(p, first) && !cJSON_IsArray(models))) {
 		snprintf(msg, len, "model '%s' not found", first);
 		return 404;
 	}
@@ -813,9 +827,15 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 			add_candidates(p, list[i], pass);
 	if (p->ncands > p->rt->conf.max_attempts)
 		p->ncands = p->rt->conf.max_attempts;
-	if (!known || p->ncands == 0) {
+	if (!known) {
 		snprintf(msg, len, "no provider available for model '%s'", first);
 		return 503;
+	}
+	if (p->ncands == 0) {
+		snprintf(msg, len, "no endpoint of model '%s' matches the request's provider preferences "
+			 "(only, ignore, order with allow_fallbacks, data_collection, zdr, quantizations, max_price)",
+			 first);
+		return 404;
 	}
 	return 0;
 }
@@ -886,6 +906,10 @@ proxy_start(struct proxy *p)
 		return;
 	}
 	if (request_validate(p->body, msg, sizeof(msg)) < 0) {
+		proxy_fail(p, 400, msg);
+		return;
+	}
+	if (route_parse(cJSON_GetObjectItemCaseSensitive(p->body, "provider"), &p->prefs, msg, sizeof(msg)) < 0) {
 		proxy_fail(p, 400, msg);
 		return;
 	}

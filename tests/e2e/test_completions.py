@@ -182,3 +182,23 @@ def test_concurrent_requests(stack):
     for t in threads:
         t.join()
     assert results == [200] * 40
+
+
+def test_provider_preferences(stack):
+    def who(provider, model="test/three"):
+        s, body = stack.chat_json(dict(HELLO, model=model, provider=provider))
+        return s, body.get("provider") or body["error"]["message"]
+
+    assert who({"order": ["gamma", "alpha"]}) == (200, "Gamma AI")
+    assert who({"only": ["Beta AI"]}) == (200, "Beta AI")
+    assert who({"ignore": ["alpha"]}) == (200, "Beta AI")
+    assert who({"data_collection": "deny"}) == (200, "Alpha AI")
+    assert who({"max_price": {"prompt": 0.05}})[0] == 404
+    assert who({"sort": "price"}, model="test/three:floor") == (200, "Alpha AI")
+    s, msg = who({"order": "alpha"})
+    assert s == 400 and "provider.order" in msg
+    # no fallback: the ordered provider fails, and nothing else is tried
+    stack.mock("beta").config(fail="500")
+    s, msg = who({"order": ["beta"], "allow_fallbacks": False})
+    assert s == 502
+    assert who({"order": ["beta"]}) == (200, "Alpha AI")

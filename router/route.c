@@ -1,0 +1,177 @@
+/*
+ * route: provider preferences (see route.h).
+ */
+#include "route.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "money.h"
+
+static int
+bad(char *msg, size_t len, const char *field, const char *what)
+{
+	snprintf(msg, len, "provider.%s must be %s", field, what);
+	return -1;
+}
+
+static int
+str_list(const cJSON *p, const char *field, const char **out, int *n, char *msg, size_t len)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, field), *x;
+
+	*n = 0;
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > ROUTE_MAX_LIST)
+		return bad(msg, len, field, "an array of at most 32 strings");
+	cJSON_ArrayForEach(x, v) {
+		if (!cJSON_IsString(x))
+			return bad(msg, len, field, "an array of strings");
+		out[(*n)++] = x->valuestring;
+	}
+	return 0;
+}
+
+/* USD per million tokens (a JSON number or string) to uusd per Mtok. */
+static int
+price_field(const cJSON *mp, const char *field, int64_t *out, char *msg, size_t len)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(mp, field);
+	char buf[64];
+	int64_t nusd;
+
+	*out = -1;
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e9)
+		snprintf(buf, sizeof(buf), "%.6f", v->valuedouble);
+	else if (cJSON_IsString(v) && strlen(v->valuestring) < sizeof(buf))
+		snprintf(buf, sizeof(buf), "%s", v->valuestring);
+	else
+		return bad(msg, len, field[0] == 'p' ? "max_price.prompt" : "max_price.completion",
+			   "a non-negative number of USD per million tokens");
+	/* USD with 6 decimals per Mtok == uusd per Mtok; reuse the exact parser
+	 * (it reads 9 decimals: divide back). */
+	if (money_parse_usd(buf, &nusd) < 0 || nusd < 0)
+		return bad(msg, len, field[0] == 'p' ? "max_price.prompt" : "max_price.completion",
+			   "a non-negative number of USD per million tokens");
+	*out = nusd / 1000;
+	return 0;
+}
+
+int
+route_parse(const cJSON *p, struct route_prefs *rp, char *msg, size_t len)
+{
+	const cJSON *v;
+
+	memset(rp, 0, sizeof(*rp));
+	rp->allow_fallbacks = 1;
+	rp->max_prompt = rp->max_completion = -1;
+	if (!p || cJSON_IsNull(p))
+		return 0;
+	if (!cJSON_IsObject(p))
+		return snprintf(msg, len, "provider must be an object"), -1;
+	if (str_list(p, "order", rp->order, &rp->norder, msg, len) < 0 ||
+	    str_list(p, "only", rp->only, &rp->nonly, msg, len) < 0 ||
+	    str_list(p, "ignore", rp->ignore, &rp->nignore, msg, len) < 0 ||
+	    str_list(p, "quantizations", rp->quant, &rp->nquant, msg, len) < 0)
+		return -1;
+	if ((v = cJSON_GetObjectItemCaseSensitive(p, "allow_fallbacks")) && !cJSON_IsNull(v)) {
+		if (!cJSON_IsBool(v))
+			return bad(msg, len, "allow_fallbacks", "true or false");
+		rp->allow_fallbacks = cJSON_IsTrue(v);
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(p, "data_collection")) && !cJSON_IsNull(v)) {
+		if (!cJSON_IsString(v) || (strcmp(v->valuestring, "deny") && strcmp(v->valuestring, "allow")))
+			return bad(msg, len, "data_collection", "\"allow\" or \"deny\"");
+		rp->data_deny = strcmp(v->valuestring, "deny") == 0;
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(p, "zdr")) && !cJSON_IsNull(v)) {
+		if (!cJSON_IsBool(v))
+			return bad(msg, len, "zdr", "true or false");
+		rp->zdr = cJSON_IsTrue(v);
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(p, "sort")) && !cJSON_IsNull(v)) {
+		if (!cJSON_IsString(v) || (strcmp(v->valuestring, "price") && strcmp(v->valuestring, "latency") &&
+					   strcmp(v->valuestring, "throughput")))
+			return bad(msg, len, "sort", "\"price\", \"latency\" or \"throughput\"");
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(p, "max_price")) && !cJSON_IsNull(v)) {
+		if (!cJSON_IsObject(v))
+			return bad(msg, len, "max_price", "an object");
+		if (price_field(v, "prompt", &rp->max_prompt, msg, len) < 0 ||
+		    price_field(v, "completion", &rp->max_completion, msg, len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void
+route_strip_suffix(char *id)
+{
+	char *c = strrchr(id, ':');
+
+	if (c && (strcmp(c, ":floor") == 0 || strcmp(c, ":nitro") == 0))
+		*c = '\0';
+}
+
+static int
+names(const struct rcat_endpoint *e, const char *const *list, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcasecmp(list[i], e->prov->id) == 0 || strcasecmp(list[i], e->prov->name) == 0)
+			return i;
+	return -1;
+}
+
+static int
+allowed(const struct route_prefs *rp, const struct rcat_endpoint *e)
+{
+	int q = 0;
+
+	if (rp->nonly && names(e, rp->only, rp->nonly) < 0)
+		return 0;
+	if (rp->nignore && names(e, rp->ignore, rp->nignore) >= 0)
+		return 0;
+	if (rp->data_deny && (e->prov->training || e->prov->retention_days > 0))
+		return 0;
+	if (rp->zdr && e->prov->retention_days > 0)
+		return 0;
+	for (int i = 0; i < rp->nquant; i++)
+		q |= strcasecmp(rp->quant[i], e->quantization) == 0;
+	if (rp->nquant && !q)
+		return 0;
+	if (rp->max_prompt >= 0 && e->price_prompt > rp->max_prompt)
+		return 0;
+	if (rp->max_completion >= 0 && e->price_completion > rp->max_completion)
+		return 0;
+	return 1;
+}
+
+int
+route_select(const struct route_prefs *rp, struct rcat_endpoint *const *in, int n,
+	     struct rcat_endpoint **out, int max)
+{
+	int k = 0;
+
+	/* `order` first, in its order */
+	for (int o = 0; o < rp->norder; o++)
+		for (int i = 0; i < n && k < max; i++)
+			if (names(in[i], rp->order + o, 1) == 0 && allowed(rp, in[i]))
+				out[k++] = in[i];
+	if (!rp->allow_fallbacks && rp->norder)
+		return k;
+	if (!rp->allow_fallbacks) {		/* no order: the primary only */
+		for (int i = 0; i < n && k < max && k < 1; i++)
+			if (allowed(rp, in[i]))
+				out[k++] = in[i];
+		return k;
+	}
+	/* then everyone else allowed, cheapest first */
+	for (int i = 0; i < n && k < max; i++)
+		if ((rp->norder == 0 || names(in[i], rp->order, rp->norder) < 0) && allowed(rp, in[i]))
+			out[k++] = in[i];
+	return k;
+}

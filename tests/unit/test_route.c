@@ -1,0 +1,129 @@
+/*
+ * Provider preferences: a table of `provider` objects and the endpoint order
+ * each one yields over a fixed set of endpoints (cheapest first).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "route.h"
+
+/*            id       name        training retention quant  prompt   completion */
+static struct rcat_provider pa = { .id = "a", .name = "Alpha", .training = 0, .retention_days = 0 };
+static struct rcat_provider pb = { .id = "b", .name = "Beta", .training = 0, .retention_days = 30 };
+static struct rcat_provider pc = { .id = "c", .name = "Gamma", .training = 1, .retention_days = 0 };
+static struct rcat_provider pd = { .id = "d", .name = "Delta", .training = 0, .retention_days = 0 };
+static struct rcat_endpoint ea = { .prov = &pa, .quantization = "fp8", .price_prompt = 100000, .price_completion = 200000 };
+static struct rcat_endpoint eb = { .prov = &pb, .quantization = "fp4", .price_prompt = 300000, .price_completion = 600000 };
+static struct rcat_endpoint ec = { .prov = &pc, .quantization = "bf16", .price_prompt = 900000, .price_completion = 1800000 };
+static struct rcat_endpoint ed = { .prov = &pd, .quantization = "fp8", .price_prompt = 2000000, .price_completion = 8000000 };
+
+static const struct {
+	const char *provider;	/* JSON, or NULL */
+	const char *want;	/* provider ids in order */
+} cases[] = {
+	{ NULL, "abcd" },
+	{ "{}", "abcd" },
+	{ "{\"order\":[\"c\",\"a\"]}", "cabd" },
+	{ "{\"order\":[\"Gamma\"],\"allow_fallbacks\":false}", "c" },
+	{ "{\"allow_fallbacks\":false}", "a" },
+	{ "{\"only\":[\"b\",\"Delta\"]}", "bd" },
+	{ "{\"ignore\":[\"a\"]}", "bcd" },
+	{ "{\"order\":[\"d\"],\"ignore\":[\"d\"]}", "abc" },
+	{ "{\"data_collection\":\"deny\"}", "ad" },
+	{ "{\"data_collection\":\"allow\"}", "abcd" },
+	{ "{\"zdr\":true}", "acd" },
+	{ "{\"quantizations\":[\"fp8\"]}", "ad" },
+	{ "{\"max_price\":{\"prompt\":0.3}}", "ab" },
+	{ "{\"max_price\":{\"prompt\":1,\"completion\":\"0.6\"}}", "ab" },
+	{ "{\"max_price\":{\"completion\":0.1}}", "" },
+	{ "{\"sort\":\"price\",\"unknown_field\":1}", "abcd" },
+	{ "{\"only\":[\"nobody\"]}", "" },
+};
+
+static void
+test_table(void **state)
+{
+	struct rcat_endpoint *in[] = { &ea, &eb, &ec, &ed }, *out[8];
+	char msg[200], got[16];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *j = cases[i].provider ? cJSON_Parse(cases[i].provider) : NULL;
+		struct route_prefs rp;
+		int n;
+
+		if (route_parse(j, &rp, msg, sizeof(msg)) < 0)
+			fail_msg("case %zu: %s", i, msg);
+		n = route_select(&rp, in, 4, out, 8);
+		for (int k = 0; k < n; k++)
+			got[k] = out[k]->prov->id[0];
+		got[n] = '\0';
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu (%s): got '%s', want '%s'", i, cases[i].provider, got, cases[i].want);
+		cJSON_Delete(j);
+	}
+}
+
+static void
+test_bad_types(void **state)
+{
+	static const struct { const char *json, *says; } bad[] = {
+		{ "[]", "provider must be an object" },
+		{ "{\"order\":\"a\"}", "provider.order" },
+		{ "{\"only\":[1]}", "provider.only" },
+		{ "{\"allow_fallbacks\":\"no\"}", "provider.allow_fallbacks" },
+		{ "{\"data_collection\":\"maybe\"}", "provider.data_collection" },
+		{ "{\"zdr\":1}", "provider.zdr" },
+		{ "{\"sort\":\"random\"}", "provider.sort" },
+		{ "{\"max_price\":5}", "provider.max_price" },
+		{ "{\"max_price\":{\"prompt\":-1}}", "provider.max_price.prompt" },
+		{ "{\"max_price\":{\"completion\":\"cheap\"}}", "provider.max_price.completion" },
+	};
+	char msg[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *j = cJSON_Parse(bad[i].json);
+		struct route_prefs rp;
+
+		msg[0] = '\0';
+		assert_int_equal(route_parse(j, &rp, msg, sizeof(msg)), -1);
+		if (!strstr(msg, bad[i].says))
+			fail_msg("case %zu: '%s' does not say '%s'", i, msg, bad[i].says);
+		cJSON_Delete(j);
+	}
+}
+
+static void
+test_suffix(void **state)
+{
+	char a[] = "z-ai/glm-5:floor", b[] = "z-ai/glm-5:nitro", c[] = "z-ai/glm-5:beta", d[] = "x/y";
+
+	(void)state;
+	route_strip_suffix(a);
+	route_strip_suffix(b);
+	route_strip_suffix(c);
+	route_strip_suffix(d);
+	assert_string_equal(a, "z-ai/glm-5");
+	assert_string_equal(b, "z-ai/glm-5");
+	assert_string_equal(c, "z-ai/glm-5:beta");
+	assert_string_equal(d, "x/y");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_bad_types),
+		cmocka_unit_test(test_suffix),
+	};
+
+	return cmocka_run_group_tests_name("route", tests, NULL, NULL);
+}
