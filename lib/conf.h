@@ -37,7 +37,8 @@ struct agora_conf {
 	int upstream_pool_idle_ms;		/* idle conn lifetime */
 	char upstream_ca_file[512];		/* empty: system CAs */
 	int max_attempts;			/* endpoints tried per request */
-	int failure_cooldown_ms;		/* endpoint skipped after failures */
+	int failure_cooldown_ms;		/* breaker open time */
+	int breaker_failures;			/* consecutive failures that open it */
 	int catalog_poll_ms;			/* catalog change check interval */
 	int key_cache_ttl_ms;			/* positive key cache lifetime */
 	int pg_timeout_ms;			/* connect and query time-out */

@@ -228,21 +228,26 @@ proxy_drain_cb(struct httpd_req *req, void *arg)
 static void
 health_failed(struct proxy *p, struct rcat_endpoint *e)
 {
-	int64_t now = router_now_ms();
-	int64_t cool = p->rt->conf.failure_cooldown_ms;
+	long long opens = e->health.opens;
 
-	if (p->retry_after > 0 && (int64_t)p->retry_after * 1000 > cool)
-		cool = (int64_t)p->retry_after * 1000;
-	e->health.failures++;
-	e->health.until_ms = now + cool;
+	route_failure(e, router_now_ms(), p->rt->conf.breaker_failures, p->rt->conf.failure_cooldown_ms,
+		      p->retry_after > 0 ? (int64_t)p->retry_after * 1000 : 0);
+	if (e->health.opens != opens) {
+		p->rt->st.breaker_opens++;
+		log_warn("breaker open: %s for %s after %d failures", e->prov->id, e->model->id, e->health.failures);
+	}
 }
 
+/* A finished answer: closes the breaker, feeds the speed averages. */
 static void
-health_ok(struct rcat_endpoint *e)
+health_ok(struct proxy *p, struct rcat_endpoint *e)
 {
-	e->health.failures = 0;
-	e->health.until_ms = 0;
-	e->health.last_ok_ms = router_now_ms();
+	int64_t now = router_now_ms();
+	int64_t ttft = (p->t_first_ms ? p->t_first_ms : now) - p->t_start_ms;
+	int64_t gen_ms = now - (p->t_first_ms ? p->t_first_ms : p->t_start_ms);
+	double tps = gen_ms > 0 && p->completion_tokens > 0 ? (double)p->completion_tokens * 1000.0 / (double)gen_ms : 0;
+
+	route_success(e, now, (double)(ttft > 0 ? ttft : 1), tps);
 }
 
 /* ---- usage and rewriting ---- */
@@ -374,7 +379,6 @@ proxy_finish_json(struct proxy *p)
 		proxy_next(p, 502, "%s answered something that is not a chat completion", e->prov->name);
 		return;
 	}
-	health_ok(e);
 	ans = rewrite_ids(p, ans, 0);
 	choices = cJSON_GetObjectItemCaseSensitive(ans, "choices");
 	usage = cJSON_GetObjectItemCaseSensitive(ans, "usage");
@@ -399,6 +403,7 @@ proxy_finish_json(struct proxy *p)
 			snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
 	}
 	p->t_first_ms = router_now_ms();
+	health_ok(p, e);
 	proxy_meter(p, 200);
 	p->rt->st.completions_ok++;
 	proxy_log(p, 200);
@@ -442,7 +447,6 @@ stream_start(struct proxy *p)
 	p->t_first_ms = router_now_ms();
 	p->state = PX_STREAMING;
 	p->rt->st.streams_total++;
-	health_ok(p->cands[p->attempt]);
 }
 
 /* An error after bytes went out: say so in the stream, then end it. */
@@ -467,6 +471,8 @@ stream_fail(struct proxy *p, int code, const char *msg)
 	cJSON_AddStringToObject(err, "message", msg);
 	stream_write_json(p, o);
 	cJSON_Delete(o);
+	p->retry_after = -1;
+	health_failed(p, p->cands[p->attempt]);	/* a started answer broke */
 	proxy_meter(p, code);
 	p->rt->st.completions_failed++;
 	proxy_log(p, code);
@@ -483,6 +489,7 @@ stream_finish(struct proxy *p)
 		return;
 	}
 	httpd_stream_write(p->req, "data: [DONE]\n\n", 14);
+	health_ok(p, p->cands[p->attempt]);
 	proxy_meter(p, 200);
 	p->rt->st.completions_ok++;
 	proxy_log(p, 200);
@@ -753,6 +760,8 @@ proxy_attempt(struct proxy *p)
 	p->saw_done = p->saw_finish = 0;
 	p->state = PX_UPSTREAM;
 	p->rt->st.upstream_attempts++;
+	if (route_state(e, router_now_ms()) == ROUTE_HALF_OPEN)
+		e->health.probe_ms = router_now_ms();	/* this request is the probe */
 	p->up = upstream_send(p->rt->up, "POST", e->url, headers, body, strlen(body), &proxy_up_cbs, p);
 	cJSON_free(body);
 	if (!p->up) {
@@ -773,9 +782,9 @@ add_candidates(struct proxy *p, struct rcat_model *m, int healthy_pass)
 	int n = route_select(&p->prefs, m->eps, m->neps, sel, PROXY_MAX_CANDIDATES);
 
 	for (int i = 0; i < n && p->ncands < PROXY_MAX_CANDIDATES; i++) {
-		int cooling = sel[i]->health.until_ms > now;
+		int open = route_state(sel[i], now) == ROUTE_OPEN;
 
-		if (cooling == healthy_pass)
+		if (open == healthy_pass)
 			continue;
 		p->cands[p->ncands++] = sel[i];
 	}
@@ -788,7 +797,7 @@ lookup_model(struct proxy *p, const char *id)
 	char buf[256];
 
 	snprintf(buf, sizeof(buf), "%s", id);
-	route_strip_suffix(buf);
+	route_strip_suffix(buf, &p->prefs);
 	return rcat_model(p->cat, buf);
 }
 

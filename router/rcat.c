@@ -402,7 +402,8 @@ rcat_endpoints_json(const struct rcat *c, const struct rcat_model *m, int64_t no
 		const struct rcat_endpoint *e = m->eps[i];
 		cJSON *o = cJSON_CreateObject(), *dp;
 		char name[512], tag[256];
-		int degraded = e->health.until_ms > now_ms;
+		int degraded = e->health.until_ms > now_ms ||
+			       (e->health.until_ms != 0 && e->health.failures > 0);
 
 		snprintf(name, sizeof(name), "%s | %s", e->prov->name, m->id);
 		snprintf(tag, sizeof(tag), "%s/%s", e->prov->id, e->quantization);

@@ -20,10 +20,18 @@ struct rcat_provider {
 	int training, retention_days;
 };
 
+/* Per-endpoint health and speed, learnt by this router (kept across
+ * catalog reloads). The breaker is open while until_ms is in the future;
+ * after it, one probe request (probe_ms) is let through: success closes it,
+ * failure opens it again. */
 struct rcat_health {
 	int failures;			/* consecutive */
-	int64_t until_ms;		/* skipped (sorted last) until then */
+	int64_t until_ms;		/* open (tried last) until then */
+	int64_t probe_ms;		/* half-open: when the probe started */
 	int64_t last_ok_ms;
+	long long opens;		/* times the breaker opened */
+	double ttft_ms, tps;		/* decaying averages (0: no sample yet) */
+	long long samples;
 };
 
 struct rcat_model;

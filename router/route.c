@@ -97,6 +97,8 @@ route_parse(const cJSON *p, struct route_prefs *rp, char *msg, size_t len)
 		if (!cJSON_IsString(v) || (strcmp(v->valuestring, "price") && strcmp(v->valuestring, "latency") &&
 					   strcmp(v->valuestring, "throughput")))
 			return bad(msg, len, "sort", "\"price\", \"latency\" or \"throughput\"");
+		rp->sort = v->valuestring[0] == 'l' ? ROUTE_SORT_LATENCY
+			   : v->valuestring[0] == 't' ? ROUTE_SORT_THROUGHPUT : ROUTE_SORT_PRICE;
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(p, "max_price")) && !cJSON_IsNull(v)) {
 		if (!cJSON_IsObject(v))
@@ -109,12 +111,89 @@ route_parse(const cJSON *p, struct route_prefs *rp, char *msg, size_t len)
 }
 
 void
-route_strip_suffix(char *id)
+route_strip_suffix(char *id, struct route_prefs *rp)
 {
 	char *c = strrchr(id, ':');
 
-	if (c && (strcmp(c, ":floor") == 0 || strcmp(c, ":nitro") == 0))
+	if (c && (strcmp(c, ":floor") == 0 || strcmp(c, ":nitro") == 0)) {
+		if (rp)
+			rp->sort = c[1] == 'n' ? ROUTE_SORT_THROUGHPUT : ROUTE_SORT_PRICE;
 		*c = '\0';
+	}
+}
+
+/* ---- health and speed ---- */
+
+#define PROBE_LOST_MS 30000
+#define EWMA 0.2
+
+enum route_state
+route_state(const struct rcat_endpoint *e, int64_t now)
+{
+	const struct rcat_health *h = &e->health;
+
+	if (h->until_ms > now)
+		return ROUTE_OPEN;
+	if (h->until_ms == 0)
+		return ROUTE_CLOSED;
+	if (h->probe_ms && now - h->probe_ms < PROBE_LOST_MS)
+		return ROUTE_OPEN;		/* the probe is out: wait for it */
+	return ROUTE_HALF_OPEN;
+}
+
+void
+route_success(struct rcat_endpoint *e, int64_t now, double ttft_ms, double tps)
+{
+	struct rcat_health *h = &e->health;
+
+	h->failures = 0;
+	h->until_ms = h->probe_ms = 0;
+	h->last_ok_ms = now;
+	if (ttft_ms > 0)
+		h->ttft_ms = h->samples ? h->ttft_ms + EWMA * (ttft_ms - h->ttft_ms) : ttft_ms;
+	if (tps > 0)
+		h->tps = h->samples && h->tps > 0 ? h->tps + EWMA * (tps - h->tps) : tps;
+	h->samples++;
+}
+
+void
+route_failure(struct rcat_endpoint *e, int64_t now, int threshold, int64_t cooldown, int64_t retry_after)
+{
+	struct rcat_health *h = &e->health;
+	int was_probe = h->probe_ms != 0;
+
+	h->failures++;
+	h->probe_ms = 0;
+	if (retry_after > 0 || was_probe || h->failures >= threshold) {
+		h->until_ms = now + (retry_after > cooldown ? retry_after : cooldown);
+		if (h->until_ms <= now)
+			h->until_ms = now + 1;	/* open, if only for a moment */
+		h->opens++;
+	}
+}
+
+static double
+metric(const struct route_prefs *rp, const struct rcat_endpoint *e)
+{
+	if (rp->sort == ROUTE_SORT_LATENCY)
+		return e->health.samples ? e->health.ttft_ms : ROUTE_PRIOR_TTFT_MS;
+	return -(e->health.samples && e->health.tps > 0 ? e->health.tps : ROUTE_PRIOR_TPS);
+}
+
+/* Stable insertion sort of out[from..n) by the preference's metric. */
+static void
+sort_tail(const struct route_prefs *rp, struct rcat_endpoint **out, int from, int n)
+{
+	for (int i = from + 1; i < n; i++) {
+		struct rcat_endpoint *x = out[i];
+		int j = i - 1;
+
+		while (j >= from && metric(rp, out[j]) > metric(rp, x)) {
+			out[j + 1] = out[j];
+			j--;
+		}
+		out[j + 1] = x;
+	}
 }
 
 static int
@@ -163,15 +242,17 @@ route_select(const struct route_prefs *rp, struct rcat_endpoint *const *in, int 
 				out[k++] = in[i];
 	if (!rp->allow_fallbacks && rp->norder)
 		return k;
-	if (!rp->allow_fallbacks) {		/* no order: the primary only */
-		for (int i = 0; i < n && k < max && k < 1; i++)
-			if (allowed(rp, in[i]))
+	/* then everyone else allowed: cheapest first, or by speed */
+	{
+		int from = k;
+
+		for (int i = 0; i < n && k < max; i++)
+			if ((rp->norder == 0 || names(in[i], rp->order, rp->norder) < 0) && allowed(rp, in[i]))
 				out[k++] = in[i];
-		return k;
+		if (rp->sort != ROUTE_SORT_PRICE)
+			sort_tail(rp, out, from, k);
 	}
-	/* then everyone else allowed, cheapest first */
-	for (int i = 0; i < n && k < max; i++)
-		if ((rp->norder == 0 || names(in[i], rp->order, rp->norder) < 0) && allowed(rp, in[i]))
-			out[k++] = in[i];
+	if (!rp->allow_fallbacks && k > 1)
+		k = 1;				/* no order: the primary only */
 	return k;
 }

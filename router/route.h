@@ -4,11 +4,12 @@
  * functions over catalog endpoints: no allocation per request beyond the
  * caller's arrays, unit-tested with a table of cases.
  *
- * Supported now: order, allow_fallbacks, only, ignore, data_collection
- * ("deny": no training, no retention), zdr (no retention), quantizations,
- * max_price {prompt, completion} (USD per million tokens), sort "price" and
- * the ":floor" suffix. sort "latency"/"throughput" and ":nitro" are accepted
- * and, until endpoint statistics exist, keep the price order.
+ * Supported: order, allow_fallbacks, only, ignore, data_collection ("deny":
+ * no training, no retention), zdr (no retention), quantizations, max_price
+ * {prompt, completion} (USD per million tokens), sort price | latency (time
+ * to first token) | throughput (tokens per second), and the ":floor"
+ * (price) / ":nitro" (throughput) suffixes. Speeds are this router's
+ * decaying averages, with priors for endpoints not seen yet.
  */
 #ifndef AGORA_ROUTE_H
 #define AGORA_ROUTE_H
@@ -21,6 +22,13 @@
 
 #define ROUTE_MAX_LIST 32
 
+enum { ROUTE_SORT_PRICE, ROUTE_SORT_LATENCY, ROUTE_SORT_THROUGHPUT };
+
+/* Priors for endpoints without samples yet: a cold endpoint is neither
+ * favoured nor shunned. */
+#define ROUTE_PRIOR_TTFT_MS 1000.0
+#define ROUTE_PRIOR_TPS 40.0
+
 struct route_prefs {
 	const char *order[ROUTE_MAX_LIST];	/* provider ids or names */
 	int norder;
@@ -31,6 +39,7 @@ struct route_prefs {
 	const char *quant[ROUTE_MAX_LIST];
 	int nquant;
 	int allow_fallbacks;			/* default 1 */
+	int sort;				/* ROUTE_SORT_* */
 	int data_deny, zdr;
 	int64_t max_prompt, max_completion;	/* uusd per Mtok; -1: none */
 };
@@ -40,8 +49,18 @@ struct route_prefs {
  * of the wrong type is an error naming it. Returns 0 or -1 (msg). */
 int route_parse(const cJSON *provider, struct route_prefs *prefs, char *msg, size_t len);
 
-/* Strips a ":floor" / ":nitro" suffix from a model id (in place). */
-void route_strip_suffix(char *model_id);
+/* Strips a ":floor" / ":nitro" suffix from a model id (in place) and sets
+ * the sort it asks for (prefs may be NULL). */
+void route_strip_suffix(char *model_id, struct route_prefs *prefs);
+
+enum route_state { ROUTE_CLOSED, ROUTE_OPEN, ROUTE_HALF_OPEN };
+
+/* The breaker's state now (a probe older than 30 s is considered lost). */
+enum route_state route_state(const struct rcat_endpoint *e, int64_t now_ms);
+/* Outcomes. retry_after_ms > 0 opens the breaker at once for that long. */
+void route_success(struct rcat_endpoint *e, int64_t now_ms, double ttft_ms, double tps);
+void route_failure(struct rcat_endpoint *e, int64_t now_ms, int threshold, int64_t cooldown_ms,
+		   int64_t retry_after_ms);
 
 /* Filters and orders endpoints (in: cheapest first) into out (at most max).
  * Returns how many; 0 means the preferences left none. */

@@ -37,7 +37,8 @@
 	X(auth_failures, "requests refused for their key") \
 	X(meter_refusals, "completions refused because usage could not be recorded") \
 	X(rate_limited, "completions refused by a key's rate limit") \
-	X(credit_refusals, "completions refused for credits or key limits (402)")
+	X(credit_refusals, "completions refused for credits or key limits (402)") \
+	X(breaker_opens, "endpoint circuit breakers opened")
 
 struct router_stats {
 #define X(name, help) long long name;

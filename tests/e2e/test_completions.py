@@ -202,3 +202,33 @@ def test_provider_preferences(stack):
     s, msg = who({"order": ["beta"], "allow_fallbacks": False})
     assert s == 502
     assert who({"order": ["beta"]}) == (200, "Alpha AI")
+
+
+def test_speed_sorts_use_measured_speeds(stack):
+    stack.mock("alpha").config(ttft_ms=300, tps=20)      # cheapest, but slow
+    for name in ("alpha", "beta", "gamma"):
+        for _ in range(2):
+            s, h, raw = stack.chat(dict(HELLO, stream=True, provider={"only": [name]}))
+            assert s == 200
+    s, body = stack.chat_json(dict(HELLO, provider={"sort": "latency"}))
+    assert s == 200 and body["provider"] != "Alpha AI"
+    s, body = stack.chat_json(dict(HELLO, model="test/three:nitro"))
+    assert s == 200 and body["provider"] != "Alpha AI"
+    s, body = stack.chat_json(HELLO)                      # the default stays by price
+    assert s == 200 and body["provider"] == "Alpha AI"
+
+
+def test_breaker_degrades_then_recovers(stack):
+    stack.mock("alpha").config(fail="500")
+    for _ in range(3):                                    # breaker_failures = 3
+        s, body = stack.chat_json(HELLO)
+        assert s == 200 and body["provider"] == "Beta AI"
+    eps = stack.get("/api/v1/models/test/three/endpoints")[1]["data"]["endpoints"]
+    alpha = [e for e in eps if e["provider_name"] == "Alpha AI"][0]
+    assert alpha["status"] == -1 and alpha["status_text"] == "degraded"
+    assert "agora_router_breaker_opens" in stack.request("GET", "/metrics")[2].decode()
+    stack.mock("alpha").config(fail="none")
+    s, body = stack.chat_json(HELLO)                      # the probe succeeds, the breaker closes
+    assert s == 200 and body["provider"] == "Alpha AI"
+    eps = stack.get("/api/v1/models/test/three/endpoints")[1]["data"]["endpoints"]
+    assert [e for e in eps if e["provider_name"] == "Alpha AI"][0]["status"] == 0

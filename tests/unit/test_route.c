@@ -106,14 +106,88 @@ test_suffix(void **state)
 	char a[] = "z-ai/glm-5:floor", b[] = "z-ai/glm-5:nitro", c[] = "z-ai/glm-5:beta", d[] = "x/y";
 
 	(void)state;
-	route_strip_suffix(a);
-	route_strip_suffix(b);
-	route_strip_suffix(c);
-	route_strip_suffix(d);
+	route_strip_suffix(a, NULL);
+	route_strip_suffix(b, NULL);
+	route_strip_suffix(c, NULL);
+	route_strip_suffix(d, NULL);
 	assert_string_equal(a, "z-ai/glm-5");
 	assert_string_equal(b, "z-ai/glm-5");
 	assert_string_equal(c, "z-ai/glm-5:beta");
 	assert_string_equal(d, "x/y");
+}
+
+static void
+test_breaker(void **state)
+{
+	struct rcat_provider pv = { .id = "p", .name = "P" };
+	struct rcat_endpoint e = { .prov = &pv, .quantization = "fp8" };
+
+	(void)state;
+	assert_int_equal(route_state(&e, 1000), ROUTE_CLOSED);
+	route_failure(&e, 1000, 3, 5000, 0);
+	route_failure(&e, 1001, 3, 5000, 0);
+	assert_int_equal(route_state(&e, 1002), ROUTE_CLOSED);		/* below the threshold */
+	route_failure(&e, 1002, 3, 5000, 0);
+	assert_int_equal(route_state(&e, 1003), ROUTE_OPEN);
+	assert_int_equal(e.health.opens, 1);
+	assert_int_equal(route_state(&e, 6003), ROUTE_HALF_OPEN);	/* cool-down over */
+	e.health.probe_ms = 6003;					/* one probe goes out */
+	assert_int_equal(route_state(&e, 6004), ROUTE_OPEN);		/* others wait */
+	assert_int_equal(route_state(&e, 6003 + 30001), ROUTE_HALF_OPEN);	/* a lost probe */
+	route_failure(&e, 6100, 3, 5000, 0);				/* the probe failed */
+	assert_int_equal(route_state(&e, 6101), ROUTE_OPEN);
+	assert_int_equal(e.health.opens, 2);
+	route_success(&e, 20000, 250, 80);				/* a probe succeeded */
+	assert_int_equal(route_state(&e, 20001), ROUTE_CLOSED);
+	assert_int_equal(e.health.failures, 0);
+	route_failure(&e, 20002, 3, 5000, 7000);			/* 429 Retry-After: 7 s */
+	assert_int_equal(route_state(&e, 26000), ROUTE_OPEN);
+	assert_int_equal(route_state(&e, 27003), ROUTE_HALF_OPEN);
+}
+
+static void
+test_speed_sorts(void **state)
+{
+	struct rcat_endpoint *in[] = { &ea, &eb, &ec, &ed }, *out[8];
+	struct rcat_endpoint *all[] = { &ea, &eb, &ec, &ed };
+	struct route_prefs rp;
+	cJSON *j;
+	char msg[100], got[8];
+	int n;
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		memset(&all[i]->health, 0, sizeof(all[i]->health));
+	route_success(&ea, 1, 900, 20);		/* cheap but slow */
+	route_success(&eb, 1, 200, 150);	/* fast */
+	route_success(&ec, 1, 400, 60);		/* d: no samples, priors 1000 ms / 40 tps */
+	j = cJSON_Parse("{\"sort\":\"latency\"}");
+	route_parse(j, &rp, msg, sizeof(msg));
+	n = route_select(&rp, in, 4, out, 8);
+	for (int k = 0; k < n; k++)
+		got[k] = out[k]->prov->id[0];
+	got[n] = '\0';
+	assert_string_equal(got, "bcad");
+	cJSON_Delete(j);
+	j = cJSON_Parse("{\"sort\":\"throughput\"}");
+	route_parse(j, &rp, msg, sizeof(msg));
+	n = route_select(&rp, in, 4, out, 8);
+	for (int k = 0; k < n; k++)
+		got[k] = out[k]->prov->id[0];
+	got[n] = '\0';
+	assert_string_equal(got, "bcda");
+	cJSON_Delete(j);
+	{
+		char id[] = "z/m:nitro";
+
+		route_parse(NULL, &rp, msg, sizeof(msg));
+		route_strip_suffix(id, &rp);
+		assert_int_equal(rp.sort, ROUTE_SORT_THROUGHPUT);
+	}
+	route_success(&ea, 2, 100, 0);		/* the average moves towards new samples */
+	assert_true(ea.health.ttft_ms < 900 && ea.health.ttft_ms > 100);
+	for (int i = 0; i < 4; i++)
+		memset(&all[i]->health, 0, sizeof(all[i]->health));
 }
 
 int
@@ -123,6 +197,8 @@ main(void)
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_bad_types),
 		cmocka_unit_test(test_suffix),
+		cmocka_unit_test(test_breaker),
+		cmocka_unit_test(test_speed_sorts),
 	};
 
 	return cmocka_run_group_tests_name("route", tests, NULL, NULL);
