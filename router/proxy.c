@@ -841,9 +841,9 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 		return 503;
 	}
 	if (p->ncands == 0) {
-		snprintf(msg, len, "no endpoint of model '%s' matches the request's provider preferences "
-			 "(only, ignore, order with allow_fallbacks, data_collection, zdr, quantizations, max_price)",
-			 first);
+		snprintf(msg, len, "no endpoint of model '%s' can take this request: its context or max_tokens "
+			 "does not fit, or the provider preferences (only, ignore, order with allow_fallbacks, "
+			 "require_parameters, data_collection, zdr, quantizations, max_price) leave none", first);
 		return 404;
 	}
 	return 0;
@@ -922,6 +922,7 @@ proxy_start(struct proxy *p)
 		proxy_fail(p, 400, msg);
 		return;
 	}
+	route_from_request(&p->prefs, p->body, len);
 	p->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p->body, "stream"));
 	so = cJSON_GetObjectItemCaseSensitive(p->body, "stream_options");
 	p->want_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));

@@ -88,6 +88,11 @@ route_parse(const cJSON *p, struct route_prefs *rp, char *msg, size_t len)
 			return bad(msg, len, "data_collection", "\"allow\" or \"deny\"");
 		rp->data_deny = strcmp(v->valuestring, "deny") == 0;
 	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(p, "require_parameters")) && !cJSON_IsNull(v)) {
+		if (!cJSON_IsBool(v))
+			return bad(msg, len, "require_parameters", "true or false");
+		rp->require_parameters = cJSON_IsTrue(v);
+	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(p, "zdr")) && !cJSON_IsNull(v)) {
 		if (!cJSON_IsBool(v))
 			return bad(msg, len, "zdr", "true or false");
@@ -205,10 +210,54 @@ names(const struct rcat_endpoint *e, const char *const *list, int n)
 	return -1;
 }
 
+/* The request parameters that an endpoint may or may not support. */
+static const char *const route_params[] = {
+	"tools", "tool_choice", "response_format", "structured_outputs", "temperature", "top_p", "top_k",
+	"stop", "seed", "frequency_penalty", "presence_penalty", "repetition_penalty", "logit_bias",
+	"logprobs", "top_logprobs", "min_p", "top_a", "reasoning", "include_reasoning", "parallel_tool_calls",
+};
+
+void
+route_from_request(struct route_prefs *rp, const cJSON *body, size_t body_len)
+{
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(body, "max_tokens");
+
+	if (!cJSON_IsNumber(mt))
+		mt = cJSON_GetObjectItemCaseSensitive(body, "max_completion_tokens");
+	rp->need_output = cJSON_IsNumber(mt) ? (int64_t)mt->valuedouble : 0;
+	rp->need_context = (int64_t)(body_len / 4) + rp->need_output;
+	rp->nparams = 0;
+	for (size_t i = 0; i < sizeof(route_params) / sizeof(route_params[0]); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, route_params[i]);
+
+		if (v && !cJSON_IsNull(v) && rp->nparams < ROUTE_MAX_LIST)
+			rp->params[rp->nparams++] = route_params[i];
+	}
+}
+
+static int
+supports(const struct rcat_endpoint *e, const char *param)
+{
+	const cJSON *list = e->supported ? e->supported : e->model ? e->model->supported : NULL, *x;
+
+	cJSON_ArrayForEach(x, list)
+		if (cJSON_IsString(x) && strcmp(x->valuestring, param) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 allowed(const struct route_prefs *rp, const struct rcat_endpoint *e)
 {
 	int q = 0;
+
+	if (rp->need_output > 0 && rp->need_output > e->max_output)
+		return 0;
+	if (rp->need_context > 0 && e->context_length > 0 && rp->need_context > e->context_length)
+		return 0;
+	for (int i = 0; rp->require_parameters && i < rp->nparams; i++)
+		if (!supports(e, rp->params[i]))
+			return 0;
 
 	if (rp->nonly && names(e, rp->only, rp->nonly) < 0)
 		return 0;

@@ -42,7 +42,17 @@ struct route_prefs {
 	int sort;				/* ROUTE_SORT_* */
 	int data_deny, zdr;
 	int64_t max_prompt, max_completion;	/* uusd per Mtok; -1: none */
+	int require_parameters;
+	/* Filled by the caller from the request (not from `provider`): */
+	int64_t need_output;			/* max_tokens asked for, 0: none */
+	int64_t need_context;			/* prompt estimate + need_output */
+	const char *params[ROUTE_MAX_LIST];	/* parameters the request uses */
+	int nparams;
 };
+
+/* Fills need_output, need_context and params from the request body; the
+ * prompt is estimated at ~4 bytes a token. */
+void route_from_request(struct route_prefs *prefs, const cJSON *body, size_t body_len);
 
 /* Reads the `provider` object (may be NULL). Strings point into the cJSON
  * tree, which must outlive prefs. Unknown fields are ignored; a known field

@@ -80,6 +80,7 @@ test_bad_types(void **state)
 		{ "{\"allow_fallbacks\":\"no\"}", "provider.allow_fallbacks" },
 		{ "{\"data_collection\":\"maybe\"}", "provider.data_collection" },
 		{ "{\"zdr\":1}", "provider.zdr" },
+		{ "{\"require_parameters\":\"yes\"}", "provider.require_parameters" },
 		{ "{\"sort\":\"random\"}", "provider.sort" },
 		{ "{\"max_price\":5}", "provider.max_price" },
 		{ "{\"max_price\":{\"prompt\":-1}}", "provider.max_price.prompt" },
@@ -190,6 +191,44 @@ test_speed_sorts(void **state)
 		memset(&all[i]->health, 0, sizeof(all[i]->health));
 }
 
+static void
+test_fit_and_parameters(void **state)
+{
+	struct rcat_model m = { 0 };
+	struct rcat_endpoint x = { .prov = &pa, .model = &m, .quantization = "fp8", .context_length = 1000,
+				   .max_output = 100 };
+	struct rcat_endpoint y = { .prov = &pb, .model = &m, .quantization = "fp8", .context_length = 8000,
+				   .max_output = 4000 };
+	struct rcat_endpoint *in[] = { &x, &y }, *out[4];
+	struct route_prefs rp;
+	cJSON *body;
+	char msg[100];
+
+	(void)state;
+	m.supported = cJSON_Parse("[\"temperature\",\"tools\"]");
+	y.supported = cJSON_Parse("[\"temperature\",\"tools\",\"response_format\"]");
+	body = cJSON_Parse("{\"max_tokens\":500,\"tools\":[]}");
+	route_parse(NULL, &rp, msg, sizeof(msg));
+	route_from_request(&rp, body, 100);
+	assert_int_equal(route_select(&rp, in, 2, out, 4), 1);		/* x cannot output 500 */
+	assert_ptr_equal(out[0], &y);
+	cJSON_Delete(body);
+	body = cJSON_Parse("{\"max_tokens\":50}");
+	route_from_request(&rp, body, 4000);				/* ~1000 prompt tokens + 50 */
+	assert_int_equal(route_select(&rp, in, 2, out, 4), 1);
+	assert_ptr_equal(out[0], &y);
+	cJSON_Delete(body);
+	body = cJSON_Parse("{\"response_format\":{\"type\":\"json_object\"},\"temperature\":0}");
+	route_from_request(&rp, body, 10);
+	assert_int_equal(route_select(&rp, in, 2, out, 4), 2);		/* not required: both */
+	rp.require_parameters = 1;
+	assert_int_equal(route_select(&rp, in, 2, out, 4), 1);		/* only y has response_format */
+	assert_ptr_equal(out[0], &y);
+	cJSON_Delete(body);
+	cJSON_Delete(m.supported);
+	cJSON_Delete(y.supported);
+}
+
 int
 main(void)
 {
@@ -199,6 +238,7 @@ main(void)
 		cmocka_unit_test(test_suffix),
 		cmocka_unit_test(test_breaker),
 		cmocka_unit_test(test_speed_sorts),
+		cmocka_unit_test(test_fit_and_parameters),
 	};
 
 	return cmocka_run_group_tests_name("route", tests, NULL, NULL);
