@@ -26,11 +26,13 @@ ANALYTICS_SRCS := $(wildcard analytics/*.c)
 CTL_SRCS       := ctl/ctl.c
 MOCK_SRCS      := tests/mock/provider.c
 UNIT_SRCS      := $(wildcard tests/unit/test_*.c)
+BENCH_SRCS     := $(wildcard tests/bench/bench_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
 ROUTER_OBJS := $(call obj,$(ROUTER_SRCS))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 BINS = $(BUILD)/agora-router $(BUILD)/agora-billing $(BUILD)/agora-analytics \
        $(BUILD)/agoractl $(BUILD)/agora-mock-provider
 
@@ -65,6 +67,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/librouter.a $(BUILD)/liba
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+# Benchmarks: binaries linking the modules they measure.
+.SECONDARY: $(call obj,$(BENCH_SRCS))
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/librouter.a $(BUILD)/libagora.a
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
+
 # The local stack on fixed ports under ./var (see README).
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -92,6 +100,13 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:log_path=$(CURDIR)/build-asan/sanitizer/asan \
 		UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/build-asan/sanitizer/ubsan \
 		AGORA_SANITIZER_DIR=$(CURDIR)/build-asan/sanitizer bash tests/run-all.sh build-asan
+
+# Figures as ratios against a baseline measured in the same run (README,
+# "Performance").
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+	@echo "== tests/bench/billing.py"; AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/billing.py
 
 clean:
 	rm -rf build build-asan

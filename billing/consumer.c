@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <event2/buffer.h>
 #include <hiredis/hiredis.h>
 
 #include "log.h"
@@ -25,6 +26,14 @@
 #define BLOCK_MS "1000"
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE };
+
+/* A batch ready to write: its stream ids and its events as one JSON array. */
+struct batch {
+	char **ids;
+	int nids;
+	long long events;
+	struct evbuffer *json;
+};
 
 struct consumer {
 	struct event_base *base;
@@ -37,6 +46,8 @@ struct consumer {
 	int claim_due;
 	char **ids;			/* the batch's stream ids, for XACK */
 	int nids;
+	int validate;			/* the last batch was refused: check each entry */
+	struct batch next;		/* read ahead while the current one is written */
 	struct event *timer;		/* pause after errors */
 	struct event *claim_timer;
 	struct consumer_stats st;
@@ -44,29 +55,30 @@ struct consumer {
 
 const char consumer_sql[] =
 	"WITH ev AS ("
-	" SELECT DISTINCT ON (x.id) x.*, timestamptz 'epoch' + x.ts * interval '1 millisecond' AS at"
+	" SELECT x.*, timestamptz 'epoch' + x.ts * interval '1 millisecond' AS at"
 	" FROM json_to_recordset($1::json) AS x(id text, ts bigint, account bigint, key bigint,"
 	"  app_url text, app_title text, model text, author text, provider text, endpoint bigint,"
 	"  pt bigint, ct bigint, cached bigint, reasoning bigint, cost bigint, pcost bigint,"
 	"  latency_ms int, ttft_ms int, tps_milli bigint, stream bool, estimated bool, status int,"
-	"  attempts int, finish text)"
-	" WHERE x.id IS NOT NULL ORDER BY x.id"
+	"  attempts int, finish text, tried json)"
+	" WHERE x.id IS NOT NULL"
 	"), ins AS ("
 	" INSERT INTO usage_events (generation_id, created_at, account_id, key_id, app_url, app_title,"
 	"  model_id, model_author, provider_id, endpoint_id, prompt_tokens, completion_tokens,"
 	"  cached_tokens, reasoning_tokens, cost_nusd, provider_cost_nusd, latency_ms, ttft_ms,"
-	"  tps_milli, streamed, estimated, status, attempts, finish_reason)"
+	"  tps_milli, streamed, estimated, status, attempts, finish_reason, provider_responses)"
 	" SELECT id, at, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct,"
 	"  coalesce(cached, 0), coalesce(reasoning, 0), cost, pcost, latency_ms, ttft_ms, tps_milli,"
-	"  stream, estimated, status, attempts, finish FROM ev"
+	"  stream, estimated, status, attempts, finish, tried::jsonb FROM ev"
 	" ON CONFLICT DO NOTHING"
 	" RETURNING generation_id, created_at, account_id, key_id, model_id, model_author, provider_id,"
 	"  coalesce(app_title, app_url, '') AS app, prompt_tokens, completion_tokens, cost_nusd,"
-	"  provider_cost_nusd"
+	"  provider_cost_nusd, endpoint_id, status, streamed, latency_ms, ttft_ms, tps_milli"
 	"), led AS ("
-	" INSERT INTO ledger (account_id, kind, amount_nusd, provider_cost_nusd, generation_id, created_at)"
-	" SELECT account_id, 'usage', -cost_nusd, provider_cost_nusd, generation_id, created_at FROM ins"
-	" ON CONFLICT (generation_id) DO NOTHING RETURNING 1"
+	" INSERT INTO ledger (account_id, kind, amount_nusd, provider_cost_nusd, generations, note, created_at)"
+	" SELECT account_id, 'usage', -sum(cost_nusd), sum(provider_cost_nusd), count(*),"
+	"  'usage: ' || count(*) || ' generations of ' || (created_at AT TIME ZONE 'UTC')::date, max(created_at)"
+	" FROM ins GROUP BY account_id, (created_at AT TIME ZONE 'UTC')::date RETURNING generations"
 	"), k AS ("
 	" UPDATE api_keys SET usage_nusd = usage_nusd + s.c"
 	" FROM (SELECT key_id, sum(cost_nusd) AS c FROM ins GROUP BY key_id) s"
@@ -88,11 +100,31 @@ const char consumer_sql[] =
 	"  cost_nusd = d.cost_nusd + excluded.cost_nusd,"
 	"  provider_cost_nusd = d.provider_cost_nusd + excluded.provider_cost_nusd"
 	" RETURNING 1"
+	"), h AS ("
+	" INSERT INTO usage_hourly AS h (hour, model_id, model_author, provider_id, endpoint_id, requests,"
+	"  failures, streamed, prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd,"
+	"  latency_ms_sum, ttft_ms_sum, tps_milli_sum)"
+	" SELECT date_trunc('hour', created_at), model_id, model_author, provider_id, endpoint_id, count(*),"
+	"  count(*) FILTER (WHERE status <> 200), count(*) FILTER (WHERE streamed), sum(prompt_tokens),"
+	"  sum(completion_tokens), sum(cost_nusd), sum(provider_cost_nusd), sum(latency_ms), sum(ttft_ms),"
+	"  sum(tps_milli) FROM ins GROUP BY 1, 2, 3, 4, 5"
+	" ON CONFLICT (hour, model_id, provider_id, endpoint_id) DO UPDATE SET"
+	"  requests = h.requests + excluded.requests, failures = h.failures + excluded.failures,"
+	"  streamed = h.streamed + excluded.streamed,"
+	"  prompt_tokens = h.prompt_tokens + excluded.prompt_tokens,"
+	"  completion_tokens = h.completion_tokens + excluded.completion_tokens,"
+	"  cost_nusd = h.cost_nusd + excluded.cost_nusd,"
+	"  provider_cost_nusd = h.provider_cost_nusd + excluded.provider_cost_nusd,"
+	"  latency_ms_sum = h.latency_ms_sum + excluded.latency_ms_sum,"
+	"  ttft_ms_sum = h.ttft_ms_sum + excluded.ttft_ms_sum,"
+	"  tps_milli_sum = h.tps_milli_sum + excluded.tps_milli_sum"
+	" RETURNING 1"
 	")"
 	" SELECT (SELECT count(*) FROM ev)::text, (SELECT count(*) FROM ins)::text,"
-	" (SELECT count(*) FROM led)::text, (SELECT count(*) FROM r)::text, (SELECT count(*) FROM b)::text";
+	" (SELECT coalesce(sum(generations), 0) FROM led)::text, (SELECT count(*) FROM r)::text, (SELECT count(*) FROM b)::text";
 
 static void consumer_next(struct consumer *c);
+static int batch_send(struct consumer *c, struct batch *b);
 
 static void
 batch_clear(struct consumer *c)
@@ -105,11 +137,23 @@ batch_clear(struct consumer *c)
 }
 
 static void
+batch_drop(struct batch *b)
+{
+	for (int i = 0; i < b->nids; i++)
+		free(b->ids[i]);
+	free(b->ids);
+	if (b->json)
+		evbuffer_free(b->json);
+	memset(b, 0, sizeof(*b));
+}
+
+static void
 consumer_pause(struct consumer *c)
 {
 	struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
 
 	batch_clear(c);
+	batch_drop(&c->next);	/* its entries are ours, pending: re-read below */
 	c->phase = CP_PAUSE;
 	c->pending_mode = 1;	/* the unacked batch comes back from "0" */
 	evtimer_add(c->timer, &tv);
@@ -130,6 +174,14 @@ ack_cb(redisAsyncContext *ac, void *reply, void *arg)
 	}
 	c->st.acked += r->integer;
 	batch_clear(c);
+	if (c->next.json) {
+		struct batch b = c->next;
+
+		memset(&c->next, 0, sizeof(c->next));
+		if (batch_send(c, &b) < 0)
+			consumer_pause(c);
+		return;
+	}
 	consumer_next(c);
 }
 
@@ -162,11 +214,17 @@ write_cb(PGresult *res, const char *err, void *arg)
 
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		c->st.pg_errors++;
+		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
 		log_warn("billing: batch of %d not written: %s", c->nids,
 			 res ? PQresultErrorMessage(res) : err);
+		/* a data exception: some entry is malformed; find it on the re-read */
+		if (state && strncmp(state, "22", 2) == 0)
+			c->validate = 1;
 		consumer_pause(c);
 		return;
 	}
+	c->validate = 0;
 	c->st.batches++;
 	c->st.inserted += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	c->st.duplicates += strtoll(PQgetvalue(res, 0, 0), NULL, 10) - strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -175,51 +233,133 @@ write_cb(PGresult *res, const char *err, void *arg)
 	consumer_ack(c);
 }
 
-/* entries: [[id, [field, value, ...]], ...]. Returns how many were taken. */
+/* Whether a usage event has the fields billing needs, with their types
+ * (checked only after PostgreSQL refused a batch). */
 static int
-batch_take(struct consumer *c, const redisReply *entries)
+event_valid(const char *s, size_t len)
 {
-	cJSON *arr = cJSON_CreateArray();
-	const char *params[1];
-	char *json;
+	static const char *const nums[] = { "ts", "account", "key", "endpoint", "pt", "ct", "cost", "pcost",
+					    "latency_ms", "ttft_ms", "tps_milli", "status", "attempts" };
+	cJSON *o = cJSON_ParseWithLength(s, len);
+	const cJSON *v;
+	int ok = cJSON_IsObject(o) && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "id"));
 
-	if (!arr || !(c->ids = calloc(entries->elements ? entries->elements : 1, sizeof(char *)))) {
-		cJSON_Delete(arr);
+	for (size_t i = 0; ok && i < sizeof(nums) / sizeof(nums[0]); i++) {
+		v = cJSON_GetObjectItemCaseSensitive(o, nums[i]);
+		ok = cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble &&
+		     v->valuedouble >= -9e15 && v->valuedouble <= 9e15;
+	}
+	if (ok && (v = cJSON_GetObjectItemCaseSensitive(o, "tried")))
+		ok = cJSON_IsArray(v) || cJSON_IsNull(v);
+	cJSON_Delete(o);
+	return ok;
+}
+
+/* The event text of an entry ([id, [field, value, ...]]), or NULL. */
+static const redisReply *
+entry_event(const redisReply *e)
+{
+	const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
+
+	for (size_t j = 0; f && f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
+		if (f->element[j]->type == REDIS_REPLY_STRING && strcmp(f->element[j]->str, "e") == 0 &&
+		    f->element[j + 1]->type == REDIS_REPLY_STRING)
+			return f->element[j + 1];
+	return NULL;
+}
+
+/* entries: [[id, [field, value, ...]], ...] into a batch: the events go to
+ * PostgreSQL as one JSON array made of their texts as they are (PostgreSQL
+ * parses them; after it refused a batch, each is checked first and bad ones
+ * skipped). Returns 0 or -1. */
+static int
+batch_build(struct consumer *c, const redisReply *entries, struct batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	if (!(b->json = evbuffer_new()) || !(b->ids = calloc(entries->elements ? entries->elements : 1, sizeof(char *)))) {
+		batch_drop(b);
 		return -1;
 	}
+	evbuffer_add(b->json, "[", 1);
 	for (size_t i = 0; i < entries->elements; i++) {
-		const redisReply *e = entries->element[i], *f;
-		cJSON *ev = NULL;
+		const redisReply *e = entries->element[i], *ev;
 
 		if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
 			continue;
-		c->ids[c->nids++] = strdup(e->element[0]->str);
-		f = e->elements > 1 ? e->element[1] : NULL;
-		for (size_t j = 0; f && f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
-			if (strcmp(f->element[j]->str, "e") == 0)
-				ev = cJSON_ParseWithLength(f->element[j + 1]->str, f->element[j + 1]->len);
-		if (!cJSON_IsObject(ev)) {
+		b->ids[b->nids++] = strdup(e->element[0]->str);
+		ev = entry_event(e);
+		if (!ev || ev->len < 2 || ev->str[0] != '{' || (c->validate && !event_valid(ev->str, ev->len))) {
 			c->st.bad_entries++;
 			log_error("billing: entry %s is not a usage event; acknowledged and skipped",
 				  e->element[0]->str);
-			cJSON_Delete(ev);
 			continue;
 		}
-		cJSON_AddItemToArray(arr, ev);
+		if (b->events++)
+			evbuffer_add(b->json, ",", 1);
+		evbuffer_add(b->json, ev->str, ev->len);
 	}
-	c->st.events += cJSON_GetArraySize(arr);
-	json = cJSON_PrintUnformatted(arr);
-	cJSON_Delete(arr);
-	if (!json)
-		return -1;
-	params[0] = json;
+	evbuffer_add(b->json, "]", 2);		/* with the NUL */
+	return 0;
+}
+
+static void prefetch_cb(redisAsyncContext *ac, void *reply, void *arg);
+
+/* Writes a built batch (it becomes the current one). While PostgreSQL
+ * works, the next new entries are read ahead (without blocking: a blocked
+ * read would hold up the XACK behind it on the connection). */
+static int
+batch_send(struct consumer *c, struct batch *b)
+{
+	const char *params[1];
+	redisAsyncContext *ac;
+	int rc;
+
+	c->ids = b->ids;
+	c->nids = b->nids;
+	b->ids = NULL;
+	b->nids = 0;
+	c->st.events += b->events;
+	params[0] = (const char *)evbuffer_pullup(b->json, -1);
 	c->phase = CP_WRITE;
-	if (pgc_query(c->pg, consumer_sql, 1, params, write_cb, c) < 0) {
-		cJSON_free(json);
+	rc = params[0] ? pgc_query(c->pg, consumer_sql, 1, params, write_cb, c) : -1;
+	batch_drop(b);
+	if (rc < 0)
 		return -1;
+	if (!c->pending_mode && (ac = rds_ctx(c->rd))) {
+		char count[16];
+
+		snprintf(count, sizeof(count), "%d", c->batch);
+		redisAsyncCommand(ac, prefetch_cb, c, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s >",
+				  GROUP, c->name, count, STREAM);
 	}
-	cJSON_free(json);
 	return c->nids;
+}
+
+static int
+batch_take(struct consumer *c, const redisReply *entries)
+{
+	struct batch b;
+
+	if (batch_build(c, entries, &b) < 0)
+		return -1;
+	return batch_send(c, &b);
+}
+
+/* The read-ahead: kept until the current batch is acknowledged (replies
+ * come in order, so this one always arrives before that XACK's). */
+static void
+prefetch_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct consumer *c = arg;
+	redisReply *r = reply, *entries = NULL;
+
+	(void)ac;
+	if (!r || r->type != REDIS_REPLY_ARRAY || c->phase == CP_PAUSE || c->phase == CP_DOWN)
+		return;		/* anything read is pending for us: re-read from "0" */
+	if (r->elements > 0 && r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements > 1)
+		entries = r->element[0]->element[1];
+	if (entries && entries->elements > 0 && batch_build(c, entries, &c->next) < 0)
+		c->pending_mode = 1;	/* out of memory: they come back from "0" */
 }
 
 /* XREADGROUP reply: nil, or [[stream, entries]]. */
@@ -388,6 +528,7 @@ consumer_free(struct consumer *c)
 	if (!c)
 		return;
 	batch_clear(c);
+	batch_drop(&c->next);
 	if (c->timer)
 		event_free(c->timer);
 	if (c->claim_timer)

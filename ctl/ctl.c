@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "keyhash.h"
 #include "money.h"
+#include "policy.h"
 
 static struct agora_conf conf;
 static const char *migrations_dir = "migrations";
@@ -326,6 +327,10 @@ add_credits(const char *acct, int64_t nusd, const char *note)
 	      4, params);
 	exec0("UPDATE accounts SET balance_nusd = balance_nusd + $2::bigint WHERE id = $1::bigint", 2,
 	      (const char *[]){ acct, amount });
+	/* Routers drop the account's cached keys at commit, so the new total
+	 * credits are used within a round trip (README "Credits"). */
+	exec0("SELECT count(pg_notify('agora_keys', encode(hash, 'hex'))) FROM api_keys WHERE account_id = $1::bigint",
+	      1, params);
 }
 
 static void
@@ -506,6 +511,125 @@ cmd_key_revoke(const char *ref)
 	PQclear(r);
 }
 
+/* ---- routing policy ---- */
+
+static const char *opt(int argc, char **argv, int from, const char *name);
+
+/* "a,b,c" as a JSON array of strings under name. */
+static void
+policy_list(cJSON *o, const char *name, const char *csv)
+{
+	cJSON *a;
+	char *copy, *tok, *save = NULL;
+
+	if (!csv)
+		return;
+	if (!*csv)
+		die("--%s needs a comma-separated list", name);
+	a = cJSON_AddArrayToObject(o, name);
+	copy = strdup(csv);
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		if (*tok)
+			cJSON_AddItemToArray(a, cJSON_CreateString(tok));
+	free(copy);
+}
+
+/* USD per million tokens as integer uusd per Mtok. */
+static void
+policy_price(cJSON *o, const char *name, const char *usd)
+{
+	int64_t nusd;
+
+	if (!usd)
+		return;
+	if (money_parse_usd(usd, &nusd) < 0 || nusd < 0 || nusd % 1000)
+		die("'%s' is not a price in USD per million tokens (up to 6 decimals)", usd);
+	cJSON_AddNumberToObject(o, name, (double)(nusd / 1000));
+}
+
+/* The policy object from the command line's flags (or --json). */
+static cJSON *
+policy_from_args(int argc, char **argv, int from)
+{
+	const char *json = opt(argc, argv, from, "--json"), *dp = opt(argc, argv, from, "--data-policy");
+	cJSON *o;
+	char msg[200];
+
+	if (json) {
+		if (!(o = cJSON_Parse(json)))
+			die("--json: not JSON");
+	} else {
+		o = cJSON_CreateObject();
+		policy_list(o, "providers_allow", opt(argc, argv, from, "--allow-providers"));
+		policy_list(o, "providers_deny", opt(argc, argv, from, "--deny-providers"));
+		policy_list(o, "regions", opt(argc, argv, from, "--regions"));
+		policy_list(o, "origins", opt(argc, argv, from, "--origins"));
+		policy_list(o, "licenses", opt(argc, argv, from, "--licenses"));
+		if (opt(argc, argv, from, "--open-weights-only"))
+			cJSON_AddTrueToObject(o, "open_weights_only");
+		policy_price(o, "max_prompt_uusd_per_mtok", opt(argc, argv, from, "--max-prompt"));
+		policy_price(o, "max_completion_uusd_per_mtok", opt(argc, argv, from, "--max-completion"));
+		if (dp)
+			cJSON_AddStringToObject(o, "data_policy", dp);
+	}
+	if (policy_validate(o, msg, sizeof(msg)) < 0)
+		die("%s", msg);
+	return o;
+}
+
+/* Sets (json non-NULL) or clears the policy of an account, or of one of its
+ * keys; every router drops its cached keys (NOTIFY agora_keys). */
+static void
+policy_store(const char *ref, const char *key, const char *json)
+{
+	char *acct = account_id(ref);
+	const char *params[3] = { acct, json, key };
+	PGresult *r;
+
+	exec0("BEGIN", 0, NULL);
+	if (key)
+		r = q("UPDATE api_keys SET policy = $2::jsonb, updated_at = now() "
+		      "WHERE account_id = $1::bigint AND id::text = $3 RETURNING id::text", 3, params);
+	else
+		r = q("UPDATE accounts SET policy = $2::jsonb WHERE id = $1::bigint RETURNING id::text", 2, params);
+	if (PQntuples(r) != 1)
+		die("no key '%s' in account '%s'", key ? key : "", ref);
+	PQclear(r);
+	exec0("SELECT pg_notify('agora_keys', 'policy')", 0, NULL);
+	exec0("COMMIT", 0, NULL);
+	printf("%s %s%s: %s\n", json ? "policy set for" : "policy cleared for", key ? "key " : "account ",
+	       key ? key : ref, json ? json : "every endpoint allowed");
+	free(acct);
+}
+
+static void
+cmd_policy_set(const char *ref, int argc, char **argv)
+{
+	cJSON *o = policy_from_args(argc, argv, 3);
+	char *s = cJSON_PrintUnformatted(o);
+
+	if (!o->child)
+		die("policy set: say what to restrict (see usage), or use policy clear");
+	policy_store(ref, opt(argc, argv, 3, "--key"), s);
+	cJSON_free(s);
+	cJSON_Delete(o);
+}
+
+static void
+cmd_policy_show(const char *ref)
+{
+	char *acct = account_id(ref);
+	const char *params[1] = { acct };
+	PGresult *r = q("SELECT 'account', coalesce(policy::text, '(none)') FROM accounts WHERE id = $1::bigint "
+			"UNION ALL SELECT 'key ' || id::text || ' (' || prefix || ')', policy::text FROM api_keys "
+			"WHERE account_id = $1::bigint AND policy IS NOT NULL", 1, params);
+
+	for (int i = 0; i < PQntuples(r); i++)
+		printf("%-28s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+	PQclear(r);
+	free(acct);
+}
+
 /* ---- statements ---- */
 
 static void
@@ -580,6 +704,11 @@ usage(void)
 		"  key create ACCOUNT [--name NAME] [--limit USD] [--rpm N] [--tpm N] [--operator]\n"
 		"  key list ACCOUNT\n"
 		"  key revoke KEY_ID_OR_PREFIX\n"
+		"  policy set ACCOUNT [--key KEY_ID] [--allow-providers A,B] [--deny-providers A,B]\n"
+		"      [--regions R,S] [--origins O,P] [--licenses L,M] [--open-weights-only]\n"
+		"      [--max-prompt USD_PER_MTOK] [--max-completion USD_PER_MTOK]\n"
+		"      [--data-policy any|no_training|zdr] | [--json OBJECT]\n"
+		"  policy show ACCOUNT | policy clear ACCOUNT [--key KEY_ID]\n"
 		"  config dump\n");
 	exit(2);
 }
@@ -647,6 +776,12 @@ main(int argc, char **argv)
 		cmd_key_list(argv[2]);
 	else if (argc == 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "revoke") == 0)
 		cmd_key_revoke(argv[2]);
+	else if (argc >= 4 && strcmp(argv[0], "policy") == 0 && strcmp(argv[1], "set") == 0)
+		cmd_policy_set(argv[2], argc, argv);
+	else if (argc == 3 && strcmp(argv[0], "policy") == 0 && strcmp(argv[1], "show") == 0)
+		cmd_policy_show(argv[2]);
+	else if (argc >= 3 && strcmp(argv[0], "policy") == 0 && strcmp(argv[1], "clear") == 0)
+		policy_store(argv[2], opt(argc, argv, 3, "--key"), NULL);
 	else
 		usage();
 	PQfinish(db);

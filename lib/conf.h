@@ -48,6 +48,9 @@ struct agora_conf {
 	int key_rpm_default;			/* requests/minute per key, 0: none */
 	int64_t key_tpm_default;		/* tokens/minute per key, 0: none */
 	int ratelimit_sync_ms;			/* rate counters to Redis */
+	int64_t budget_lease_nusd;		/* credits leased from Redis at a time */
+	int budget_lease_idle_ms;		/* unused leases go back after this */
+	int health_sync_ms;			/* endpoint health to and from Redis */
 	int billing_claim_idle_ms;		/* take over entries pending this long */
 };
 

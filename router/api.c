@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "money.h"
+#include "route.h"
 #include "router.h"
 
 const char *
@@ -151,6 +152,91 @@ api_key(struct router *rt, struct httpd_req *req)
 
 /* ---- GET /metrics ---- */
 
+/* A label value, with backslashes, quotes and newlines escaped. */
+static void
+label_value(struct evbuffer *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			evbuffer_add_printf(b, "\\%c", *s);
+		else if (*s == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, s, 1);
+	}
+}
+
+static void
+endpoint_sample(struct evbuffer *b, const char *name, const struct rcat_endpoint *e, const char *quantile,
+		double v)
+{
+	evbuffer_add_printf(b, "%s{provider=\"", name);
+	label_value(b, e->prov->id);
+	evbuffer_add(b, "\",model=\"", 9);
+	label_value(b, e->model->id);
+	evbuffer_add_printf(b, "\",endpoint=\"%lld\"", (long long)e->id);
+	if (quantile)
+		evbuffer_add_printf(b, ",quantile=\"%s\"", quantile);
+	evbuffer_add_printf(b, "} %.6g\n", v);
+}
+
+/* Per-endpoint gauges of the current snapshot: this router's 30-minute
+ * window (TTFT and total latency quantiles, success ratio), the speeds
+ * routing uses (the fleet's, else this router's), and the breakers. */
+static void
+endpoint_metrics(struct evbuffer *b, const struct rcat *c, int64_t now)
+{
+	struct health_stats *st;
+
+	if (!c || c->neps == 0 || !(st = calloc((size_t)c->neps, sizeof(*st))))
+		return;
+	for (int i = 0; i < c->neps; i++)
+		health_stats(&c->eps[i].health, now, HEALTH_SPAN_MS, &st[i]);
+	evbuffer_add_printf(b, "# HELP agora_endpoint_ttft_ms time to first token, last 30 minutes (this router)\n"
+			    "# TYPE agora_endpoint_ttft_ms gauge\n");
+	for (int i = 0; i < c->neps; i++) {
+		if (!st[i].nttft)
+			continue;
+		endpoint_sample(b, "agora_endpoint_ttft_ms", &c->eps[i], "0.5", st[i].ttft.p50);
+		endpoint_sample(b, "agora_endpoint_ttft_ms", &c->eps[i], "0.9", st[i].ttft.p90);
+	}
+	evbuffer_add_printf(b, "# HELP agora_endpoint_latency_ms whole answer time, last 30 minutes (this router)\n"
+			    "# TYPE agora_endpoint_latency_ms gauge\n");
+	for (int i = 0; i < c->neps; i++) {
+		if (!st[i].nlatency)
+			continue;
+		endpoint_sample(b, "agora_endpoint_latency_ms", &c->eps[i], "0.5", st[i].latency.p50);
+		endpoint_sample(b, "agora_endpoint_latency_ms", &c->eps[i], "0.9", st[i].latency.p90);
+	}
+	evbuffer_add_printf(b, "# HELP agora_endpoint_uptime_ratio successful attempts, last 30 minutes (this router)\n"
+			    "# TYPE agora_endpoint_uptime_ratio gauge\n");
+	for (int i = 0; i < c->neps; i++)
+		if (st[i].ok + st[i].failed)
+			endpoint_sample(b, "agora_endpoint_uptime_ratio", &c->eps[i], NULL,
+					(double)st[i].ok / (st[i].ok + st[i].failed));
+	evbuffer_add_printf(b, "# HELP agora_endpoint_ttft_avg_ms decaying average TTFT routing uses (fleet, else local)\n"
+			    "# TYPE agora_endpoint_ttft_avg_ms gauge\n");
+	for (int i = 0; i < c->neps; i++)
+		if (health_ttft_ms(&c->eps[i].health) > 0)
+			endpoint_sample(b, "agora_endpoint_ttft_avg_ms", &c->eps[i], NULL,
+					health_ttft_ms(&c->eps[i].health));
+	evbuffer_add_printf(b, "# HELP agora_endpoint_tps decaying average output tokens/s routing uses (fleet, else local)\n"
+			    "# TYPE agora_endpoint_tps gauge\n");
+	for (int i = 0; i < c->neps; i++)
+		if (health_tps(&c->eps[i].health) > 0)
+			endpoint_sample(b, "agora_endpoint_tps", &c->eps[i], NULL, health_tps(&c->eps[i].health));
+	evbuffer_add_printf(b, "# HELP agora_endpoint_fleet_routers routers reporting on the endpoint through Redis\n"
+			    "# TYPE agora_endpoint_fleet_routers gauge\n");
+	for (int i = 0; i < c->neps; i++)
+		endpoint_sample(b, "agora_endpoint_fleet_routers", &c->eps[i], NULL, c->eps[i].health.fleet_routers);
+	evbuffer_add_printf(b, "# HELP agora_endpoint_breaker_open 1 while the endpoint is tried last (here or fleet)\n"
+			    "# TYPE agora_endpoint_breaker_open gauge\n");
+	for (int i = 0; i < c->neps; i++)
+		endpoint_sample(b, "agora_endpoint_breaker_open", &c->eps[i], NULL,
+				route_state(&c->eps[i], now) == ROUTE_OPEN);
+	free(st);
+}
+
 void
 api_metrics(struct router *rt, struct httpd_req *req)
 {
@@ -191,6 +277,7 @@ api_metrics(struct router *rt, struct httpd_req *req)
 				    "# TYPE agora_router_redis_up gauge\nagora_router_redis_up %d\n",
 				    ms.emitted, ms.spooled, ms.replayed, ms.spool_bytes, rds_is_connected(rt->redis));
 	}
+	endpoint_metrics(b, rt->cat, router_now_ms());
 	len = evbuffer_get_length(b);
 	httpd_reply(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, (ev_ssize_t)len), len);
 	evbuffer_free(b);
@@ -213,7 +300,8 @@ static const char generation_sql[] =
 	"e.model_id, e.provider_id, coalesce(p.name, e.provider_id), e.prompt_tokens::text, "
 	"e.completion_tokens::text, e.cost_nusd::text, e.latency_ms::text, e.ttft_ms::text, "
 	"e.streamed::text, e.estimated::text, e.status::text, e.attempts::text, "
-	"coalesce(e.finish_reason, ''), coalesce(e.app_title, ''), coalesce(e.app_url, ''), e.tps_milli::text "
+	"coalesce(e.finish_reason, ''), coalesce(e.app_title, ''), coalesce(e.app_url, ''), e.tps_milli::text, "
+	"coalesce(e.provider_responses::text, ''), e.endpoint_id::text "
 	"FROM usage_events e LEFT JOIN providers p ON p.id = e.provider_id "
 	"WHERE e.generation_id = $1 AND e.account_id = $2::bigint";
 
@@ -226,6 +314,28 @@ static int64_t
 col_i64(const PGresult *res, int c)
 {
 	return strtoll(PQgetvalue(res, 0, c), NULL, 10);
+}
+
+/* Every attempt of a generation; events of a generation served at the
+ * first attempt store none: it is the served one. */
+static cJSON *
+provider_responses(const PGresult *res)
+{
+	cJSON *tried = *PQgetvalue(res, 0, 18) ? cJSON_Parse(PQgetvalue(res, 0, 18)) : NULL, *o;
+
+	if (cJSON_IsArray(tried))
+		return tried;
+	cJSON_Delete(tried);
+	tried = cJSON_CreateArray();
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "provider", PQgetvalue(res, 0, 3));
+	cJSON_AddStringToObject(o, "provider_name", PQgetvalue(res, 0, 4));
+	cJSON_AddStringToObject(o, "model", PQgetvalue(res, 0, 2));
+	cJSON_AddNumberToObject(o, "endpoint_id", (double)col_i64(res, 19));
+	cJSON_AddNumberToObject(o, "status", (double)col_i64(res, 12));
+	cJSON_AddNumberToObject(o, "latency", (double)col_i64(res, 8));
+	cJSON_AddItemToArray(tried, o);
+	return tried;
 }
 
 static cJSON *
@@ -261,6 +371,7 @@ generation_json(const PGresult *res)
 	else
 		cJSON_AddNullToObject(d, "app");
 	cJSON_AddFalseToObject(d, "is_byok");
+	cJSON_AddItemToObject(d, "provider_responses", provider_responses(res));
 	return d;
 }
 

@@ -44,7 +44,9 @@ static const char auth_sql[] =
 	"SELECT k.id::text, k.account_id::text, k.name, k.prefix, k.kind, "
 	"coalesce(k.limit_nusd::text, ''), k.usage_nusd::text, "
 	"(NOT k.disabled AND k.revoked_at IS NULL AND a.status = 'active')::text, a.balance_nusd::text, "
-	"coalesce(k.rpm_limit::text, ''), coalesce(k.tpm_limit::text, '') "
+	"coalesce(k.rpm_limit::text, ''), coalesce(k.tpm_limit::text, ''), "
+	"coalesce(a.policy::text, ''), coalesce(k.policy::text, ''), "
+	"(SELECT coalesce(sum(u.usage_nusd), 0) FROM api_keys u WHERE u.account_id = a.id)::text "
 	"FROM api_keys k JOIN accounts a ON a.id = k.account_id "
 	"WHERE k.hash = decode($1, 'hex')";
 
@@ -85,6 +87,7 @@ auth_clear(struct auth *a)
 
 		for (; e; e = n) {
 			n = e->next;
+			policy_unref(e->key.policy);
 			free(e);
 		}
 		a->buckets[i] = NULL;
@@ -107,9 +110,13 @@ cache_put(struct auth *a, const unsigned char *hash, const struct auth_key *k, i
 		a->buckets[bucket_of(hash)] = e;
 		a->nentries++;
 	}
+	policy_unref(e->key.policy);
+	e->key.policy = NULL;
 	e->known = k != NULL;
-	if (k)
+	if (k) {
 		e->key = *k;
+		policy_ref(e->key.policy);
+	}
 	e->expires_ms = now_ms() + ttl;
 }
 
@@ -135,6 +142,7 @@ auth_evict_hex(struct auth *a, const char *hex)
 	for (pp = &a->buckets[bucket_of(hash)]; (e = *pp); pp = &e->next) {
 		if (keyhash_equal(e->hash, hash)) {
 			*pp = e->next;
+			policy_unref(e->key.policy);
 			free(e);
 			a->nentries--;
 			return;
@@ -186,8 +194,12 @@ auth_result_cb(PGresult *res, const char *err, void *arg)
 	k.balance_nusd = parse_i64(PQgetvalue(res, 0, 8), 0);
 	k.rpm_limit = parse_i64(PQgetvalue(res, 0, 9), -1);
 	k.tpm_limit = parse_i64(PQgetvalue(res, 0, 10), -1);
+	k.policy = policy_new(PQgetvalue(res, 0, 11), PQgetvalue(res, 0, 12));
+	k.billed_nusd = parse_i64(PQgetvalue(res, 0, 13), 0);
+	k.credits_nusd = k.balance_nusd + k.billed_nusd;
 	cache_put(a, l->hash, &k, a->ttl_ms);
 	l->fn(&k, NULL, l->arg);
+	policy_unref(k.policy);
 	free(l);
 }
 

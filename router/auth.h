@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "pgc.h"
+#include "policy.h"
 
 struct auth;
 
@@ -24,8 +25,13 @@ struct auth_key {
 	int64_t limit_nusd;		/* -1: no limit */
 	int64_t usage_nusd;
 	int64_t balance_nusd;		/* the account's, as billed so far */
+	int64_t billed_nusd;		/* the account's usage billed so far (its keys' usage) */
+	int64_t credits_nusd;		/* its total credits: top-ups, adjustments, refunds
+					 * (= balance + billed, from one snapshot) */
 	int64_t rpm_limit, tpm_limit;	/* -1: the configured default */
 	int usable;			/* not disabled nor revoked */
+	struct policy *policy;		/* account AND key policy; NULL: none.
+					 * Owned by the cache: policy_ref() it to keep it. */
 };
 
 /* k is NULL when the key is unknown; err is set when the lookup could not

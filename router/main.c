@@ -219,7 +219,8 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (rt.inflight == 0 || router_now_ms() >= drain_deadline) {
+	/* requests done, then credit leases given back (budget.h) */
+	if ((rt.inflight == 0 && budget_flush(rt.budget) == 0) || router_now_ms() >= drain_deadline) {
 		event_base_loopexit(rt.base, NULL);
 		return;
 	}
@@ -279,6 +280,10 @@ router_setup(void)
 		return log_error("metering: %s", rt.redis ? err : "out of memory"), -1;
 	if (!(rt.ratelimit = ratelimit_new(rt.base, rt.redis, rt.conf.ratelimit_sync_ms)))
 		return log_error("out of memory"), -1;
+	if (!(rt.budget = budget_new(rt.base, rt.redis, rt.conf.budget_lease_nusd, rt.conf.budget_lease_idle_ms)))
+		return log_error("out of memory"), -1;
+	if (!(rt.health = health_new(rt.base, rt.redis, &rt.cat, rt.conf.health_sync_ms)))
+		return log_error("out of memory"), -1;
 	rds_set_connect_cb(rt.redis, redis_connected_cb, NULL);
 	rds_connect(rt.redis);
 	if (!(rt.up = upstream_pool_new(rt.base, &ul, err, sizeof(err))))
@@ -301,6 +306,8 @@ router_teardown(void)
 	rds_free(rt.redis);		/* unanswered XADDs fall back to the spool */
 	meter_free(rt.meter);		/* then the spool is flushed */
 	ratelimit_free(rt.ratelimit);
+	budget_free(rt.budget);		/* after rds_free: its pending replies refer to it */
+	health_free(rt.health);		/* after rds_free: its pending replies refer to it */
 	auth_free(rt.auth);
 	pgc_free(rt.pg_ctl);
 	pgc_free(rt.pg_auth);

@@ -90,6 +90,8 @@ meter_event_json(const struct usage_event *e)
 	cJSON_AddNumberToObject(o, "status", e->status);
 	cJSON_AddNumberToObject(o, "attempts", e->attempts);
 	add_str(o, "finish", e->finish_reason);
+	if (e->provider_responses)
+		cJSON_AddItemToObject(o, "tried", cJSON_CreateRaw(e->provider_responses));
 	if ((s = cJSON_PrintUnformatted(o))) {
 		out = strdup(s);
 		cJSON_free(s);

@@ -33,6 +33,7 @@ struct usage_event {
 	int64_t tps_milli;		/* output tokens per second x 1000 */
 	int streamed, estimated, status, attempts;
 	const char *finish_reason;
+	const char *provider_responses;	/* JSON array of attempts, or NULL */
 };
 
 struct meter_stats {

@@ -8,6 +8,8 @@
  *
  * The client's key never goes upstream; the provider's own key does. Stream
  * events are parsed only to rewrite id/model/provider and to read usage.
+ * Providers speaking Anthropic Messages get a translated body, and their
+ * answers and events are translated back first (anthropic.c).
  * No prompt or completion text is logged or stored.
  */
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <event2/buffer.h>
 #include <openssl/rand.h>
 
+#include "anthropic.h"
 #include "log.h"
 #include "money.h"
 #include "request.h"
@@ -31,6 +34,14 @@
 #define PROXY_SSE_EVENT_MAX (4 * 1024 * 1024)
 
 enum proxy_state { PX_AUTH, PX_UPSTREAM, PX_STREAMING, PX_DONE };
+
+/* One attempt: which endpoint, what came of it. */
+struct proxy_try {
+	struct rcat_endpoint *e;
+	int status;			/* 200, or the status its failure maps to */
+	int64_t t_ms;			/* started */
+	int latency_ms;
+};
 
 struct proxy {
 	struct router *rt;
@@ -46,6 +57,7 @@ struct proxy {
 	int up_status, retry_after;
 	struct evbuffer *buf;		/* buffered answer or error body */
 	struct sse *sse;
+	struct anthropic_stream *anth;	/* stream translation (anthropic endpoints) */
 	int client_started;		/* a byte reached the client */
 	int saw_done, saw_finish;
 	char finish[24];		/* finish_reason seen */
@@ -54,11 +66,17 @@ struct proxy {
 	int64_t t_start_ms, t_first_ms;	/* start; first byte to the client */
 	int64_t account_id, key_id;
 	int64_t key_limit, key_usage, balance;	/* from the key lookup (cached) */
+	int64_t credits, billed;	/* the account's total credits, billed usage (idem) */
+	struct budget_hold hold;	/* the worst case reserved from a credit lease */
+	int64_t cost_nusd;		/* what the generation cost, once metered */
 	char *app_url, *app_title;	/* attribution headers, copied */
 	int64_t stream_chars;		/* completion text seen (estimates) */
 	int estimated;			/* tokens counted by us, not the provider */
 	int metered;
 	struct route_prefs prefs;	/* the request's `provider` object */
+	struct policy *policy;		/* the operator's, for this key (ref) */
+	struct proxy_try tries[PROXY_MAX_CANDIDATES];	/* each attempt's outcome */
+	int ntries;
 	int fail_status;		/* status the last failure maps to */
 	char fail_msg[256];
 	char gen_id[48];
@@ -100,16 +118,19 @@ static void
 proxy_free(struct proxy *p)
 {
 	p->rt->inflight--;
+	budget_done(p->rt->budget, &p->hold, p->metered ? p->cost_nusd : 0);
 	if (p->up)
 		upstream_cancel(p->up);
 	if (p->cat)
 		rcat_unref(p->cat);
+	policy_unref(p->policy);
 	cJSON_Delete(p->body);
 	free(p->app_url);
 	free(p->app_title);
 	if (p->buf)
 		evbuffer_free(p->buf);
 	sse_free(p->sse);
+	anthropic_stream_free(p->anth);
 	free(p);
 }
 
@@ -124,6 +145,60 @@ proxy_log(struct proxy *p, int status)
 		 (long long)p->completion_tokens, (long long)(router_now_ms() - p->t_start_ms));
 }
 
+/* The current attempt ended with status. */
+static void
+try_end(struct proxy *p, int status)
+{
+	struct proxy_try *t = &p->tries[p->attempt];
+
+	if (p->attempt >= p->ntries || t->status)
+		return;
+	t->status = status;
+	t->latency_ms = (int)(router_now_ms() - t->t_ms);
+}
+
+/* The attempts as OpenRouter's generation `provider_responses`. */
+static cJSON *
+tries_json(const struct proxy *p)
+{
+	cJSON *a = cJSON_CreateArray();
+
+	for (int i = 0; a && i < p->ntries; i++) {
+		const struct proxy_try *t = &p->tries[i];
+		cJSON *o = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(o, "provider", t->e->prov->id);
+		cJSON_AddStringToObject(o, "provider_name", t->e->prov->name);
+		cJSON_AddStringToObject(o, "model", t->e->model->id);
+		cJSON_AddNumberToObject(o, "endpoint_id", (double)t->e->id);
+		cJSON_AddNumberToObject(o, "status", t->status);
+		cJSON_AddNumberToObject(o, "latency", t->latency_ms);
+		cJSON_AddItemToArray(a, o);
+	}
+	return a;
+}
+
+/* X-Agora-Attempts: "provider=status, ..." for every attempt so far (the
+ * current one, still going, as 200). */
+static void
+tries_header(struct proxy *p)
+{
+	char buf[512];
+	size_t n = 0;
+
+	for (int i = 0; i < p->ntries; i++) {
+		const struct proxy_try *t = &p->tries[i];
+		int w = snprintf(buf + n, sizeof(buf) - n, "%s%s=%d", i ? ", " : "", t->e->prov->id,
+				 t->status ? t->status : 200);
+
+		if (w < 0 || (size_t)w >= sizeof(buf) - n)
+			break;
+		n += (size_t)w;
+	}
+	if (n)
+		httpd_add_header(p->req, "X-Agora-Attempts", buf);
+}
+
 /* Records the generation's usage, once. Only generations a provider served
  * (answered, or cut after bytes went out) are metered. */
 static void
@@ -132,10 +207,13 @@ proxy_meter(struct proxy *p, int status)
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	struct usage_event ev;
 	int64_t now = router_now_ms(), gen_ms;
+	cJSON *tried;
+	char *tried_s;
 
 	if (p->metered)
 		return;
 	p->metered = 1;
+	try_end(p, status);
 	if (!p->have_usage) {
 		size_t blen;
 
@@ -157,7 +235,7 @@ proxy_meter(struct proxy *p, int status)
 	ev.endpoint_id = e->id;
 	ev.prompt_tokens = p->prompt_tokens;
 	ev.completion_tokens = p->completion_tokens;
-	ev.cost_nusd = proxy_cost(p);
+	ev.cost_nusd = p->cost_nusd = proxy_cost(p);
 	ev.provider_cost_nusd = proxy_provider_cost(p);
 	ev.latency_ms = (int)(now - p->t_start_ms);
 	ev.ttft_ms = (int)((p->t_first_ms ? p->t_first_ms : now) - p->t_start_ms);
@@ -168,7 +246,12 @@ proxy_meter(struct proxy *p, int status)
 	ev.status = status;
 	ev.attempts = p->attempt + 1;
 	ev.finish_reason = p->finish[0] ? p->finish : NULL;
+	tried = p->ntries > 1 ? tries_json(p) : NULL;	/* one attempt: the event says it all */
+	tried_s = tried ? cJSON_PrintUnformatted(tried) : NULL;
+	ev.provider_responses = tried_s;
 	meter_emit(p->rt->meter, &ev);
+	cJSON_free(tried_s);
+	cJSON_Delete(tried);
 	ratelimit_tokens(p->rt->ratelimit, p->key_id, p->prompt_tokens + p->completion_tokens);
 }
 
@@ -185,6 +268,8 @@ proxy_fail(struct proxy *p, int status, const char *msg)
 	p->rt->st.completions_failed++;
 	if (p->state != PX_AUTH)
 		proxy_log(p, status);
+	try_end(p, status);
+	tries_header(p);
 	httpd_reply_error(p->req, status, "%s", msg);
 	p->state = PX_DONE;
 	proxy_free(p);
@@ -243,11 +328,12 @@ static void
 health_ok(struct proxy *p, struct rcat_endpoint *e)
 {
 	int64_t now = router_now_ms();
-	int64_t ttft = (p->t_first_ms ? p->t_first_ms : now) - p->t_start_ms;
-	int64_t gen_ms = now - (p->t_first_ms ? p->t_first_ms : p->t_start_ms);
+	int64_t start = p->tries[p->attempt].t_ms ? p->tries[p->attempt].t_ms : p->t_start_ms;	/* this attempt's */
+	int64_t ttft = (p->t_first_ms ? p->t_first_ms : now) - start;
+	int64_t gen_ms = now - (p->t_first_ms ? p->t_first_ms : start);
 	double tps = gen_ms > 0 && p->completion_tokens > 0 ? (double)p->completion_tokens * 1000.0 / (double)gen_ms : 0;
 
-	route_success(e, now, (double)(ttft > 0 ? ttft : 1), tps);
+	route_success(e, now, (double)(ttft > 0 ? ttft : 1), tps, (double)(now > start ? now - start : 1));
 }
 
 /* ---- usage and rewriting ---- */
@@ -361,6 +447,13 @@ estimate_tokens(const char *s)
 	return s ? (int64_t)(strlen(s) + 3) / 4 : 0;
 }
 
+/* Whether an endpoint speaks Anthropic Messages (translated both ways). */
+static int
+is_anthropic(const struct rcat_endpoint *e)
+{
+	return strcmp(e->prov->api, "anthropic") == 0;
+}
+
 /* ---- non-streamed answers ---- */
 
 static void
@@ -371,6 +464,12 @@ proxy_finish_json(struct proxy *p)
 	cJSON *ans = cJSON_ParseWithLength(data, len), *usage, *choices;
 	struct rcat_endpoint *e = p->cands[p->attempt];
 
+	if (ans && is_anthropic(e)) {	/* a Messages answer: now a chat.completion */
+		cJSON *chat = anthropic_answer(ans);
+
+		cJSON_Delete(ans);
+		ans = chat;
+	}
 	choices = ans ? cJSON_GetObjectItemCaseSensitive(ans, "choices") : NULL;
 	if (!cJSON_IsArray(choices)) {
 		cJSON_Delete(ans);
@@ -407,6 +506,7 @@ proxy_finish_json(struct proxy *p)
 	proxy_meter(p, 200);
 	p->rt->st.completions_ok++;
 	proxy_log(p, 200);
+	tries_header(p);
 	httpd_reply_json(p->req, 200, ans);
 	cJSON_Delete(ans);
 	p->state = PX_DONE;
@@ -442,6 +542,7 @@ stream_start(struct proxy *p)
 	httpd_add_header(p->req, "Cache-Control", "no-cache");
 	httpd_add_header(p->req, "X-Accel-Buffering", "no");
 	httpd_add_header(p->req, "X-Generation-Id", p->gen_id);
+	tries_header(p);
 	httpd_stream_start(p->req, 200, "text/event-stream");
 	p->client_started = 1;
 	p->t_first_ms = router_now_ms();
@@ -516,39 +617,39 @@ count_delta(struct proxy *p, const cJSON *choices)
 	}
 }
 
-/* One upstream SSE event. Returns non-zero when the request ended. */
+/* A stream the provider broke before its end (an unreadable event or an
+ * error event): said in the stream once started, else the next candidate.
+ * Returns 1 (the request ended). */
 static int
-stream_event(void *arg, const char *event, const char *data, size_t len, int comment)
+stream_upstream_error(struct proxy *p, int garbage, const char *detail)
 {
-	struct proxy *p = arg;
-	cJSON *o, *usage, *choices, *fin;
 	struct rcat_endpoint *e = p->cands[p->attempt];
+	char msg[300];
 
-	(void)event;
-	if (comment)
-		return 0;
-	if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-		p->saw_done = 1;
-		return 0;
+	upstream_cancel(p->up);
+	p->up = NULL;
+	if (p->client_started) {
+		snprintf(msg, sizeof(msg), "%s%s%s", garbage ? "the provider sent an unreadable event"
+							     : "the provider reported an error mid-stream",
+			 detail ? ": " : "", detail ? detail : "");
+		stream_fail(p, 502, msg);
+	} else {
+		p->retry_after = -1;
+		health_failed(p, e);
+		proxy_next(p, 502, "%s sent %s%s%s", e->prov->name, garbage ? "an unreadable stream" : "an error event",
+			   detail ? ": " : "", detail ? detail : "");
 	}
-	o = cJSON_ParseWithLength(data, len);
-	if (!cJSON_IsObject(o) || cJSON_GetObjectItemCaseSensitive(o, "error")) {
-		int garbage = !cJSON_IsObject(o);
+	return 1;
+}
 
-		cJSON_Delete(o);
-		upstream_cancel(p->up);
-		p->up = NULL;
-		if (p->client_started) {
-			stream_fail(p, 502, garbage ? "the provider sent an unreadable event"
-						    : "the provider reported an error mid-stream");
-		} else {
-			p->retry_after = -1;
-			health_failed(p, e);
-			proxy_next(p, 502, "%s sent %s", e->prov->name,
-				   garbage ? "an unreadable stream" : "an error event");
-		}
-		return 1;
-	}
+/* One chat.completion.chunk (taken) on its way to the client: the stream
+ * starts with the first one; ids rewritten, usage read (and sent only when
+ * the client asked for it). */
+static void
+stream_chunk(struct proxy *p, cJSON *o)
+{
+	cJSON *usage, *choices, *fin;
+
 	if (!p->client_started)
 		stream_start(p);
 	choices = cJSON_GetObjectItemCaseSensitive(o, "choices");
@@ -566,7 +667,7 @@ stream_event(void *arg, const char *event, const char *data, size_t len, int com
 		if (!p->want_usage) {
 			if (cJSON_GetArraySize(choices) == 0) {
 				cJSON_Delete(o);
-				return 0;
+				return;
 			}
 			cJSON_DeleteItemFromObjectCaseSensitive(o, "usage");
 		}
@@ -579,6 +680,59 @@ stream_event(void *arg, const char *event, const char *data, size_t len, int com
 		p->rt->st.backpressure_pauses++;
 		upstream_pause(p->up, 1);
 	}
+}
+
+/* One event of an Anthropic Messages stream, translated into 0..n chunks
+ * (a ping gives none: the stream starts with message_start). */
+static int
+stream_event_anthropic(struct proxy *p, const char *event, const char *data, size_t len)
+{
+	cJSON *o = cJSON_ParseWithLength(data, len), *chunks, *c;
+	char msg[200];
+	int rc;
+
+	if (!cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		return stream_upstream_error(p, 1, NULL);
+	}
+	chunks = cJSON_CreateArray();
+	rc = chunks ? anthropic_stream_feed(p->anth, event, o, chunks, msg, sizeof(msg)) : ANTHROPIC_NOMEM;
+	cJSON_Delete(o);
+	if (rc < 0) {
+		cJSON_Delete(chunks);
+		return stream_upstream_error(p, 0, rc == ANTHROPIC_NOMEM ? "out of memory" : msg);
+	}
+	if (rc == ANTHROPIC_DONE)
+		p->saw_done = 1;
+	while ((c = cJSON_DetachItemFromArray(chunks, 0)))
+		stream_chunk(p, c);
+	cJSON_Delete(chunks);
+	return 0;
+}
+
+/* One upstream SSE event. Returns non-zero when the request ended. */
+static int
+stream_event(void *arg, const char *event, const char *data, size_t len, int comment)
+{
+	struct proxy *p = arg;
+	cJSON *o;
+
+	if (comment)
+		return 0;
+	if (is_anthropic(p->cands[p->attempt]))
+		return stream_event_anthropic(p, event, data, len);
+	if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+		p->saw_done = 1;
+		return 0;
+	}
+	o = cJSON_ParseWithLength(data, len);
+	if (!cJSON_IsObject(o) || cJSON_GetObjectItemCaseSensitive(o, "error")) {
+		int garbage = !cJSON_IsObject(o);
+
+		cJSON_Delete(o);
+		return stream_upstream_error(p, garbage, NULL);
+	}
+	stream_chunk(p, o);
 	return 0;
 }
 
@@ -638,8 +792,11 @@ upstream_error_text(struct proxy *p, char *out, size_t len)
 	cJSON *o = cJSON_ParseWithLength((const char *)evbuffer_pullup(p->buf, (ev_ssize_t)n), n);
 	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
 	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+	const char *text = cJSON_IsString(msg) ? msg->valuestring : NULL;
 
-	snprintf(out, len, "%s", cJSON_IsString(msg) ? msg->valuestring : "no details");
+	if (is_anthropic(p->cands[p->attempt]))	/* {"type":"error","error":{"type","message"}} */
+		text = anthropic_error_message(o);
+	snprintf(out, len, "%s", text ? text : "no details");
 	cJSON_Delete(o);
 }
 
@@ -710,6 +867,7 @@ proxy_next(struct proxy *p, int status, const char *fmt, ...)
 
 	p->rt->st.upstream_failures++;
 	p->fail_status = status;
+	try_end(p, status);
 	va_start(ap, fmt);
 	vsnprintf(p->fail_msg, sizeof(p->fail_msg), fmt, ap);
 	va_end(ap);
@@ -730,25 +888,66 @@ proxy_next(struct proxy *p, int status, const char *fmt, ...)
 	}
 }
 
+/* The body sent to endpoint e: for OpenAI-compatible providers the client's
+ * request, edited in place; for Anthropic ones a Messages body built from it
+ * (which stays intact for a later OpenAI-compatible attempt), with a fresh
+ * stream translator. NULL on failure, with the status and message to answer. */
+static char *
+attempt_body(struct proxy *p, struct rcat_endpoint *e, int *status, char *msg, size_t len)
+{
+	int max = e->max_output > 0 && e->max_output < ANTHROPIC_DEFAULT_MAX_TOKENS ? e->max_output
+										  : ANTHROPIC_DEFAULT_MAX_TOKENS;
+	cJSON *ab;
+	char *s;
+	int rc;
+
+	*status = 500;
+	snprintf(msg, len, "out of memory");
+	if (!is_anthropic(e))
+		return request_prepare_upstream(p->body, e->upstream_model, p->stream) < 0 ? NULL
+										: cJSON_PrintUnformatted(p->body);
+	anthropic_stream_free(p->anth);
+	p->anth = NULL;
+	if (p->stream && !(p->anth = anthropic_stream_new()))
+		return NULL;
+	if ((rc = anthropic_request(p->body, e->upstream_model, max, &ab, msg, len)) < 0) {
+		*status = rc == ANTHROPIC_BAD ? 400 : 500;
+		return NULL;
+	}
+	s = cJSON_PrintUnformatted(ab);
+	cJSON_Delete(ab);
+	return s;
+}
+
 static void
 proxy_attempt(struct proxy *p)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
-	const char *headers[5];
-	char *body;
-	int n = 0;
+	struct proxy_try *t = &p->tries[p->attempt];
+	const char *headers[7];
+	char *body, msg[300];
+	int n = 0, status;
 
-	if (strcmp(e->prov->api, "openai") != 0) {
+	t->e = e;
+	t->status = 0;
+	t->t_ms = router_now_ms();
+	p->ntries = p->attempt + 1;
+	if (strcmp(e->prov->api, "openai") != 0 && !is_anthropic(e)) {
 		p->retry_after = -1;
 		proxy_next(p, 503, "%s: the %s API adapter is not available", e->prov->name, e->prov->api);
 		return;
 	}
-	if (request_prepare_upstream(p->body, e->upstream_model, p->stream) < 0 || !(body = cJSON_PrintUnformatted(p->body))) {
-		proxy_fail(p, 500, "out of memory");
+	if (!(body = attempt_body(p, e, &status, msg, sizeof(msg)))) {
+		proxy_fail(p, status, msg);
 		return;
 	}
-	if (e->prov->auth_header)
+	if (is_anthropic(e)) {
+		if (e->prov->anthropic_key_header)
+			headers[n++] = e->prov->anthropic_key_header;
+		headers[n++] = "anthropic-version: " ANTHROPIC_VERSION;
+	} else if (e->prov->auth_header) {
 		headers[n++] = e->prov->auth_header;
+	}
 	headers[n++] = "Content-Type: application/json";
 	headers[n++] = p->stream ? "Accept: text/event-stream" : "Accept: application/json";
 	headers[n++] = "User-Agent: agora-router/0.1";
@@ -801,6 +1000,40 @@ lookup_model(struct proxy *p, const char *id)
 	return rcat_model(p->cat, buf);
 }
 
+/* A uniform number in [0, 1) for load balancing (xorshift64*, seeded
+ * once from OpenSSL's generator; not for secrets). */
+static double
+proxy_random(void)
+{
+	static uint64_t x;
+
+	if (x == 0 && (RAND_bytes((unsigned char *)&x, sizeof(x)) != 1 || x == 0))
+		x = 0x9E3779B97F4A7C15ULL ^ (uint64_t)router_now_ms();
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+/* When the operator's policy alone allows no endpoint of any of the
+ * request's models, says why (the cheapest endpoint's refusal). */
+static int
+policy_leaves_none(struct proxy *p, struct rcat_model *const *list, int n, char *msg, size_t len)
+{
+	char why[200] = "";
+
+	if (!p->policy)
+		return 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < list[i]->neps; j++) {
+			if (route_policy_allows(p->policy, list[i]->eps[j], why[0] ? NULL : why, sizeof(why)))
+				return 0;
+		}
+	snprintf(msg, len, "no provider of model '%s' is allowed for this key: %s", list[0]->id,
+		 why[0] ? why : "the operator's policy");
+	return 1;
+}
+
 /* Candidates: each model in order (model, then `models`), in the order the
  * provider preferences give (cheapest first by default), endpoints that
  * failed recently after the healthy ones. */
@@ -810,7 +1043,7 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 	const cJSON *model = cJSON_GetObjectItemCaseSensitive(p->body, "model");
 	const cJSON *models = cJSON_GetObjectItemCaseSensitive(p->body, "models"), *x;
 	struct rcat_model *list[PROXY_MAX_CANDIDATES];
-	int n = 0, known = 0;
+	int n = 0, known = 0, first_healthy = 0;
 	const char *first;
 
 	first = cJSON_IsString(model) ? model->valuestring : cJSON_GetArrayItem(models, 0)->valuestring;
@@ -832,14 +1065,21 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 		return 404;
 	}
 	for (int pass = 1; pass >= 0; pass--)
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
 			add_candidates(p, list[i], pass);
+			if (pass == 1 && i == 0)
+				first_healthy = p->ncands;
+		}
+	if (p->prefs.sort == ROUTE_SORT_DEFAULT && p->prefs.norder == 0)
+		route_balance(p->cands, first_healthy, proxy_random(), router_now_ms());
 	if (p->ncands > p->rt->conf.max_attempts)
 		p->ncands = p->rt->conf.max_attempts;
 	if (!known) {
 		snprintf(msg, len, "no provider available for model '%s'", first);
 		return 503;
 	}
+	if (p->ncands == 0 && policy_leaves_none(p, list, n, msg, len))
+		return 403;
 	if (p->ncands == 0) {
 		snprintf(msg, len, "no endpoint of model '%s' can take this request: its context or max_tokens "
 			 "does not fit, or the provider preferences (only, ignore, order with allow_fallbacks, "
@@ -872,13 +1112,56 @@ worst_case_nusd(struct proxy *p)
 	return a < 0 || b < 0 ? INT64_MAX / 4 : a + b;
 }
 
-/* Prepaid credits and key limits: 402 when the account's balance (as billed
- * so far, cached for key_cache_ttl_ms) or the key's remaining limit cannot
- * cover the worst case. See README "Credits" for the overspend bound. */
+/* The 402 message when the account's credits cannot cover the worst case. */
+static void
+credits_msg(char *msg, size_t len, const char *what, int64_t left, int64_t worst)
+{
+	char a[64], b[64];
+
+	money_format_usd(left > 0 ? left : 0, a, sizeof(a));
+	money_format_usd(worst, b, sizeof(b));
+	snprintf(msg, len, "insufficient credits: %s $%s, this request may cost up to $%s; "
+		 "add credits or lower max_tokens", what, a, b);
+}
+
+/* Redis away: the check before leases, against the balance as billed so
+ * far (cached for key_cache_ttl_ms). */
+static int
+balance_check(struct proxy *p, int64_t worst, char *msg, size_t len)
+{
+	p->rt->st.budget_fallbacks++;
+	if (p->balance >= worst)
+		return 0;
+	credits_msg(msg, len, "balance", p->balance, worst);
+	return -1;
+}
+
+/* A reservation that waited for a credit lease: go on, or 402. */
+static void
+proxy_budget_cb(struct budget_hold *h, enum budget_result r, int64_t available, void *arg)
+{
+	struct proxy *p = arg;
+	char msg[300];
+
+	if (r == BUDGET_OK || (r == BUDGET_FALLBACK && balance_check(p, h->amount, msg, sizeof(msg)) == 0)) {
+		proxy_attempt(p);
+		return;
+	}
+	if (r == BUDGET_REFUSED)
+		credits_msg(msg, sizeof(msg), "available (after what requests in flight reserved)", available, h->amount);
+	p->rt->st.credit_refusals++;
+	proxy_fail(p, 402, msg);
+}
+
+/* Prepaid credits and key limits: 402 when the key's remaining limit or
+ * the account's credits cannot cover the worst case, which is reserved
+ * from the router's credit lease (budget.h) until the generation ends.
+ * 0: go on; 1: waiting for a lease (proxy_budget_cb goes on); -1: 402 with
+ * msg. See README "Credits" for the overspend bound. */
 static int
 credit_check(struct proxy *p, char *msg, size_t len)
 {
-	int64_t worst = worst_case_nusd(p);
+	int64_t worst = worst_case_nusd(p), available;
 	char a[64], b[64];
 
 	if (p->key_limit >= 0 && p->key_usage + worst > p->key_limit) {
@@ -887,14 +1170,20 @@ credit_check(struct proxy *p, char *msg, size_t len)
 		snprintf(msg, len, "this key's credit limit is reached: $%s left, this request may cost up to $%s", a, b);
 		return -1;
 	}
-	if (p->balance < worst) {
-		money_format_usd(p->balance, a, sizeof(a));
-		money_format_usd(worst, b, sizeof(b));
-		snprintf(msg, len, "insufficient credits: balance $%s, this request may cost up to $%s; "
-			 "add credits or lower max_tokens", a, b);
-		return -1;
+	switch (budget_reserve(p->rt->budget, &p->hold, p->account_id, p->credits, p->billed, worst,
+			       proxy_budget_cb, p, &available)) {
+	case BUDGET_OK:
+		return 0;
+	case BUDGET_WAIT:
+		p->rt->st.budget_waits++;
+		return 1;
+	case BUDGET_FALLBACK:
+		return balance_check(p, worst, msg, len);
+	case BUDGET_REFUSED:
+		break;
 	}
-	return 0;
+	credits_msg(msg, len, "available (after what requests in flight reserved)", available, worst);
+	return -1;
 }
 
 static void
@@ -922,6 +1211,7 @@ proxy_start(struct proxy *p)
 		proxy_fail(p, 400, msg);
 		return;
 	}
+	p->prefs.policy = p->policy;
 	route_from_request(&p->prefs, p->body, len);
 	p->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p->body, "stream"));
 	so = cJSON_GetObjectItemCaseSensitive(p->body, "stream_options");
@@ -934,12 +1224,13 @@ proxy_start(struct proxy *p)
 		proxy_fail(p, 500, "out of memory");
 		return;
 	}
-	if (credit_check(p, msg, sizeof(msg)) < 0) {
+	if ((status = credit_check(p, msg, sizeof(msg))) < 0) {
 		p->rt->st.credit_refusals++;
 		proxy_fail(p, 402, msg);
 		return;
 	}
-	proxy_attempt(p);
+	if (status == 0)
+		proxy_attempt(p);
 }
 
 /* Requests and tokens per minute of the key; answers 429 when over. */
@@ -994,6 +1285,9 @@ proxy_auth_cb(const struct auth_key *k, const char *err, void *arg)
 	p->key_limit = k->limit_nusd;
 	p->key_usage = k->usage_nusd;
 	p->balance = k->balance_nusd;
+	p->credits = k->credits_nusd;
+	p->billed = k->billed_nusd;
+	p->policy = policy_ref(k->policy);
 	if (rate_check(p, k) < 0)
 		return;
 	if (meter_blocked(p->rt->meter)) {

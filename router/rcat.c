@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "money.h"
+#include "route.h"
 
 const char rcat_sql[] =
 	"SELECT (SELECT version::text FROM catalog_version WHERE id = 1), "
@@ -385,6 +387,55 @@ render_models(struct rcat *c)
 	return 0;
 }
 
+static void
+pct_json(cJSON *o, const char *name, int n, const struct health_pct *p)
+{
+	cJSON *x;
+
+	if (n == 0) {
+		cJSON_AddNullToObject(o, name);
+		return;
+	}
+	x = cJSON_AddObjectToObject(o, name);
+	cJSON_AddNumberToObject(x, "p50", p->p50);
+	cJSON_AddNumberToObject(x, "p75", p->p75);
+	cJSON_AddNumberToObject(x, "p90", p->p90);
+	cJSON_AddNumberToObject(x, "p99", p->p99);
+}
+
+/* OpenRouter's latency_last_30m (TTFT, ms), throughput_last_30m (tokens/s,
+ * pNN: the slowest (100-NN)% were slower) and uptime_last_30m (percent),
+ * from this router's window; and Agora's `health`: the speeds routing uses
+ * and where they come from. */
+static void
+health_json(cJSON *o, const struct rcat_health *h, int64_t now)
+{
+	struct health_stats st;
+	cJSON *x;
+
+	health_stats(h, now, HEALTH_SPAN_MS, &st);
+	pct_json(o, "latency_last_30m", st.nttft, &st.ttft);
+	pct_json(o, "throughput_last_30m", st.ntps, &st.tps);
+	if (st.ok + st.failed)
+		cJSON_AddNumberToObject(o, "uptime_last_30m", 100.0 * st.ok / (st.ok + st.failed));
+	else
+		cJSON_AddNullToObject(o, "uptime_last_30m");
+	x = cJSON_AddObjectToObject(o, "health");
+	cJSON_AddNumberToObject(x, "ttft_ms", health_ttft_ms(h) > 0 ? health_ttft_ms(h) : ROUTE_PRIOR_TTFT_MS);
+	cJSON_AddNumberToObject(x, "tps", health_tps(h) > 0 ? health_tps(h) : ROUTE_PRIOR_TPS);
+	cJSON_AddStringToObject(x, "source", h->fleet_samples > 0 ? "fleet" : h->samples ? "local" : "prior");
+	cJSON_AddNumberToObject(x, "samples", (double)(h->fleet_samples > 0 ? h->fleet_samples : h->samples));
+	cJSON_AddNumberToObject(x, "routers", h->fleet_routers);
+	pct_json(x, "total_latency_last_30m", st.nlatency, &st.latency);
+	cJSON_AddNumberToObject(x, "attempts_last_30m", st.ok + st.failed);
+	cJSON_AddNumberToObject(x, "failures_last_30m", st.failed);
+	cJSON_AddBoolToObject(x, "breaker_open", h->until_ms > now);
+	if (h->fleet_until_ms > now)
+		cJSON_AddNumberToObject(x, "fleet_open_until_ms", (double)h->fleet_until_ms);
+	else
+		cJSON_AddNullToObject(x, "fleet_open_until_ms");
+}
+
 cJSON *
 rcat_endpoints_json(const struct rcat *c, const struct rcat_model *m, int64_t now_ms)
 {
@@ -402,7 +453,7 @@ rcat_endpoints_json(const struct rcat *c, const struct rcat_model *m, int64_t no
 		const struct rcat_endpoint *e = m->eps[i];
 		cJSON *o = cJSON_CreateObject(), *dp;
 		char name[512], tag[256];
-		int degraded = e->health.until_ms > now_ms ||
+		int degraded = e->health.until_ms > now_ms || e->health.fleet_until_ms > now_ms ||
 			       (e->health.until_ms != 0 && e->health.failures > 0);
 
 		snprintf(name, sizeof(name), "%s | %s", e->prov->name, m->id);
@@ -422,6 +473,7 @@ rcat_endpoints_json(const struct rcat *c, const struct rcat_model *m, int64_t no
 				     : m->supported ? cJSON_Duplicate(m->supported, 1) : cJSON_CreateArray());
 		cJSON_AddNumberToObject(o, "status", degraded ? -1 : 0);
 		cJSON_AddStringToObject(o, "status_text", degraded ? "degraded" : "ok");
+		health_json(o, &e->health, now_ms);
 		cJSON_AddStringToObject(o, "region", e->prov->region);
 		dp = cJSON_AddObjectToObject(o, "data_policy");
 		cJSON_AddBoolToObject(dp, "training", e->prov->training);
@@ -429,6 +481,12 @@ rcat_endpoints_json(const struct rcat *c, const struct rcat_model *m, int64_t no
 		cJSON_AddItemToArray(eps, o);
 	}
 	return root;
+}
+
+struct rcat_endpoint *
+rcat_endpoint(const struct rcat *c, int64_t id)
+{
+	return (struct rcat_endpoint *)find_endpoint(c, id);
 }
 
 struct rcat_model *

@@ -20,6 +20,15 @@ struct rcat_provider {
 	int training, retention_days;
 };
 
+/* One attempt in an endpoint's window: its outcome and, for a success,
+ * time to first token, total latency and output tokens per second. */
+#define RCAT_WINDOW 128
+struct rcat_sample {
+	int64_t at_ms;			/* when it ended; 0: an empty slot */
+	float ttft_ms, latency_ms, tps;	/* tps 0: unknown */
+	int ok;
+};
+
 /* Per-endpoint health and speed, learnt by this router (kept across
  * catalog reloads). The breaker is open while until_ms is in the future;
  * after it, one probe request (probe_ms) is let through: success closes it,
@@ -28,10 +37,20 @@ struct rcat_health {
 	int failures;			/* consecutive */
 	int64_t until_ms;		/* open (tried last) until then */
 	int64_t probe_ms;		/* half-open: when the probe started */
-	int64_t last_ok_ms;
+	int64_t last_ok_ms, last_fail_ms;
 	long long opens;		/* times the breaker opened */
 	double ttft_ms, tps;		/* decaying averages (0: no sample yet) */
 	long long samples;
+	/* The last RCAT_WINDOW attempts, a ring (health.h: percentiles). */
+	struct rcat_sample win[RCAT_WINDOW];
+	int win_next;			/* the slot written next */
+	/* What the fleet reports through Redis (health.c); fleet_samples 0:
+	 * nothing fresh, use this router's own values. */
+	double fleet_ttft_ms, fleet_tps;	/* samples-weighted, own included */
+	long long fleet_samples;
+	int fleet_routers;		/* fresh entries merged, own included */
+	int64_t fleet_until_ms;		/* latest open deadline another router reports */
+	int64_t fleet_at_ms;		/* when last merged (0: never) */
 };
 
 struct rcat_model;
@@ -84,6 +103,8 @@ struct rcat *rcat_ref(struct rcat *c);
 void rcat_unref(struct rcat *c);
 
 struct rcat_model *rcat_model(const struct rcat *c, const char *id);
+/* An endpoint by its catalog id, or NULL. */
+struct rcat_endpoint *rcat_endpoint(const struct rcat *c, int64_t id);
 
 /* GET /models/{id}/endpoints body (caller frees with cJSON_Delete). */
 cJSON *rcat_endpoints_json(const struct rcat *c, const struct rcat_model *m, int64_t now_ms);

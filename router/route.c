@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "health.h"
 #include "money.h"
 
 static int
@@ -137,8 +138,8 @@ route_state(const struct rcat_endpoint *e, int64_t now)
 {
 	const struct rcat_health *h = &e->health;
 
-	if (h->until_ms > now)
-		return ROUTE_OPEN;
+	if (h->until_ms > now || h->fleet_until_ms > now)
+		return ROUTE_OPEN;		/* here, or another router found it dead */
 	if (h->until_ms == 0)
 		return ROUTE_CLOSED;
 	if (h->probe_ms && now - h->probe_ms < PROBE_LOST_MS)
@@ -147,9 +148,11 @@ route_state(const struct rcat_endpoint *e, int64_t now)
 }
 
 void
-route_success(struct rcat_endpoint *e, int64_t now, double ttft_ms, double tps)
+route_success(struct rcat_endpoint *e, int64_t now, double ttft_ms, double tps, double latency_ms)
 {
 	struct rcat_health *h = &e->health;
+
+	health_record(h, now, 1, ttft_ms, latency_ms, tps);
 
 	h->failures = 0;
 	h->until_ms = h->probe_ms = 0;
@@ -167,7 +170,9 @@ route_failure(struct rcat_endpoint *e, int64_t now, int threshold, int64_t coold
 	struct rcat_health *h = &e->health;
 	int was_probe = h->probe_ms != 0;
 
+	health_record(h, now, 0, 0, 0, 0);
 	h->failures++;
+	h->last_fail_ms = now;
 	h->probe_ms = 0;
 	if (retry_after > 0 || was_probe || h->failures >= threshold) {
 		h->until_ms = now + (retry_after > cooldown ? retry_after : cooldown);
@@ -180,9 +185,12 @@ route_failure(struct rcat_endpoint *e, int64_t now, int threshold, int64_t coold
 static double
 metric(const struct route_prefs *rp, const struct rcat_endpoint *e)
 {
+	/* the fleet's averages, else this router's, else the priors */
+	double v = rp->sort == ROUTE_SORT_LATENCY ? health_ttft_ms(&e->health) : health_tps(&e->health);
+
 	if (rp->sort == ROUTE_SORT_LATENCY)
-		return e->health.samples ? e->health.ttft_ms : ROUTE_PRIOR_TTFT_MS;
-	return -(e->health.samples && e->health.tps > 0 ? e->health.tps : ROUTE_PRIOR_TPS);
+		return v > 0 ? v : ROUTE_PRIOR_TTFT_MS;
+	return -(v > 0 ? v : ROUTE_PRIOR_TPS);
 }
 
 /* Stable insertion sort of out[from..n) by the preference's metric. */
@@ -246,10 +254,32 @@ supports(const struct rcat_endpoint *e, const char *param)
 	return 0;
 }
 
+int
+route_policy_allows(const struct policy *pol, const struct rcat_endpoint *e, char *why, size_t len)
+{
+	struct policy_endpoint pe;
+
+	if (!pol)
+		return 1;
+	pe.provider = e->prov->id;
+	pe.region = e->prov->region;
+	pe.origin = e->model ? e->model->origin : NULL;
+	pe.license = e->model ? e->model->license : NULL;
+	pe.open_weights = e->model ? e->model->open_weights : 0;
+	pe.price_prompt = e->price_prompt;
+	pe.price_completion = e->price_completion;
+	pe.training = e->prov->training;
+	pe.retention_days = e->prov->retention_days;
+	return policy_allows(pol, &pe, why, len);
+}
+
 static int
 allowed(const struct route_prefs *rp, const struct rcat_endpoint *e)
 {
 	int q = 0;
+
+	if (!route_policy_allows(rp->policy, e, NULL, 0))
+		return 0;
 
 	if (rp->need_output > 0 && rp->need_output > e->max_output)
 		return 0;
@@ -278,6 +308,54 @@ allowed(const struct route_prefs *rp, const struct rcat_endpoint *e)
 	return 1;
 }
 
+static double
+balance_weight(const struct rcat_endpoint *e)
+{
+	double price = (double)(e->price_prompt + e->price_completion);
+
+	if (price < 1.0)
+		price = 1.0;			/* free endpoints: the largest weight */
+	return 1.0 / (price * price);
+}
+
+static int
+balance_eligible(const struct rcat_endpoint *e, int64_t now)
+{
+	const struct rcat_health *h = &e->health;
+
+	/* closed, and no failure in the last 30 s that a success did not follow */
+	return route_state(e, now) == ROUTE_CLOSED && h->failures == 0 &&
+	       (h->last_fail_ms < h->last_ok_ms || now - h->last_fail_ms >= ROUTE_RECENT_FAILURE_MS);
+}
+
+int
+route_balance(struct rcat_endpoint **eps, int n, double u, int64_t now)
+{
+	double total = 0, acc = 0;
+	int pick = -1;
+
+	for (int i = 0; i < n; i++)
+		if (balance_eligible(eps[i], now))
+			total += balance_weight(eps[i]);
+	if (total <= 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (!balance_eligible(eps[i], now))
+			continue;
+		pick = i;
+		acc += balance_weight(eps[i]) / total;
+		if (u < acc)
+			break;
+	}
+	for (int i = pick; i > 0; i--) {
+		struct rcat_endpoint *x = eps[i];
+
+		eps[i] = eps[i - 1];
+		eps[i - 1] = x;
+	}
+	return pick;
+}
+
 int
 route_select(const struct route_prefs *rp, struct rcat_endpoint *const *in, int n,
 	     struct rcat_endpoint **out, int max)
@@ -298,7 +376,7 @@ route_select(const struct route_prefs *rp, struct rcat_endpoint *const *in, int 
 		for (int i = 0; i < n && k < max; i++)
 			if ((rp->norder == 0 || names(in[i], rp->order, rp->norder) < 0) && allowed(rp, in[i]))
 				out[k++] = in[i];
-		if (rp->sort != ROUTE_SORT_PRICE)
+		if (rp->sort > ROUTE_SORT_PRICE)
 			sort_tail(rp, out, from, k);
 	}
 	if (!rp->allow_fallbacks && k > 1)

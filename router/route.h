@@ -8,8 +8,9 @@
  * no training, no retention), zdr (no retention), quantizations, max_price
  * {prompt, completion} (USD per million tokens), sort price | latency (time
  * to first token) | throughput (tokens per second), and the ":floor"
- * (price) / ":nitro" (throughput) suffixes. Speeds are this router's
- * decaying averages, with priors for endpoints not seen yet.
+ * (price) / ":nitro" (throughput) suffixes. Speeds are the fleet's
+ * decaying averages (health.h), else this router's, with priors for
+ * endpoints not seen yet.
  */
 #ifndef AGORA_ROUTE_H
 #define AGORA_ROUTE_H
@@ -18,11 +19,17 @@
 
 #include <cjson/cJSON.h>
 
+#include "policy.h"
 #include "rcat.h"
 
 #define ROUTE_MAX_LIST 32
 
-enum { ROUTE_SORT_PRICE, ROUTE_SORT_LATENCY, ROUTE_SORT_THROUGHPUT };
+/* DEFAULT: load balanced (route_balance), then cheapest first; PRICE: the
+ * cheapest strictly first (sort "price", ":floor"). */
+enum { ROUTE_SORT_DEFAULT, ROUTE_SORT_PRICE, ROUTE_SORT_LATENCY, ROUTE_SORT_THROUGHPUT };
+
+/* An endpoint that failed this recently is kept out of the balanced pick. */
+#define ROUTE_RECENT_FAILURE_MS 30000
 
 /* Priors for endpoints without samples yet: a cold endpoint is neither
  * favoured nor shunned. */
@@ -43,6 +50,9 @@ struct route_prefs {
 	int data_deny, zdr;
 	int64_t max_prompt, max_completion;	/* uusd per Mtok; -1: none */
 	int require_parameters;
+	/* Set by the caller: the operator's policy for the key (may be NULL),
+	 * applied before anything the request says. */
+	const struct policy *policy;
 	/* Filled by the caller from the request (not from `provider`): */
 	int64_t need_output;			/* max_tokens asked for, 0: none */
 	int64_t need_context;			/* prompt estimate + need_output */
@@ -67,10 +77,24 @@ enum route_state { ROUTE_CLOSED, ROUTE_OPEN, ROUTE_HALF_OPEN };
 
 /* The breaker's state now (a probe older than 30 s is considered lost). */
 enum route_state route_state(const struct rcat_endpoint *e, int64_t now_ms);
-/* Outcomes. retry_after_ms > 0 opens the breaker at once for that long. */
-void route_success(struct rcat_endpoint *e, int64_t now_ms, double ttft_ms, double tps);
+/* The breaker is also open while another router reports it open
+ * (health.fleet_until_ms). Outcomes feed the breaker, the averages and the
+ * window (health.h); latency_ms: the whole answer. retry_after_ms > 0 opens
+ * the breaker at once for that long. */
+void route_success(struct rcat_endpoint *e, int64_t now_ms, double ttft_ms, double tps, double latency_ms);
 void route_failure(struct rcat_endpoint *e, int64_t now_ms, int threshold, int64_t cooldown_ms,
 		   int64_t retry_after_ms);
+
+/* 1 when the operator policy lets e serve (why: the rule that refused). */
+int route_policy_allows(const struct policy *policy, const struct rcat_endpoint *e, char *why, size_t len);
+
+/* Default load balancing (OpenRouter's): among eps[0..n) whose breaker is
+ * closed and that have not failed in the last ROUTE_RECENT_FAILURE_MS, picks
+ * one with probability proportional to 1 / price^2 (price: prompt +
+ * completion) and moves it to the front; the others keep their order. u is
+ * a uniform random number in [0, 1). Returns the index picked, or -1 when
+ * none qualifies (eps unchanged). */
+int route_balance(struct rcat_endpoint **eps, int n, double u, int64_t now_ms);
 
 /* Filters and orders endpoints (in: cheapest first) into out (at most max).
  * Returns how many; 0 means the preferences left none. */

@@ -11,11 +11,13 @@
 #include <event2/event.h>
 
 #include "auth.h"
+#include "budget.h"
 #include "conf.h"
 #include "httpd.h"
 #include "meter.h"
 #include "pgc.h"
 #include "rds.h"
+#include "health.h"
 #include "ratelimit.h"
 #include "rcat.h"
 #include "upstream.h"
@@ -38,6 +40,8 @@
 	X(meter_refusals, "completions refused because usage could not be recorded") \
 	X(rate_limited, "completions refused by a key's rate limit") \
 	X(credit_refusals, "completions refused for credits or key limits (402)") \
+	X(budget_waits, "completions that waited for a credit lease from Redis") \
+	X(budget_fallbacks, "completions checked against the cached balance (Redis away)") \
 	X(breaker_opens, "endpoint circuit breakers opened")
 
 struct router_stats {
@@ -57,6 +61,8 @@ struct router {
 	struct rds *redis;		/* metering */
 	struct meter *meter;
 	struct ratelimit *ratelimit;	/* per-key RPM/TPM */
+	struct budget *budget;		/* prepaid credit leases */
+	struct health *health;		/* endpoint health shared by the fleet */
 	struct rcat *cat;		/* current snapshot, NULL until loaded */
 	int cat_loading;
 	struct event *poll_timer;

@@ -19,6 +19,10 @@ BUILD = os.path.join(ROOT, os.environ.get("AGORA_BUILD", "build"))
 # provider id -> (scheme, price prompt, price completion) for model test/three
 THREE = {"alpha": ("http", 100000, 200000), "beta": ("http", 300000, 600000),
          "gamma": ("https", 900000, 1800000)}
+# model test/claude: provider id -> (api, price prompt, price completion); the two
+# Anthropic Messages providers first, the OpenAI-compatible solo last
+CLAUDE = {"anthro": ("anthropic", 200000, 1000000), "anthro2": ("anthropic", 300000, 1500000),
+          "solo": ("openai", 400000, 2000000)}
 
 
 def free_ports(n):
@@ -44,6 +48,10 @@ def make_catalog(mock_ports):
                     "max_output": 4096, "price": {"prompt_uusd_per_mtok": pp, "completion_uusd_per_mtok": cp}})
     providers.append({"id": "solo", "name": "Solo AI", "api": "openai",
                       "base_url": "http://127.0.0.1:%d/v1" % mock_ports["solo"], "api_key_env": "TEST_KEY_SOLO"})
+    for pid in ("anthro", "anthro2"):
+        providers.append({"id": pid, "name": pid.capitalize() + " Messages", "api": "anthropic",
+                          "base_url": "http://127.0.0.1:%d/v1" % mock_ports[pid],
+                          "api_key_env": "TEST_KEY_" + pid.upper(), "region": "US"})
     params = ["tools", "tool_choice", "response_format", "temperature", "top_p", "max_tokens", "stop", "seed"]
     models = [
         {"id": "test/three", "name": "Test: Three", "author": "test", "origin": "CN", "license": "MIT",
@@ -52,6 +60,11 @@ def make_catalog(mock_ports):
         {"id": "test/solo", "name": "Test: Solo", "context_length": 8192, "supported_parameters": params,
          "endpoints": [{"provider": "solo", "upstream_model": "up-solo", "max_output": 1024,
                         "price": {"prompt_uusd_per_mtok": 500000, "completion_uusd_per_mtok": 1000000}}]},
+        {"id": "test/claude", "name": "Test: Claude", "author": "test", "context_length": 200000,
+         "supported_parameters": params,
+         "endpoints": [{"provider": pid, "upstream_model": "up-%s-claude" % pid, "max_output": 8192,
+                        "price": {"prompt_uusd_per_mtok": pp, "completion_uusd_per_mtok": cp}}
+                       for pid, (_, pp, cp) in CLAUDE.items()]},
     ]
     return {"providers": providers, "models": models}
 
@@ -59,7 +72,7 @@ def make_catalog(mock_ports):
 class Stack:
     def __init__(self, tmp):
         self.dir = tmp
-        names = list(THREE) + ["solo"]
+        names = list(THREE) + ["solo", "anthro", "anthro2"]
         ports = free_ports(4 + len(names))
         self.pg_port, self.redis_port, self.router_port, self.analytics_port = ports[:4]
         self.mock_ports = dict(zip(names, ports[4:]))
@@ -144,6 +157,25 @@ class Stack:
         with self.db() as c, c.cursor() as cur:
             cur.execute(query, args)
             return cur.fetchall() if cur.description else None
+
+    def extra_router(self, name):
+        """Another agora-router on the same PostgreSQL, Redis and catalog, on a
+        free port: (process, port). The caller terminates it."""
+        port = free_ports(1)[0]
+        env = dict(self.env, AGORA_LISTEN="127.0.0.1:%d" % port,
+                   AGORA_SPOOL_PATH=os.path.join(self.dir, "spool", "usage-%s.spool" % name))
+        env.update(self.provider_keys)
+        proc = subprocess.Popen([os.path.join(BUILD, "agora-router"), "-c", os.path.join(self.dir, "agora.conf")],
+                                env=env, stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(self.dir, "log", name + ".log"), "w"))
+
+        def up():
+            try:
+                return self.request("GET", "/health", port=port, timeout=2)[0] == 200
+            except OSError:
+                return False
+        assert wait_for(up, 10), "router %s did not start" % name
+        return proc, port
 
     def log(self, name):
         with open(os.path.join(self.dir, "log", name + ".log")) as f:

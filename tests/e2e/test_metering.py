@@ -12,7 +12,11 @@ def totals(stack):
         " (SELECT coalesce(-sum(amount_nusd), 0) FROM ledger WHERE kind = 'usage'),"
         " (SELECT coalesce(sum(cost_nusd), 0) FROM usage_daily),"
         " (SELECT coalesce(sum(requests), 0) FROM usage_daily),"
-        " (SELECT coalesce(sum(usage_nusd), 0) FROM api_keys)")[0]
+        " (SELECT coalesce(sum(usage_nusd), 0) FROM api_keys),"
+        " (SELECT coalesce(sum(cost_nusd), 0) FROM usage_hourly),"
+        " (SELECT coalesce(sum(requests), 0) FROM usage_hourly),"
+        " (SELECT coalesce(sum(completion_tokens), 0) FROM usage_events),"
+        " (SELECT coalesce(sum(completion_tokens), 0) FROM usage_hourly)")[0]
 
 
 def test_n_requests_n_events_and_sums_agree(stack):
@@ -35,9 +39,10 @@ def test_n_requests_n_events_and_sums_agree(stack):
     assert wait_for(lambda: totals(stack)[0] - before[0] >= 30, 15)
     after = totals(stack)
     assert after[0] - before[0] == 30
-    events, ev_cost, ledger, rollup, rollup_reqs, key_usage = after
-    assert ev_cost == ledger == rollup == key_usage
-    assert rollup_reqs == events
+    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
+    assert ev_cost == ledger == rollup == key_usage == hourly
+    assert rollup_reqs == events == hourly_reqs
+    assert ev_ct == hourly_ct
     apps = stack.sql("SELECT count(*) FROM usage_events WHERE app_title = 'metering-test'")[0][0]
     assert apps == 30
 
@@ -68,7 +73,6 @@ def test_generation_and_credits_match_the_ledger(stack):
                               headers={"X-Title": "gen-test"})
     assert s == 200
     gid = body["id"]
-    got = wait_for(lambda: stack.get("/api/v1/generation?id=" + gid, key=stack.key), 10)
     s, g = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(stack.get("/api/v1/generation?id=" + gid, key=stack.key)), 10)
     d = g["data"]
     assert d["id"] == gid and d["model"] == "test/solo" and d["provider_name"] == "Solo AI"
@@ -76,8 +80,20 @@ def test_generation_and_credits_match_the_ledger(stack):
     assert d["tokens_completion"] == body["usage"]["completion_tokens"]
     assert d["total_cost"] == body["usage"]["cost"]
     assert d["app"] == "gen-test" and d["attempts"] == 1 and d["streamed"] is False
-    ledger = stack.sql("SELECT -amount_nusd FROM ledger WHERE generation_id = %s", gid)[0][0]
-    assert round(d["total_cost"] * 1e9) == ledger
+    assert [(t["provider"], t["status"]) for t in d["provider_responses"]] == [("solo", 200)]
+    cost = stack.sql("SELECT cost_nusd FROM usage_events WHERE generation_id = %s", gid)[0][0]
+    assert round(d["total_cost"] * 1e9) == cost
+    # the ledger charges the account its events' sum, in entries per billing batch and day
+    ev, led, gens = stack.sql(
+        "SELECT (SELECT sum(cost_nusd) FROM usage_events e JOIN accounts a ON a.id = e.account_id"
+        "  WHERE a.name = 'demo'),"
+        " (SELECT -sum(amount_nusd) FROM ledger l JOIN accounts a ON a.id = l.account_id"
+        "  WHERE a.name = 'demo' AND kind = 'usage'),"
+        " (SELECT sum(generations) FROM ledger l JOIN accounts a ON a.id = l.account_id"
+        "  WHERE a.name = 'demo' AND kind = 'usage')")[0]
+    assert ev == led
+    assert gens == stack.sql("SELECT count(*) FROM usage_events e JOIN accounts a ON a.id = e.account_id"
+                             " WHERE a.name = 'demo'")[0][0]
     # another account cannot see it
     other = stack.ctl("key", "create", "operator", "--name", "other").stdout.strip()
     s, e = stack.get("/api/v1/generation?id=" + gid, key=other)

@@ -1,10 +1,7 @@
 """Per-key rate limits, shared by several router instances through Redis."""
 import json
-import os
-import subprocess
 import time
 
-from conftest import BUILD, free_ports, wait_for
 
 MSG = {"model": "test/solo", "messages": [{"role": "user", "content": "x"}]}
 
@@ -15,25 +12,7 @@ def away_from_minute_edge():
 
 
 def second_router(stack):
-    port = free_ports(1)[0]
-    env = dict(stack.env, AGORA_LISTEN="127.0.0.1:%d" % port,
-               AGORA_SPOOL_PATH=os.path.join(stack.dir, "spool", "usage-router2.spool"))
-    env.update(stack.provider_keys)
-    proc = subprocess.Popen([os.path.join(BUILD, "agora-router"), "-c", os.path.join(stack.dir, "agora.conf")],
-                            env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(stack.dir, "log", "router2.log"), "w"))
-    assert wait_for(lambda: _health(port), 10)
-    return proc, port
-
-
-def _health(port):
-    try:
-        import http.client
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        c.request("GET", "/health")
-        return c.getresponse().status == 200
-    except OSError:
-        return False
+    return stack.extra_router("router2")
 
 
 def chat(stack, key, port=None):

@@ -25,12 +25,13 @@ def events(stack):
 
 
 def sums_agree(stack):
-    ev, led, roll, keys = stack.sql(
+    ev, led, roll, keys, hourly = stack.sql(
         "SELECT (SELECT coalesce(sum(cost_nusd), 0) FROM usage_events),"
         " (SELECT coalesce(-sum(amount_nusd), 0) FROM ledger WHERE kind = 'usage'),"
         " (SELECT coalesce(sum(cost_nusd), 0) FROM usage_daily),"
-        " (SELECT coalesce(sum(usage_nusd), 0) FROM api_keys)")[0]
-    return ev == led == roll == keys
+        " (SELECT coalesce(sum(usage_nusd), 0) FROM api_keys),"
+        " (SELECT coalesce(sum(cost_nusd), 0) FROM usage_hourly)")[0]
+    return ev == led == roll == keys == hourly
 
 
 def traffic(stack, n, ids, stream_every=2):

@@ -3,7 +3,8 @@
  * OpenAI Chat Completions (JSON and SSE) and Anthropic Messages (JSON and SSE
  * events) with usage, at a configurable time to first token and speed, and
  * fails on demand: 500, 429 with Retry-After, 400, connection reset, stream
- * cut mid-way, one byte a second, garbage, or a hang. GET /mock/stats and
+ * cut mid-way, one byte a second, garbage, a hang, or a stream whose only
+ * event is an error (Anthropic's `event: error`; a 500 when not streamed). GET /mock/stats and
  * POST /mock/config let tests watch and steer it at run time (active_requests
  * counts answers still being produced, aborted_streams the streams whose
  * client went away first).
@@ -28,9 +29,9 @@
 #include <event2/keyvalq_struct.h>
 #include <openssl/ssl.h>
 
-enum fail_mode { F_NONE, F_500, F_429, F_400, F_RESET, F_CUT, F_DRIP, F_GARBAGE, F_HANG };
+enum fail_mode { F_NONE, F_500, F_429, F_400, F_RESET, F_CUT, F_DRIP, F_GARBAGE, F_HANG, F_ERROR_EVENT };
 static const char *const fail_names[] = { "none", "500", "429", "400", "reset", "cut", "drip",
-					  "garbage", "hang" };
+					  "garbage", "hang", "error_event" };
 
 struct mock_conf {
 	char name[64];
@@ -670,6 +671,24 @@ fail_now(struct evhttp_request *req, int anthropic, int stream)
 	case F_RESET:
 		reset_connection(req);
 		break;
+	case F_ERROR_EVENT: {
+		struct evbuffer *b = evbuffer_new();
+
+		if (!stream) {
+			evbuffer_free(b);
+			send_error(req, anthropic, 500, "mock internal error");
+			break;
+		}
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/event-stream");
+		if (anthropic)
+			evbuffer_add_printf(b, "event: error\ndata: {\"type\":\"error\",\"error\":"
+					       "{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+		else
+			evbuffer_add_printf(b, "data: {\"error\":{\"code\":500,\"message\":\"mock stream error\"}}\n\n");
+		evhttp_send_reply(req, 200, "OK", b);
+		evbuffer_free(b);
+		break;
+	}
 	case F_GARBAGE: {
 		struct evbuffer *b = evbuffer_new();
 
@@ -908,7 +927,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: agora-mock-provider --listen HOST:PORT [--name N] [--api-key K]\n"
 			"  [--tls-cert F --tls-key F] [--ttft-ms N] [--tps N] [--words N]\n"
-			"  [--fail none|500|429|400|reset|cut|drip|garbage|hang] [--retry-after S]\n"
+			"  [--fail none|500|429|400|reset|cut|drip|garbage|hang|error_event] [--retry-after S]\n"
 			"  [--fail-count N] [--pidfile F]\n");
 	exit(2);
 }

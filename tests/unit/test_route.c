@@ -138,7 +138,7 @@ test_breaker(void **state)
 	route_failure(&e, 6100, 3, 5000, 0);				/* the probe failed */
 	assert_int_equal(route_state(&e, 6101), ROUTE_OPEN);
 	assert_int_equal(e.health.opens, 2);
-	route_success(&e, 20000, 250, 80);				/* a probe succeeded */
+	route_success(&e, 20000, 250, 80, 900);				/* a probe succeeded */
 	assert_int_equal(route_state(&e, 20001), ROUTE_CLOSED);
 	assert_int_equal(e.health.failures, 0);
 	route_failure(&e, 20002, 3, 5000, 7000);			/* 429 Retry-After: 7 s */
@@ -159,9 +159,9 @@ test_speed_sorts(void **state)
 	(void)state;
 	for (int i = 0; i < 4; i++)
 		memset(&all[i]->health, 0, sizeof(all[i]->health));
-	route_success(&ea, 1, 900, 20);		/* cheap but slow */
-	route_success(&eb, 1, 200, 150);	/* fast */
-	route_success(&ec, 1, 400, 60);		/* d: no samples, priors 1000 ms / 40 tps */
+	route_success(&ea, 1, 900, 20, 2000);		/* cheap but slow */
+	route_success(&eb, 1, 200, 150, 400);	/* fast */
+	route_success(&ec, 1, 400, 60, 800);		/* d: no samples, priors 1000 ms / 40 tps */
 	j = cJSON_Parse("{\"sort\":\"latency\"}");
 	route_parse(j, &rp, msg, sizeof(msg));
 	n = route_select(&rp, in, 4, out, 8);
@@ -185,7 +185,7 @@ test_speed_sorts(void **state)
 		route_strip_suffix(id, &rp);
 		assert_int_equal(rp.sort, ROUTE_SORT_THROUGHPUT);
 	}
-	route_success(&ea, 2, 100, 0);		/* the average moves towards new samples */
+	route_success(&ea, 2, 100, 0, 100);		/* the average moves towards new samples */
 	assert_true(ea.health.ttft_ms < 900 && ea.health.ttft_ms > 100);
 	for (int i = 0; i < 4; i++)
 		memset(&all[i]->health, 0, sizeof(all[i]->health));
