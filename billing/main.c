@@ -54,12 +54,24 @@ pg_check_cb(PGresult *res, const char *err, void *arg)
 }
 
 static void
+partitions_cb(PGresult *res, const char *err, void *arg)
+{
+	(void)arg;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+		log_warn("postgresql: monthly partitions not checked: %s", res ? PQresultErrorMessage(res) : err);
+	else if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		log_info("made %s monthly usage_events partitions", PQgetvalue(res, 0, 0));
+}
+
+static void
 status_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
 	pgc_query(pg, "SELECT count(*)::text FROM ledger WHERE kind = 'usage'", 0, NULL, pg_check_cb, NULL);
+	/* the current month and the next two have their own partitions */
+	pgc_query(pg, "SELECT agora_ensure_event_partitions(2)::text", 0, NULL, partitions_cb, NULL);
 }
 
 /* Stops once no batch is between its read and its ack (at most 10 s). */

@@ -2,6 +2,7 @@
 PostgreSQL, and events = ledger = rollups = key usage."""
 import json
 import threading
+import time
 
 from conftest import wait_for
 
@@ -54,6 +55,12 @@ def test_generation_ids_match_responses(stack):
                                       " WHERE generation_id = %s", body["id"]), 10)
     assert rows[0][0] == "solo"
     assert rows[0][1] == body["usage"]["prompt_tokens"] and rows[0][2] == body["usage"]["completion_tokens"]
+    # it lives in its month's partition, made ahead of time (this month and the next two)
+    part = stack.sql("SELECT tableoid::regclass::text FROM usage_events WHERE generation_id = %s", body["id"])[0][0]
+    assert part == "usage_events_" + time.strftime("%Y%m", time.gmtime())
+    parts = [r[0] for r in stack.sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                     " WHERE i.inhparent = 'usage_events'::regclass")]
+    assert len([p for p in parts if p != "usage_events_default"]) >= 3
 
 
 def test_no_prompt_text_stored(stack):
