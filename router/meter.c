@@ -26,6 +26,7 @@
 
 #define METER_MAX_INFLIGHT 100000	/* XADDs awaiting a reply */
 #define METER_STREAM "usage"
+#define METER_LIVE_TTL "7200"		/* live counters: two hours of minutes */
 
 struct meter {
 	struct event_base *base;
@@ -36,6 +37,7 @@ struct meter {
 	struct event *replay_ev;	/* thread -> loop: replay bytes ready */
 	int replaying;			/* a replay is under way */
 	long long replay_left;		/* its XADDs awaiting replies */
+	int64_t live_expired;		/* last minute whose live key got its TTL */
 	struct meter_stats st;
 
 	pthread_t thread;
@@ -214,6 +216,29 @@ xadd(struct meter *m, const char *json, size_t len, int replay)
 	return 0;
 }
 
+/* Live counters for dashboards: per minute, per model and provider, the
+ * requests and tokens (hash live:<unix minute>, fields r|model|provider and
+ * t|model|provider). Best effort, fire and forget, pipelined with the XADDs;
+ * billing's tables, not these, are the record. */
+static void
+live_count(struct meter *m, const struct usage_event *ev)
+{
+	redisAsyncContext *ac = rds_ctx(m->rd);
+	int64_t minute = ev->ts_ms / 60000;
+	char key[40];
+
+	if (!ac || !ev->model || !ev->provider || m->inflight >= METER_MAX_INFLIGHT)
+		return;
+	snprintf(key, sizeof(key), "live:%lld", (long long)minute);
+	redisAsyncCommand(ac, NULL, NULL, "HINCRBY %s r|%s|%s 1", key, ev->model, ev->provider);
+	redisAsyncCommand(ac, NULL, NULL, "HINCRBY %s t|%s|%s %lld", key, ev->model, ev->provider,
+			  (long long)(ev->prompt_tokens + ev->completion_tokens));
+	if (m->live_expired != minute) {
+		m->live_expired = minute;
+		redisAsyncCommand(ac, NULL, NULL, "EXPIRE %s " METER_LIVE_TTL, key);
+	}
+}
+
 int
 meter_emit(struct meter *m, const struct usage_event *ev)
 {
@@ -222,6 +247,7 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 
 	if (!json)
 		return -1;
+	live_count(m, ev);
 	if (xadd(m, json, strlen(json), 0) < 0 && spool_append(m, json) < 0) {
 		log_error("meter: event %s lost: Redis away and the spool is full", ev->id);
 		rc = -1;

@@ -146,3 +146,15 @@ def test_statement_adds_up(stack):
     assert balance == ledger
     from decimal import Decimal
     assert Decimal(closing.split()[2]) * 10 ** 9 == ledger
+
+
+def test_live_counters_per_minute(stack):
+    import redis
+    r = redis.Redis(port=stack.redis_port, decode_responses=True)
+    s, body = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "live"}]})
+    assert s == 200
+    key = "live:%d" % (body["created"] // 60)
+    assert wait_for(lambda: r.hget(key, "r|test/solo|solo"), 5)
+    assert int(r.hget(key, "t|test/solo|solo")) >= body["usage"]["total_tokens"]
+    assert 0 < r.ttl(key) <= 7200
+    assert all(f.split("|")[0] in ("r", "t") for f in r.hkeys(key))   # counts only, no text
