@@ -32,6 +32,7 @@ struct conf_key {
 static const struct conf_key conf_keys[] = {
 	S("listen", listen, "127.0.0.1:8680", "router listen address host:port"),
 	S("analytics_listen", analytics_listen, "127.0.0.1:8681", "analytics listen address"),
+	S("web_dir", web_dir, "", "dashboards' pages and assets (empty: analytics/web of the source tree beside the binary)"),
 	S("pg_dsn", pg_dsn, "host=127.0.0.1 port=8632 dbname=agora user=agora",
 	  "PostgreSQL conninfo (numeric host: the loop never waits on DNS)"),
 	S("redis_host", redis_host, "127.0.0.1", "Redis address (numeric)"),
@@ -55,6 +56,8 @@ static const struct conf_key conf_keys[] = {
 	I("upstream_pool_idle", upstream_pool_idle, 0, 100000, "64", "idle keep-alive connections kept per upstream"),
 	I("upstream_pool_idle_ms", upstream_pool_idle_ms, 100, 3600000, "60000", "idle upstream connection lifetime"),
 	S("upstream_ca_file", upstream_ca_file, "", "CA bundle for upstream TLS (empty: system CAs)"),
+	S("tls_cert_file", tls_cert_file, "", "router listener's certificate chain, PEM (empty: plain HTTP)"),
+	S("tls_key_file", tls_key_file, "", "router listener's private key, PEM"),
 	I("max_attempts", max_attempts, 1, 20, "3", "endpoints tried per request before giving up"),
 	I("failure_cooldown_ms", failure_cooldown_ms, 0, 3600000, "10000", "how long an endpoint's open breaker keeps it last"),
 	I("breaker_failures", breaker_failures, 1, 1000, "3", "consecutive failures that open an endpoint's breaker"),

@@ -14,6 +14,7 @@
 struct agora_conf {
 	char listen[128];			/* router HTTP listen address */
 	char analytics_listen[128];		/* analytics HTTP listen address */
+	char web_dir[512];			/* dashboards' pages and assets */
 	char pg_dsn[512];			/* libpq conninfo; numeric hosts only */
 	char redis_host[128];			/* numeric address */
 	int redis_port;
@@ -36,6 +37,8 @@ struct agora_conf {
 	int upstream_pool_idle;			/* idle keep-alive conns per upstream */
 	int upstream_pool_idle_ms;		/* idle conn lifetime */
 	char upstream_ca_file[512];		/* empty: system CAs */
+	char tls_cert_file[512];		/* router listener TLS; empty: plain HTTP */
+	char tls_key_file[512];
 	int max_attempts;			/* endpoints tried per request */
 	int failure_cooldown_ms;		/* breaker open time */
 	int breaker_failures;			/* consecutive failures that open it */

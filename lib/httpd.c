@@ -24,9 +24,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <http_parser.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 
@@ -81,6 +83,7 @@ struct httpd {
 	void *arg;
 	int port;
 	int nconns;
+	SSL_CTX *tls;			/* NULL: plain HTTP */
 	TAILQ_HEAD(, httpd_conn) conns;
 };
 
@@ -632,7 +635,8 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 	if (c->state == CS_CLOSING) {
 		if (!c->shut_wr) {
 			c->shut_wr = 1;
-			shutdown(bufferevent_getfd(bev), SHUT_WR);
+			if (!c->h->tls)	/* TLS: the close_notify comes with the free */
+				shutdown(bufferevent_getfd(bev), SHUT_WR);
 			if (!evtimer_pending(c->timer, NULL))
 				conn_set_timer(c, HTTPD_LINGER_MS);
 		}
@@ -648,6 +652,8 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct httpd_conn *c = arg;
 
 	(void)bev;
+	if (what == BEV_EVENT_CONNECTED)
+		return;		/* TLS: the handshake is done */
 	if (what & BEV_EVENT_EOF && c->state == CS_READING && c->req) {
 		/* EOF may end a close-delimited request; otherwise it's truncated. */
 		http_parser_execute(&c->parser, &httpd_settings, NULL, 0);
@@ -700,6 +706,39 @@ conn_close(struct httpd_conn *c)
 	free(c);
 }
 
+/* A plain or TLS bufferevent for an accepted socket (NULL: fd closed). */
+static struct bufferevent *
+conn_bev(struct httpd *h, evutil_socket_t fd)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (!h->tls) {
+		if (!(bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE)))
+			evutil_closesocket(fd);
+		return bev;
+	}
+	if (!(ssl = SSL_new(h->tls))) {
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(h->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+void
+httpd_set_tls(struct httpd *h, SSL_CTX *ctx)
+{
+	h->tls = ctx;
+}
+
 static void
 httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		int salen, void *arg)
@@ -719,14 +758,12 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->h = h;
-	c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = conn_bev(h, fd);
 	c->timer = evtimer_new(h->base, conn_timer_cb, c);
 	c->resume = event_new(h->base, -1, 0, conn_resume_cb, c);
 	if (!c->bev || !c->timer || !c->resume) {
 		if (c->bev)
-			bufferevent_free(c->bev);
-		else
-			evutil_closesocket(fd);
+			bufferevent_free(c->bev);	/* conn_bev closed fd otherwise */
 		if (c->timer)
 			event_free(c->timer);
 		if (c->resume)

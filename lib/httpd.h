@@ -41,6 +41,10 @@ struct httpd *httpd_new(struct event_base *base, const char *addr,
 /* Closes the listener and every connection. Requests held by handlers are
  * aborted (abort callbacks run) and freed when the handler completes them. */
 void httpd_free(struct httpd *h);
+/* Serves TLS on every connection accepted from now on (ctx: a server
+ * SSL_CTX, referenced, not owned; it must outlive the httpd). */
+struct ssl_ctx_st;
+void httpd_set_tls(struct httpd *h, struct ssl_ctx_st *ctx);
 int httpd_port(const struct httpd *h);
 int httpd_connections(const struct httpd *h);
 /* Stops accepting; open connections finish their current request. */

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 #include "router.h"
@@ -19,6 +21,8 @@
 
 static struct router rt;
 static int64_t drain_deadline;
+static SSL_CTX *listen_tls;		/* tls_cert_file set: the listener's */
+static SSL_CTX *listen_tls_new(const char *cert, const char *key, char *err, size_t len);
 static struct event *drain_timer;
 
 /* ---- catalog ---- */
@@ -290,18 +294,51 @@ router_setup(void)
 		return log_error("%s", err), -1;
 	if (!(rt.httpd = httpd_new(rt.base, rt.conf.listen, &hl, router_handle, NULL, err, sizeof(err))))
 		return log_error("%s", err), -1;
+	if (rt.conf.tls_cert_file[0]) {
+		if (!(listen_tls = listen_tls_new(rt.conf.tls_cert_file, rt.conf.tls_key_file, err, sizeof(err))))
+			return log_error("tls: %s", err), -1;
+		httpd_set_tls(rt.httpd, listen_tls);
+	}
 	rt.poll_timer = event_new(rt.base, -1, EV_PERSIST, poll_cb, NULL);
 	evtimer_add(rt.poll_timer, &poll);
 	pgc_connect(rt.pg_ctl);
 	pgc_connect(rt.pg_auth);
-	log_info("listening on %s (port %d)", rt.conf.listen, httpd_port(rt.httpd));
+	log_info("listening on %s (port %d%s)", rt.conf.listen, httpd_port(rt.httpd), listen_tls ? ", TLS" : "");
 	return 0;
+}
+
+/* The listener's TLS: TLS 1.2 or newer, the certificate chain and key
+ * from PEM files (checked to match). */
+static SSL_CTX *
+listen_tls_new(const char *cert, const char *key, char *err, size_t len)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (!ctx)
+		goto fail;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key[0] ? key : cert, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1)
+		goto fail;
+	return ctx;
+fail:
+	{
+		const char *why = ERR_reason_error_string(ERR_get_error());
+
+		snprintf(err, len, "%.100s / %.100s: %s", cert, key[0] ? key : cert, why ? why : "cannot load");
+	}
+	SSL_CTX_free(ctx);
+	return NULL;
 }
 
 static void
 router_teardown(void)
 {
 	httpd_free(rt.httpd);		/* aborts requests: they cancel upstreams */
+	if (listen_tls)
+		SSL_CTX_free(listen_tls);
 	upstream_pool_free(rt.up);
 	rds_free(rt.redis);		/* unanswered XADDs fall back to the spool */
 	meter_free(rt.meter);		/* then the spool is flushed */

@@ -158,20 +158,28 @@ class Stack:
             cur.execute(query, args)
             return cur.fetchall() if cur.description else None
 
-    def extra_router(self, name):
+    def extra_router(self, name, tls=False, **overrides):
         """Another agora-router on the same PostgreSQL, Redis and catalog, on a
-        free port: (process, port). The caller terminates it."""
+        free port, with AGORA_* overrides: (process, port). The caller
+        terminates it. tls: its /health is checked over HTTPS (the stack's CA)."""
         port = free_ports(1)[0]
         env = dict(self.env, AGORA_LISTEN="127.0.0.1:%d" % port,
                    AGORA_SPOOL_PATH=os.path.join(self.dir, "spool", "usage-%s.spool" % name))
         env.update(self.provider_keys)
+        env.update(overrides)
         proc = subprocess.Popen([os.path.join(BUILD, "agora-router"), "-c", os.path.join(self.dir, "agora.conf")],
                                 env=env, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(self.dir, "log", name + ".log"), "w"))
 
         def up():
             try:
-                return self.request("GET", "/health", port=port, timeout=2)[0] == 200
+                if not tls:
+                    return self.request("GET", "/health", port=port, timeout=2)[0] == 200
+                import ssl
+                ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "tls", "ca.pem"))
+                c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=2)
+                c.request("GET", "/health")
+                return c.getresponse().status == 200
             except OSError:
                 return False
         assert wait_for(up, 10), "router %s did not start" % name
