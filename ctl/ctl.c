@@ -19,6 +19,9 @@
 #include "keyhash.h"
 #include "money.h"
 #include "policy.h"
+#include "secretbox.h"
+
+#include <openssl/crypto.h>
 
 static struct agora_conf conf;
 static const char *migrations_dir = "migrations";
@@ -511,6 +514,119 @@ cmd_key_revoke(const char *ref)
 	PQclear(r);
 }
 
+/* ---- provider credentials (sealed at rest) ---- */
+
+/* Bumps the catalog version and tells every router to reload it. */
+static void
+catalog_bump(void)
+{
+	exec0("UPDATE catalog_version SET version = version + 1, updated_at = now() WHERE id = 1", 0, NULL);
+	exec0("SELECT pg_notify('agora_catalog', (SELECT version::text FROM catalog_version))", 0, NULL);
+}
+
+static void
+master_key_or_die(uint8_t key[SBOX_KEY_LEN])
+{
+	char err[200];
+	int have = sbox_key_load(conf.master_key, conf.master_key_file, key, err, sizeof(err));
+
+	if (have < 0)
+		die("master_key: %s", err);
+	if (!have)
+		die("no master_key or master_key_file is configured: provider keys are sealed with it");
+}
+
+/* Reads a provider's API key from standard input (never from the command
+ * line, where ps would show it), seals it and stores it. */
+static void
+cmd_provider_set_key(const char *provider)
+{
+	uint8_t key[SBOX_KEY_LEN];
+	char line[SBOX_MAX_PLAIN + 2] = "", *sealed;
+	const char *params[2];
+	PGresult *r;
+	size_t n;
+
+	master_key_or_die(key);
+	if (!fgets(line, sizeof(line), stdin) || (n = strcspn(line, "\r\n")) == 0)
+		die("provider set-key: give the API key on standard input");
+	line[n] = '\0';
+	sealed = sbox_seal(key, provider, line, n);
+	OPENSSL_cleanse(line, sizeof(line));
+	OPENSSL_cleanse(key, sizeof(key));
+	if (!sealed)
+		die("cannot seal the key");
+	params[0] = provider;
+	params[1] = sealed;
+	exec0("BEGIN", 0, NULL);
+	r = q("UPDATE providers SET api_key_sealed = $2, updated_at = now() WHERE id = $1 RETURNING id", 2, params);
+	if (PQntuples(r) != 1)
+		die("no provider '%s'", provider);
+	PQclear(r);
+	catalog_bump();
+	exec0("COMMIT", 0, NULL);
+	printf("provider %s: API key sealed (master key %.8s) and stored\n", provider, sealed + 3);
+	free(sealed);
+}
+
+static void
+cmd_provider_clear_key(const char *provider)
+{
+	const char *params[1] = { provider };
+	PGresult *r;
+
+	exec0("BEGIN", 0, NULL);
+	r = q("UPDATE providers SET api_key_sealed = NULL, updated_at = now() WHERE id = $1 RETURNING id", 1, params);
+	if (PQntuples(r) != 1)
+		die("no provider '%s'", provider);
+	PQclear(r);
+	catalog_bump();
+	exec0("COMMIT", 0, NULL);
+	printf("provider %s: sealed API key removed (the router uses api_key_env)\n", provider);
+}
+
+/* Re-seals every provider key under a new master key, in one transaction:
+ * opened with the configured key, sealed with the new one. */
+static void
+cmd_secrets_rotate(const char *new_file)
+{
+	uint8_t old[SBOX_KEY_LEN], fresh[SBOX_KEY_LEN];
+	char err[200];
+	PGresult *r;
+	int n;
+
+	master_key_or_die(old);
+	if (sbox_key_file(new_file, fresh, err, sizeof(err)) < 0)
+		die("new master key: %s", err);
+	exec0("BEGIN", 0, NULL);
+	r = q("SELECT id, api_key_sealed FROM providers WHERE api_key_sealed IS NOT NULL FOR UPDATE", 0, NULL);
+	n = PQntuples(r);
+	for (int i = 0; i < n; i++) {
+		const char *id = PQgetvalue(r, i, 0);
+		char *plain = sbox_open(old, id, PQgetvalue(r, i, 1), err, sizeof(err)), *sealed;
+		const char *params[2];
+
+		if (!plain)
+			die("provider %s: %s; nothing changed", id, err);
+		sealed = sbox_seal(fresh, id, plain, strlen(plain));
+		OPENSSL_cleanse(plain, strlen(plain));
+		free(plain);
+		if (!sealed)
+			die("cannot seal; nothing changed");
+		params[0] = id;
+		params[1] = sealed;
+		exec0("UPDATE providers SET api_key_sealed = $2, updated_at = now() WHERE id = $1", 2, params);
+		free(sealed);
+	}
+	PQclear(r);
+	catalog_bump();
+	exec0("COMMIT", 0, NULL);
+	OPENSSL_cleanse(old, sizeof(old));
+	OPENSSL_cleanse(fresh, sizeof(fresh));
+	printf("re-sealed %d provider keys under the new master key; point master_key_file at it and "
+	       "restart the routers now (until then they cannot open the keys)\n", n);
+}
+
 /* ---- routing policy ---- */
 
 static const char *opt(int argc, char **argv, int from, const char *name);
@@ -709,6 +825,8 @@ usage(void)
 		"      [--max-prompt USD_PER_MTOK] [--max-completion USD_PER_MTOK]\n"
 		"      [--data-policy any|no_training|zdr] | [--json OBJECT]\n"
 		"  policy show ACCOUNT | policy clear ACCOUNT [--key KEY_ID]\n"
+		"  provider set-key PROVIDER  (the API key on standard input) | provider clear-key PROVIDER\n"
+		"  secrets rotate --new-key-file FILE\n"
 		"  config dump\n");
 	exit(2);
 }
@@ -776,6 +894,13 @@ main(int argc, char **argv)
 		cmd_key_list(argv[2]);
 	else if (argc == 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "revoke") == 0)
 		cmd_key_revoke(argv[2]);
+	else if (argc == 3 && strcmp(argv[0], "provider") == 0 && strcmp(argv[1], "set-key") == 0)
+		cmd_provider_set_key(argv[2]);
+	else if (argc == 3 && strcmp(argv[0], "provider") == 0 && strcmp(argv[1], "clear-key") == 0)
+		cmd_provider_clear_key(argv[2]);
+	else if (argc == 4 && strcmp(argv[0], "secrets") == 0 && strcmp(argv[1], "rotate") == 0 &&
+		 strcmp(argv[2], "--new-key-file") == 0)
+		cmd_secrets_rotate(argv[3]);
 	else if (argc >= 4 && strcmp(argv[0], "policy") == 0 && strcmp(argv[1], "set") == 0)
 		cmd_policy_set(argv[2], argc, argv);
 	else if (argc == 3 && strcmp(argv[0], "policy") == 0 && strcmp(argv[1], "show") == 0)

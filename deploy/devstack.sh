@@ -81,6 +81,7 @@ start_redis() {
 
 write_conf() {
 	[ -f "$dir/key_secret" ] || (umask 077; openssl rand -hex 32 > "$dir/key_secret")
+	[ -f "$dir/master.key" ] || (umask 077; openssl rand -hex 32 > "$dir/master.key")
 	cat > "$dir/agora.conf" <<CONF
 # Written by deploy/devstack.sh for the stack in $dir.
 listen = 127.0.0.1:$router_port
@@ -89,6 +90,7 @@ pg_dsn = host=127.0.0.1 port=$pg_port dbname=agora user=agora
 redis_host = 127.0.0.1
 redis_port = $redis_port
 key_secret_file = $dir/key_secret
+master_key_file = $dir/master.key
 spool_path = $dir/spool/usage.spool
 upstream_ca_file = $dir/tls/ca.pem
 CONF
@@ -151,13 +153,20 @@ start_mocks() {
 	chmod 600 "$dir/provider_keys.env"
 }
 
+# The mock providers' keys, sealed into PostgreSQL under the master key (the
+# router opens them; provider_keys.env stays only for the mocks themselves).
+seal_provider_keys() {
+	# shellcheck disable=SC1091
+	. "$dir/provider_keys.env"
+	providers | while read -r id port scheme ttft tps keyenv; do
+		[ "$keyenv" != "-" ] && [ -n "${!keyenv:-}" ] || continue
+		printf '%s\n' "${!keyenv}" | ctl provider set-key "$id" >/dev/null
+	done
+}
+
 start_service() {	# name binary
 	alive "$run/$1.pid" && return 0
 	(
-		set -a
-		# shellcheck disable=SC1091
-		. "$dir/provider_keys.env"
-		set +a
 		cd "$dir"
 		exec "$build/$2" -c "$dir/agora.conf" >>"$logs/$1.log" 2>&1
 	) &
@@ -175,6 +184,7 @@ do_start() {
 	make_tls
 	provision
 	start_mocks
+	seal_provider_keys
 	start_service router agora-router
 	start_service billing agora-billing
 	start_service analytics agora-analytics

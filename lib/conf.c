@@ -39,6 +39,8 @@ static const struct conf_key conf_keys[] = {
 	I("redis_port", redis_port, 1, 65535, "8679", "Redis port"),
 	SECRET("key_secret", key_secret, "", "HMAC secret for API key hashes"),
 	S("key_secret_file", key_secret_file, "", "file holding key_secret (first line)"),
+	SECRET("master_key", master_key, "", "64 hex: encrypts provider credentials at rest (AES-256-GCM)"),
+	S("master_key_file", master_key_file, "", "file holding master_key (first line)"),
 	S("log_level", log_level, "info", "error, warn, info or debug"),
 	L("max_body_bytes", max_body_bytes, 1024, 1LL << 30, "4194304", "largest request body (413 above)"),
 	L("max_header_bytes", max_header_bytes, 1024, 1 << 20, "32768", "largest request head (431 above)"),

@@ -20,6 +20,8 @@ struct agora_conf {
 	int redis_port;
 	char key_secret[256];			/* HMAC secret for API key hashes */
 	char key_secret_file[512];		/* or read the secret from this file */
+	char master_key[80];			/* 64 hex: provider credentials at rest */
+	char master_key_file[512];		/* or read it from this file */
 	char log_level[16];
 	int64_t max_body_bytes;			/* client request body */
 	int64_t max_header_bytes;		/* client request line + headers */

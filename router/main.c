@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include <event2/thread.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "log.h"
 #include "router.h"
+#include "secretbox.h"
 
 #define DRAIN_MAX_MS 10000
 
@@ -273,6 +275,16 @@ router_setup(void)
 	struct timeval poll = { rt.conf.catalog_poll_ms / 1000, (rt.conf.catalog_poll_ms % 1000) * 1000 };
 	char err[256];
 
+	{
+		uint8_t mk[SBOX_KEY_LEN];
+		int have = sbox_key_load(rt.conf.master_key, rt.conf.master_key_file, mk, err, sizeof(err));
+
+		if (have < 0)
+			return log_error("master_key: %s", err), -1;
+		rcat_set_master_key(have ? mk : NULL);
+		OPENSSL_cleanse(mk, sizeof(mk));
+		OPENSSL_cleanse(rt.conf.master_key, sizeof(rt.conf.master_key));
+	}
 	rt.pg_ctl = pgc_new(rt.base, rt.conf.pg_dsn, rt.conf.pg_timeout_ms, 64);
 	rt.pg_auth = pgc_new(rt.base, rt.conf.pg_dsn, rt.conf.pg_timeout_ms, 10000);
 	if (!rt.pg_ctl || !rt.pg_auth || !(rt.auth = auth_new(rt.pg_auth, rt.conf.key_secret, rt.conf.key_cache_ttl_ms)))

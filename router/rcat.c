@@ -10,14 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "health.h"
+#include "log.h"
 #include "money.h"
 #include "route.h"
+#include "secretbox.h"
+
+static uint8_t master_key[SBOX_KEY_LEN];
+static int have_master_key;
 
 const char rcat_sql[] =
 	"SELECT (SELECT version::text FROM catalog_version WHERE id = 1), "
 	"(SELECT coalesce(json_agg(p ORDER BY p.id), '[]') FROM (SELECT id, name, api, base_url, "
-	"  api_key_env, region, data_training, data_retention_days FROM providers "
+	"  api_key_env, api_key_sealed, region, data_training, data_retention_days FROM providers "
 	"  WHERE status = 'active') p)::text, "
 	"(SELECT coalesce(json_agg(m ORDER BY m.id), '[]') FROM (SELECT id, name, author, "
 	"  description, origin, license, open_weights, context_length, created::text AS created, "
@@ -76,10 +83,20 @@ jarray(const cJSON *o, const char *k)
 	return cJSON_IsArray(v) ? cJSON_Duplicate(v, 1) : NULL;
 }
 
-static char *
-header_line(const char *fmt, const char *env)
+void
+rcat_set_master_key(const uint8_t *key)
 {
-	const char *v = env && *env ? getenv(env) : NULL;
+	have_master_key = key != NULL;
+	if (key)
+		memcpy(master_key, key, SBOX_KEY_LEN);
+	else
+		OPENSSL_cleanse(master_key, sizeof(master_key));
+}
+
+/* fmt with the credential v ("Authorization: Bearer %s"), or NULL. */
+static char *
+header_line(const char *fmt, const char *v)
+{
 	char *s;
 	size_t n;
 
@@ -137,6 +154,32 @@ find_endpoint(const struct rcat *c, int64_t id)
 	return NULL;
 }
 
+/* A provider's API key: sealed in the catalog (opened with the master key),
+ * else the environment variable the catalog names. Caller wipes and frees. */
+static char *
+provider_credential(const cJSON *p)
+{
+	const cJSON *sealed = cJSON_GetObjectItemCaseSensitive(p, "api_key_sealed");
+	const cJSON *env = cJSON_GetObjectItemCaseSensitive(p, "api_key_env");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(p, "id");
+	const char *v;
+	char err[128];
+	char *plain;
+
+	if (cJSON_IsString(sealed) && *sealed->valuestring && cJSON_IsString(id)) {
+		if (!have_master_key) {
+			log_error("catalog: provider %s has a sealed API key but no master_key is configured",
+				  id->valuestring);
+			return NULL;
+		}
+		if (!(plain = sbox_open(master_key, id->valuestring, sealed->valuestring, err, sizeof(err))))
+			log_error("catalog: provider %s: its sealed API key %s", id->valuestring, err);
+		return plain;
+	}
+	v = cJSON_IsString(env) && *env->valuestring ? getenv(env->valuestring) : NULL;
+	return v ? strdup(v) : NULL;
+}
+
 static int
 load_providers(struct rcat *c, const cJSON *arr)
 {
@@ -148,8 +191,7 @@ load_providers(struct rcat *c, const cJSON *arr)
 		return -1;
 	cJSON_ArrayForEach(p, arr) {
 		struct rcat_provider *pv = &c->provs[i++];
-		const cJSON *env = cJSON_GetObjectItemCaseSensitive(p, "api_key_env");
-		const char *envname = cJSON_IsString(env) ? env->valuestring : NULL;
+		char *cred = provider_credential(p);
 
 		pv->id = jstr(p, "id");
 		pv->name = jstr(p, "name");
@@ -158,8 +200,12 @@ load_providers(struct rcat *c, const cJSON *arr)
 		pv->region = jstr(p, "region");
 		pv->training = jbool(p, "data_training");
 		pv->retention_days = jint(p, "data_retention_days");
-		pv->auth_header = header_line("Authorization: Bearer %s", envname);
-		pv->anthropic_key_header = header_line("x-api-key: %s", envname);
+		pv->auth_header = header_line("Authorization: Bearer %s", cred);
+		pv->anthropic_key_header = header_line("x-api-key: %s", cred);
+		if (cred) {
+			OPENSSL_cleanse(cred, strlen(cred));
+			free(cred);
+		}
 		if (!pv->id || !pv->name || !pv->api || !pv->base_url || !pv->region)
 			return -1;
 	}

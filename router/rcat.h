@@ -90,6 +90,10 @@ struct rcat {
 	size_t models_json_len;
 };
 
+/* The master key that opens providers' sealed API keys (NULL: none; then
+ * only api_key_env credentials work). Copied. */
+void rcat_set_master_key(const uint8_t *key);
+
 /* The one SQL query whose single row rcat_from_row() reads. */
 extern const char rcat_sql[];
 

@@ -140,10 +140,11 @@ class Stack:
     def mock(self, name):
         return Mock(self.mock_ports[name], name == "gamma")
 
-    def ctl(self, *args, check=True):
+    def ctl(self, *args, check=True, input_text=None, env=None):
         r = subprocess.run([os.path.join(BUILD, "agoractl"), "-c", os.path.join(self.dir, "agora.conf"),
                             "--migrations", os.path.join(ROOT, "migrations")] + list(args),
-                           env=self.env, capture_output=True, text=True, timeout=60)
+                           env=dict(self.env, **(env or {})), capture_output=True, text=True, timeout=60,
+                           input=input_text)
         if check and r.returncode != 0:
             raise RuntimeError("agoractl %s: %s" % (" ".join(args), r.stderr))
         return r
@@ -216,7 +217,7 @@ class Mock:
         return self._req("GET", "/mock/stats")
 
     def reset(self):
-        self.config(fail="none", ttft_ms=0, tps=0, fail_count=0, words=12, retry_after=1)
+        self.config(fail="none", ttft_ms=0, tps=0, fail_count=0, words=12, retry_after=1, say="")
         self._req("POST", "/mock/reset_stats", {})
 
 

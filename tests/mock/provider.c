@@ -38,6 +38,7 @@ struct mock_conf {
 	char api_key[256];
 	int ttft_ms, tps, retry_after, fail_count, words;
 	enum fail_mode fail;
+	char say[64];			/* a word the answer carries (privacy tests); "" none */
 };
 
 struct stats {
@@ -158,6 +159,8 @@ word_text(const struct job *j, int i, char *out, size_t len)
 {
 	if (i == 0)
 		snprintf(out, len, "Hello from %s:%s", conf.name, j->nwords > 1 ? " " : "");
+	else if (i == 1 && conf.say[0])
+		snprintf(out, len, "%s%s", conf.say, i + 1 < j->nwords ? " " : "");
 	else
 		snprintf(out, len, "%s%s", filler[i % 12], i + 1 < j->nwords ? " " : "");
 }
@@ -828,6 +831,8 @@ control_config(struct evhttp_request *req)
 		conf.fail_count = v->valueint;
 	if ((v = cJSON_GetObjectItem(b, "words")) && cJSON_IsNumber(v) && v->valueint > 0)
 		conf.words = v->valueint;
+	if ((v = cJSON_GetObjectItem(b, "say")) && cJSON_IsString(v))
+		snprintf(conf.say, sizeof(conf.say), "%s", v->valuestring);
 	if ((v = cJSON_GetObjectItem(b, "fail")) && cJSON_IsString(v) && parse_fail(v->valuestring, &conf.fail) < 0) {
 		cJSON_Delete(b);
 		send_error(req, 0, 400, "unknown fail mode");
