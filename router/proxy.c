@@ -1199,6 +1199,10 @@ proxy_start(struct proxy *p)
 		proxy_fail(p, 503, "the catalog is not loaded yet");
 		return;
 	}
+	if (!request_utf8_valid(body, len)) {
+		proxy_fail(p, 400, "the request body is not valid UTF-8");
+		return;
+	}
 	if (!(p->body = cJSON_ParseWithLength(body, len))) {
 		proxy_fail(p, 400, "the request body is not valid JSON");
 		return;

@@ -20,6 +20,72 @@ fail(char *msg, size_t len, const char *text)
 	return -1;
 }
 
+/* Numeric sampling fields a provider would refuse out of range: refused
+ * here with a message naming the field (OpenAI's ranges). */
+static const struct num_rule {
+	const char *name;
+	double min, max;
+	int integer;
+} num_rules[] = {
+	{ "temperature", 0, 2, 0 },
+	{ "top_p", 0, 1, 0 },
+	{ "top_k", 0, 1e9, 1 },
+	{ "min_p", 0, 1, 0 },
+	{ "top_a", 0, 1, 0 },
+	{ "frequency_penalty", -2, 2, 0 },
+	{ "presence_penalty", -2, 2, 0 },
+	{ "repetition_penalty", 0, 2, 0 },
+	{ "n", 1, 128, 1 },
+	{ "top_logprobs", 0, 20, 1 },
+	{ "seed", -9007199254740991.0, 9007199254740991.0, 1 },
+};
+
+static int
+validate_numbers(const cJSON *b, char *msg, size_t len)
+{
+	for (size_t i = 0; i < sizeof(num_rules) / sizeof(num_rules[0]); i++) {
+		const struct num_rule *r = &num_rules[i];
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(b, r->name);
+
+		if (!v || cJSON_IsNull(v))
+			continue;
+		if (!cJSON_IsNumber(v) || v->valuedouble < r->min || v->valuedouble > r->max ||
+		    (r->integer && v->valuedouble != (double)(long long)v->valuedouble)) {
+			snprintf(msg, len, "'%s' must be %s from %g to %g", r->name,
+				 r->integer ? "an integer" : "a number", r->min, r->max);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+request_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+	while (p < end) {
+		unsigned c = *p;
+		size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
+		unsigned cp;
+
+		if (k == 9 || (size_t)(end - p) <= k)
+			return k == 0;
+		cp = k == 0 ? c : c & (0x3F >> k);
+		for (size_t i = 1; i <= k; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i] & 0x3F);
+		}
+		/* overlong forms, surrogates, beyond U+10FFFF */
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+			return 0;
+		p += k + 1;
+	}
+	return 1;
+}
+
 static int
 validate_messages(const cJSON *m, char *msg, size_t len)
 {
@@ -60,6 +126,8 @@ request_validate(const cJSON *b, char *msg, size_t len)
 		return -1;
 	if (stream && !cJSON_IsBool(stream))
 		return fail(msg, len, "'stream' must be a boolean");
+	if (validate_numbers(b, msg, len) < 0)
+		return -1;
 	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
 		x = cJSON_GetObjectItemCaseSensitive(b, ints[i]);
 		if (x && !cJSON_IsNull(x) && !valid_positive_int(x)) {

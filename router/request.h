@@ -12,9 +12,14 @@
 /* Checks the shape the router relies on: an object with `model` (non-empty
  * string) and/or `models` (array of strings), `messages` (non-empty array of
  * objects with a string `role`), boolean `stream`, positive integer
- * `max_tokens` / `max_completion_tokens`. Everything else passes through
+ * `max_tokens` / `max_completion_tokens`, and sampling numbers in OpenAI's
+ * ranges (temperature, top_p, penalties, n, ...). Everything else passes through
  * untouched. Returns 0, or -1 with a message for the client. */
 int request_validate(const cJSON *body, char *msg, size_t len);
+
+/* 1 when s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points beyond U+10FFFF). */
+int request_utf8_valid(const char *s, size_t n);
 
 /* Turns the client's body into the provider's: `model` becomes the
  * endpoint's upstream model, OpenRouter-only fields (models, provider,

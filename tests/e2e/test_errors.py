@@ -146,3 +146,30 @@ def test_router_survives_bad_input(stack):
     assert out.startswith(b"HTTP/1.1 408"), out[:60]
     s, body = stack.get("/health")
     assert s == 200 and body == {"status": "ok"}
+
+
+def test_hostile_bodies_get_a_clear_4xx_and_change_nothing(stack):
+    before = stack.sql("SELECT count(*) FROM usage_events")[0][0]
+    solo_before = stack.mock("solo").stats()["requests"]
+    cases = [
+        (b'{"model":"test/solo","messages":[{"role":"user","content":"\xff\xfe bad utf-8"}]}', 400, "UTF-8"),
+        (b'{"model":"test/solo","messages":[{"role":"user","content":"\xed\xa0\x80"}]}', 400, "UTF-8"),
+        (('{"model":"test/solo","messages":[{"role":"user","content":' + "[" * 5000 + "]" * 5000 + "}]}").encode(),
+         400, "JSON"),
+        (json.dumps({"model": "test/solo", "messages": MSG, "max_tokens": 10 ** 15}).encode(), 400, "max_tokens"),
+        (json.dumps({"model": "test/solo", "messages": MSG, "max_tokens": 2000000000}).encode(), 404, "does not fit"),
+    ]
+    for field in ("max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "frequency_penalty",
+                  "presence_penalty", "repetition_penalty", "n", "top_logprobs", "min_p", "top_a"):
+        cases.append((json.dumps({"model": "test/solo", "messages": MSG, field: -7}).encode(), 400, field))
+    for sub in ({"max_price": {"prompt": -1}}, {"max_price": {"completion": -0.5}}):
+        cases.append((json.dumps({"model": "test/solo", "messages": MSG, "provider": sub}).encode(), 400, "max_price"))
+    for raw, status, word in cases:
+        s, h, out = stack.chat(raw)
+        e = json.loads(out)["error"]
+        assert s == status and e["code"] == status and word in e["message"], (raw[:80], s, e)
+    # nothing reached a provider, nothing was metered, the router is fine
+    assert stack.mock("solo").stats()["requests"] == solo_before
+    time.sleep(0.5)
+    assert stack.sql("SELECT count(*) FROM usage_events")[0][0] == before
+    assert stack.get("/health")[0] == 200

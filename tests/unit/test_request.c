@@ -32,12 +32,36 @@ test_valid(void **state)
 		"{\"models\":[\"a/b\",\"c/d\"],\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
 		"{\"model\":\"a/b\",\"stream\":true,\"max_tokens\":5,\"messages\":[{\"role\":\"user\"}]}",
 		"{\"model\":\"a/b\",\"max_tokens\":null,\"tools\":[{}],\"messages\":[{\"role\":\"system\",\"content\":[]}]}",
+		"{\"model\":\"a/b\",\"temperature\":0,\"top_p\":1,\"frequency_penalty\":-2,\"seed\":-5,\"n\":1,"
+		"\"messages\":[{\"role\":\"user\"}]}",
 	};
 	char msg[200];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
 		assert_int_equal(check(ok[i], msg, sizeof(msg)), 0);
+}
+
+static void
+test_utf8(void **state)
+{
+	static const struct { const char *s; int ok; } cases[] = {
+		{ "plain ascii", 1 },
+		{ "caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80", 1 },	/* é, 中文, an emoji */
+		{ "\xc3", 0 },						/* truncated */
+		{ "\xc3\x28", 0 },					/* bad continuation */
+		{ "\xc0\xaf", 0 },					/* overlong '/' */
+		{ "\xe0\x80\xaf", 0 },					/* overlong */
+		{ "\xed\xa0\x80", 0 },					/* a surrogate */
+		{ "\xf4\x90\x80\x80", 0 },				/* beyond U+10FFFF */
+		{ "\xff", 0 },
+		{ "abc\x80", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(request_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].ok);
+	assert_int_equal(request_utf8_valid("a\0b", 3), 1);
 }
 
 static void
@@ -58,6 +82,18 @@ test_invalid(void **state)
 		{ "{\"model\":\"a/b\",\"max_tokens\":-3,\"messages\":[{\"role\":\"user\"}]}", "'max_tokens'" },
 		{ "{\"model\":\"a/b\",\"max_tokens\":1.5,\"messages\":[{\"role\":\"user\"}]}", "'max_tokens'" },
 		{ "{\"model\":\"a/b\",\"max_tokens\":1e300,\"messages\":[{\"role\":\"user\"}]}", "'max_tokens'" },
+		{ "{\"model\":\"a/b\",\"temperature\":-0.1,\"messages\":[{\"role\":\"user\"}]}", "'temperature'" },
+		{ "{\"model\":\"a/b\",\"temperature\":\"hot\",\"messages\":[{\"role\":\"user\"}]}", "'temperature'" },
+		{ "{\"model\":\"a/b\",\"top_p\":-1,\"messages\":[{\"role\":\"user\"}]}", "'top_p'" },
+		{ "{\"model\":\"a/b\",\"top_k\":-1,\"messages\":[{\"role\":\"user\"}]}", "'top_k'" },
+		{ "{\"model\":\"a/b\",\"frequency_penalty\":-3,\"messages\":[{\"role\":\"user\"}]}", "'frequency_penalty'" },
+		{ "{\"model\":\"a/b\",\"presence_penalty\":2.5,\"messages\":[{\"role\":\"user\"}]}", "'presence_penalty'" },
+		{ "{\"model\":\"a/b\",\"repetition_penalty\":-1,\"messages\":[{\"role\":\"user\"}]}", "'repetition_penalty'" },
+		{ "{\"model\":\"a/b\",\"n\":-1,\"messages\":[{\"role\":\"user\"}]}", "'n'" },
+		{ "{\"model\":\"a/b\",\"n\":0,\"messages\":[{\"role\":\"user\"}]}", "'n'" },
+		{ "{\"model\":\"a/b\",\"top_logprobs\":-2,\"messages\":[{\"role\":\"user\"}]}", "'top_logprobs'" },
+		{ "{\"model\":\"a/b\",\"min_p\":-0.5,\"messages\":[{\"role\":\"user\"}]}", "'min_p'" },
+		{ "{\"model\":\"a/b\",\"seed\":1.5,\"messages\":[{\"role\":\"user\"}]}", "'seed'" },
 		{ "{\"model\":\"a/b\",\"max_completion_tokens\":\"9\",\"messages\":[{\"role\":\"user\"}]}", "'max_completion_tokens'" },
 		{ "{\"models\":\"a/b\",\"messages\":[{\"role\":\"user\"}]}", "'models'" },
 		{ "{\"models\":[1],\"messages\":[{\"role\":\"user\"}]}", "'models'" },
@@ -125,6 +161,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
+		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_prepare_plain),
 		cmocka_unit_test(test_prepare_stream_usage),
