@@ -15,7 +15,7 @@ else
 BUILD    ?= build
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(CFLAGS) $(SANFLAGS) $(WARN) -Ilib -Irouter $(PKG_CFLAGS) -MMD -MP
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
@@ -23,7 +23,7 @@ LIB_SRCS       := $(wildcard lib/*.c)
 ROUTER_SRCS    := $(filter-out router/main.c,$(wildcard router/*.c))
 BILLING_SRCS   := $(wildcard billing/*.c)
 ANALYTICS_SRCS := $(wildcard analytics/*.c)
-CTL_SRCS       := ctl/ctl.c
+CTL_SRCS       := $(wildcard ctl/*.c)
 MOCK_SRCS      := tests/mock/provider.c
 UNIT_SRCS      := $(wildcard tests/unit/test_*.c)
 BENCH_SRCS     := $(wildcard tests/bench/bench_*.c)
@@ -36,8 +36,19 @@ BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 BINS = $(BUILD)/agora-router $(BUILD)/agora-billing $(BUILD)/agora-analytics \
        $(BUILD)/agoractl $(BUILD)/agora-mock-provider
 
-.PHONY: all deps run stop status test unit asan clean bench
-all: $(BINS) $(UNIT_BINS)
+.PHONY: all deps run stop status test unit asan clean bench web
+all: $(BINS) $(UNIT_BINS) web
+
+# The dashboards' charting library: installed from the lock file (npm ci, when
+# node_modules is missing or older than the lock), its dist file copied to
+# analytics/web/vendor/, which agora-analytics serves. No network at run time.
+WEB = analytics/web
+web: $(WEB)/vendor/chart.umd.min.js
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts
+$(WEB)/vendor/chart.umd.min.js: $(WEB)/node_modules/.package-lock.json
+	@mkdir -p $(dir $@)
+	sed '/^\/\/# sourceMappingURL=/d' $(WEB)/node_modules/chart.js/dist/chart.umd.min.js > $@.tmp && mv $@.tmp $@
 
 deps:
 	@sh deploy/install-deps.sh
@@ -76,7 +87,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/librouter.a $(BUILD)/lib
 # The local stack on fixed ports under ./var (see README).
 run: deps
 	@$(MAKE) --no-print-directory all
-	@bash deploy/devstack.sh start var
+	@AGORA_SIMULATE=$${AGORA_SIMULATE:-1} bash deploy/devstack.sh start var
 
 stop:
 	@bash deploy/devstack.sh stop var
@@ -103,12 +114,29 @@ asan: deps
 
 # Figures as ratios against a baseline measured in the same run (README,
 # "Performance").
+# nginx and wrk (the router's baselines and load) come from `install-deps.sh
+# --bench`, for `make bench` only; `make test` never needs them.
 bench: deps
-	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@sh deploy/install-deps.sh --bench
+	@$(MAKE) --no-print-directory all $(BENCH_BINS) $(BUILD)/bench/loadgen
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 	@echo "== tests/bench/billing.py"; AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/billing.py
+	@echo "== tests/bench/analytics.py"; AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/analytics.py
+	@echo "== tests/bench/router.py"; AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/router.py
+
+# Fuzzing (README "Fuzzing"): clang's libFuzzer with ASan + UBSan over the
+# parsers, built in build-fuzz/ by tests/fuzz/fuzz.mk and run for
+# FUZZ_SECONDS in total by tests/fuzz/run.sh; non-zero on a crash. clang comes
+# from `make fuzz-deps`, never needed by `make test`.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz fuzz-deps
+fuzz-deps:
+	@sh deploy/install-deps.sh --fuzz
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz $(WEB)/vendor
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

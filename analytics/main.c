@@ -1,23 +1,39 @@
 /*
- * agora-analytics: the read side. In this stage it serves /health, a public
- * catalog overview computed live from PostgreSQL (/api/v1/analytics/overview)
- * and a landing page; rankings, spend, provider health and the dashboards
- * come with the analytics issue. Queries run through pgc: the loop never
- * waits on PostgreSQL.
+ * agora-analytics: the read side. Everything it shows comes from the tables
+ * billing writes (usage_events, ledger, usage_daily, usage_hourly,
+ * attempts_hourly) and from the router's live counters in Redis.
+ *
+ *   GET /health, /metrics                      public
+ *   GET /api/v1/analytics/overview             public catalog counts
+ *   GET /api/v1/analytics/{share,share/series,providers,live,check}
+ *                                              operator keys (market-wide)
+ *   GET /api/v1/analytics/{spend,statement}, /api/v1/activity
+ *                                              any key; inference keys see
+ *                                              only their own account
+ *   /api/v1/analytics/reconciliation...        operator keys, recon.c
+ *   other GET paths                            the dashboards, pages.c
+ *
+ * Keys are verified as the router does (lib/auth: HMAC hash, cache, NOTIFY
+ * agora_keys evictions). Queries run through pgc and Redis through hiredis's
+ * libevent adapter: the loop never waits.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "conf.h"
-#include "httpd.h"
+#include <event2/buffer.h>
+
+#include "ana.h"
+#include "keyhash.h"
 #include "log.h"
-#include "pgc.h"
+#include "pages.h"
+#include "recon.h"
 
-static struct event_base *base;
-static struct pgc *pg;
-static struct httpd *httpd;
+#define RECON_PREFIX "/api/v1/analytics/reconciliation"
+
+static struct ana A;
 
 static const char overview_sql[] =
 	"SELECT (SELECT count(*) FROM providers WHERE status = 'active')::text, "
@@ -30,13 +46,33 @@ static const char index_html[] =
 	"<!doctype html><html><head><meta charset=utf-8><title>Agora analytics</title>"
 	"<style>body{font:15px system-ui,sans-serif;margin:2em;max-width:50em}"
 	"td{padding:.2em 1em}</style></head><body><h1>Agora analytics</h1>"
-	"<p>Catalog overview, live from PostgreSQL. Market share, spend, provider health and "
-	"reconciliation dashboards are served here as billing data arrives.</p>"
+	"<p>Catalog overview, live from PostgreSQL. The JSON APIs are under "
+	"<code>/api/v1/analytics/</code> (see the README).</p>"
 	"<table id=t></table><script>"
 	"fetch('/api/v1/analytics/overview').then(r=>r.json()).then(d=>{"
 	"const t=document.getElementById('t');for(const [k,v] of Object.entries(d.data)){"
 	"const r=t.insertRow();r.insertCell().textContent=k;r.insertCell().textContent=v;}});"
 	"</script></body></html>";
+
+/* The authenticated API: path, operator keys only (market-wide), handler. */
+struct route {
+	const char *path;
+	int market;
+	void (*fn)(struct areq *x);
+};
+
+static const struct route routes[] = {
+	{ "/api/v1/analytics/share", 1, api_share },
+	{ "/api/v1/analytics/share/series", 1, api_share_series },
+	{ "/api/v1/analytics/providers", 1, api_providers },
+	{ "/api/v1/analytics/live", 1, api_live },
+	{ "/api/v1/analytics/check", 1, api_check },
+	{ "/api/v1/analytics/spend", 0, api_spend },
+	{ "/api/v1/analytics/statement", 0, api_statement },
+	{ "/api/v1/activity", 0, api_activity },
+};
+
+/* ---- public endpoints ---- */
 
 static void
 overview_cb(PGresult *res, const char *err, void *arg)
@@ -59,27 +95,262 @@ overview_cb(PGresult *res, const char *err, void *arg)
 	cJSON_Delete(root);
 }
 
+/* 200 once PostgreSQL answers a query. */
+static void
+health_cb(PGresult *res, const char *err, void *arg)
+{
+	struct httpd_req *req = arg;
+
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+		httpd_reply_error(req, 503, "database unavailable: %s", res ? PQresultErrorMessage(res) : err);
+	else
+		httpd_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+}
+
+static void
+metrics(struct httpd_req *req)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t len;
+
+	if (!b) {
+		httpd_reply_error(req, 503, "out of memory");
+		return;
+	}
+#define X(name, help) \
+	evbuffer_add_printf(b, "# HELP agora_analytics_%s %s\n# TYPE agora_analytics_%s counter\n" \
+			    "agora_analytics_%s %lld\n", #name, help, #name, #name, A.st.name);
+	ANA_STATS(X)
+#undef X
+	evbuffer_add_printf(b, "# HELP agora_analytics_pg_connected query connections up\n"
+			    "# TYPE agora_analytics_pg_connected gauge\n");
+	for (int i = 0; i < ANA_PG_POOL; i++)
+		evbuffer_add_printf(b, "agora_analytics_pg_connected{conn=\"%d\"} %d\n", i, pgc_is_connected(A.pg[i]));
+	evbuffer_add_printf(b, "# HELP agora_analytics_redis_connected live counters reachable\n"
+			    "# TYPE agora_analytics_redis_connected gauge\nagora_analytics_redis_connected %d\n",
+			    rds_is_connected(A.rd));
+	len = evbuffer_get_length(b);
+	httpd_reply(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, -1), len);
+	evbuffer_free(b);
+}
+
+/* ---- authentication and dispatch ---- */
+
+struct pending {
+	struct areq *x;
+	const struct route *rt;		/* NULL: reconciliation */
+};
+
+static const char *
+bearer(struct httpd_req *req, size_t *len)
+{
+	const char *h = httpd_req_header(req, "Authorization"), *end;
+
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	for (h += 7; *h == ' '; h++)
+		;
+	end = h + strlen(h);
+	while (end > h && end[-1] == ' ')
+		end--;
+	*len = (size_t)(end - h);
+	return end > h ? h : NULL;
+}
+
+static void
+dispatch(struct areq *x, const struct route *rt)
+{
+	struct httpd_req *req = x->req;
+
+	if (rt) {
+		A.st.api_requests++;
+		rt->fn(x);
+		return;
+	}
+	free(x);		/* recon answers the request itself */
+	A.st.api_requests++;
+	if (!recon_route(ana_pick_pg(&A), req, httpd_req_path(req)))
+		httpd_reply_error(req, 404, "no such page: %s", httpd_req_path(req));
+}
+
+static void
+auth_cb(const struct auth_key *k, const char *err, void *arg)
+{
+	struct pending *p = arg;
+	struct areq *x = p->x;
+	const struct route *rt = p->rt;
+
+	free(p);
+	if (err) {
+		ana_fail(x, 503, "%s", err);
+		return;
+	}
+	if (!k || !k->usable) {
+		A.st.auth_failures++;
+		ana_fail(x, 401, k ? "this API key is disabled or revoked" : "invalid API key");
+		return;
+	}
+	if (!k->operator_key && (!rt || rt->market)) {
+		A.st.auth_failures++;
+		ana_fail(x, 403, "%s is market-wide: it needs an operator key (an inference key sees only "
+			 "its own account's spend, statement and activity)", x->name);
+		return;
+	}
+	x->operator_key = k->operator_key;
+	x->account_id = k->account_id;
+	dispatch(x, rt);
+}
+
+static void
+authenticate(struct httpd_req *req, const struct route *rt, const char *name)
+{
+	struct pending *p;
+	struct areq *x;
+	const char *key;
+	size_t len;
+
+	if (!(key = bearer(req, &len))) {
+		A.st.auth_failures++;
+		httpd_reply_error(req, 401, "missing API key: send Authorization: Bearer <key>");
+		return;
+	}
+	if (!(x = calloc(1, sizeof(*x))) || !(p = calloc(1, sizeof(*p)))) {
+		free(x);
+		httpd_reply_error(req, 503, "out of memory");
+		return;
+	}
+	x->a = &A;
+	x->req = req;
+	snprintf(x->name, sizeof(x->name), "%s", name);
+	p->x = x;
+	p->rt = rt;
+	if (auth_lookup(A.auth, key, len, 0, auth_cb, p) < 0) {
+		free(p);
+		ana_fail(x, 503, "authentication backend busy");
+	}
+}
+
+static const struct route *
+find_route(const char *path)
+{
+	size_t n = strlen(path);
+
+	if (n > 1 && path[n - 1] == '/')	/* one trailing slash is tolerated */
+		n--;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (strlen(routes[i].path) == n && strncmp(routes[i].path, path, n) == 0)
+			return &routes[i];
+	return NULL;
+}
+
+/* The API's short name from its path ("share/series"), for logs and files. */
+static const char *
+api_name(const char *path)
+{
+	const char *p = strncmp(path, "/api/v1/analytics/", 18) == 0 ? path + 18 : path + 8;
+
+	return *p ? p : "api";
+}
+
+static void
+handle_api(struct httpd_req *req, const char *path)
+{
+	const struct route *rt;
+	char name[32];
+
+	if (strncmp(path, RECON_PREFIX, sizeof(RECON_PREFIX) - 1) == 0 &&
+	    (path[sizeof(RECON_PREFIX) - 1] == '\0' || path[sizeof(RECON_PREFIX) - 1] == '/')) {
+		authenticate(req, NULL, "reconciliation");
+		return;
+	}
+	if (strcmp(path, "/api/v1/analytics/overview") == 0 && strcmp(httpd_req_method(req), "GET") == 0) {
+		if (pgc_query(ana_pick_pg(&A), overview_sql, 0, NULL, overview_cb, req) < 0)
+			httpd_reply_error(req, 503, "too many queries in flight");
+		return;
+	}
+	if (!(rt = find_route(path))) {
+		httpd_reply_error(req, 404, "no such API: %s", path);
+		return;
+	}
+	if (strcmp(httpd_req_method(req), "GET") != 0) {
+		httpd_add_header(req, "Allow", "GET");
+		httpd_reply_error(req, 405, "method not allowed: %s takes GET", path);
+		return;
+	}
+	snprintf(name, sizeof(name), "%s", api_name(rt->path));
+	for (char *c = name; *c; c++)
+		if (*c == '/')
+			*c = '-';
+	authenticate(req, rt, name);
+}
+
 static void
 handle(struct httpd_req *req, void *arg)
 {
 	const char *path = httpd_req_path(req);
+	int get = strcmp(httpd_req_method(req), "GET") == 0 || strcmp(httpd_req_method(req), "HEAD") == 0;
 
 	(void)arg;
-	if (strcmp(httpd_req_method(req), "GET") != 0) {
+	A.st.requests_total++;
+	if (A.stopping) {
+		httpd_reply_error(req, 503, "shutting down");
+	} else if (strncmp(path, "/api/", 5) == 0) {
+		handle_api(req, path);
+	} else if (!get) {
 		httpd_reply_error(req, 405, "method not allowed");
 	} else if (strcmp(path, "/health") == 0) {
-		if (pgc_is_connected(pg))
-			httpd_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
-		else
-			httpd_reply_error(req, 503, "database not connected");
-	} else if (strcmp(path, "/api/v1/analytics/overview") == 0) {
-		if (pgc_query(pg, overview_sql, 0, NULL, overview_cb, req) < 0)
+		if (pgc_query(ana_pick_pg(&A), "SELECT 1", 0, NULL, health_cb, req) < 0)
 			httpd_reply_error(req, 503, "too many queries in flight");
+	} else if (strcmp(path, "/metrics") == 0) {
+		metrics(req);
+	} else if (pages_serve(req, path)) {
+		return;
 	} else if (strcmp(path, "/") == 0) {
 		httpd_reply(req, 200, "text/html; charset=utf-8", index_html, sizeof(index_html) - 1);
 	} else {
 		httpd_reply_error(req, 404, "no such page: %s", path);
 	}
+}
+
+/* ---- process ---- */
+
+static void
+ignore_cb(PGresult *res, const char *err, void *arg)
+{
+	(void)arg;
+	if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK))
+		log_warn("postgresql: session setup failed: %s", res ? PQresultErrorMessage(res) : err);
+}
+
+static void
+auth_connected_cb(struct pgc *pg, void *arg)
+{
+	(void)arg;
+	pgc_query(pg, "LISTEN agora_keys", 0, NULL, ignore_cb, NULL);
+	auth_clear(A.auth);	/* evictions may have been missed while away */
+}
+
+/* Every query connection: UTC dates, room to aggregate in memory, and a
+ * statement time-out under the connection's own (pgc resets a connection
+ * whose query overruns; this fails only the query). */
+static void
+query_connected_cb(struct pgc *pg, void *arg)
+{
+	char ms[16];
+	const char *params[1] = { ms };
+
+	(void)arg;
+	snprintf(ms, sizeof(ms), "%d", A.conf.pg_timeout_ms > 1000 ? A.conf.pg_timeout_ms - 500 : A.conf.pg_timeout_ms);
+	pgc_query(pg, "SELECT set_config('TimeZone', 'UTC', false), set_config('work_mem', '32MB', false),"
+		  " set_config('statement_timeout', $1, false)", 1, params, ignore_cb, NULL);
+}
+
+static void
+notify_cb(const char *channel, const char *payload, void *arg)
+{
+	(void)arg;
+	if (strcmp(channel, "agora_keys") == 0)
+		auth_evict_hex(A.auth, payload);
 }
 
 static void
@@ -88,16 +359,78 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	log_info("signal %d: stopping", (int)sig);
-	event_base_loopexit(base, NULL);
+	A.stopping = 1;
+	event_base_loopexit(A.base, NULL);
+}
+
+static int
+setup(void)
+{
+	const struct agora_conf *c = &A.conf;
+
+	if (!(A.base = event_base_new()) ||
+	    !(A.pg_auth = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 1024)) ||
+	    !(A.auth = auth_new(A.pg_auth, c->key_secret, c->key_cache_ttl_ms)) ||
+	    !(A.rd = rds_new(A.base, c->redis_host, c->redis_port)))
+		return -1;
+	for (int i = 0; i < ANA_PG_POOL; i++) {
+		if (!(A.pg[i] = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 256)))
+			return -1;
+		pgc_set_connect_cb(A.pg[i], query_connected_cb, NULL);
+	}
+	pgc_set_connect_cb(A.pg_auth, auth_connected_cb, NULL);
+	pgc_set_notify_cb(A.pg_auth, notify_cb, NULL);
+	return 0;
+}
+
+/* Pending callbacks answer 503 while things are freed: the listener first,
+ * then key lookups (which may dispatch to the pool), then Redis and the
+ * pool. */
+static void
+teardown(void)
+{
+	httpd_free(A.httpd);
+	pgc_free(A.pg_auth);
+	auth_free(A.auth);
+	rds_free(A.rd);
+	for (int i = 0; i < ANA_PG_POOL; i++)
+		pgc_free(A.pg[i]);
+	if (A.base)
+		event_base_free(A.base);
+}
+
+static int
+serve(void)
+{
+	struct httpd_limits hl = { 16384, 8 << 20, 64, 1000, 10000, 60000, 60000 };
+	struct event *sigterm, *sigint;
+	char err[512];
+
+	sigterm = evsignal_new(A.base, SIGTERM, signal_cb, NULL);
+	sigint = evsignal_new(A.base, SIGINT, signal_cb, NULL);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+	if (!(A.httpd = httpd_new(A.base, A.conf.analytics_listen, &hl, handle, NULL, err, sizeof(err)))) {
+		log_error("%s", err);
+		event_free(sigterm);
+		event_free(sigint);
+		return 1;
+	}
+	pgc_connect(A.pg_auth);
+	for (int i = 0; i < ANA_PG_POOL; i++)
+		pgc_connect(A.pg[i]);
+	rds_connect(A.rd);
+	log_info("listening on %s", A.conf.analytics_listen);
+	event_base_dispatch(A.base);
+	event_free(sigterm);
+	event_free(sigint);
+	return 0;
 }
 
 int
 main(int argc, char **argv)
 {
 	const char *path = getenv("AGORA_CONF");
-	struct httpd_limits hl = { 16384, 1 << 20, 64, 1000, 10000, 60000, 30000 };
-	struct event *sigterm, *sigint;
-	struct agora_conf conf;
 	char err[512];
 	int lvl, rc = 1;
 
@@ -109,32 +442,24 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (conf_load(&conf, path, err, sizeof(err)) < 0) {
+	if (conf_load(&A.conf, path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agora-analytics: %s\n", err);
 		return 1;
 	}
-	lvl = log_level_parse(conf.log_level);
+	lvl = log_level_parse(A.conf.log_level);
 	log_init("agora-analytics", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
 	signal(SIGPIPE, SIG_IGN);
-	if (!(base = event_base_new()) || !(pg = pgc_new(base, conf.pg_dsn, conf.pg_timeout_ms, 256)))
+	if (!A.conf.key_secret[0]) {
+		log_error("no key_secret (or key_secret_file) configured: API keys cannot be verified");
 		return 1;
-	sigterm = evsignal_new(base, SIGTERM, signal_cb, NULL);
-	sigint = evsignal_new(base, SIGINT, signal_cb, NULL);
-	event_add(sigterm, NULL);
-	event_add(sigint, NULL);
-	if ((httpd = httpd_new(base, conf.analytics_listen, &hl, handle, NULL, err, sizeof(err)))) {
-		pgc_connect(pg);
-		log_info("listening on %s", conf.analytics_listen);
-		event_base_dispatch(base);
-		rc = 0;
-	} else {
-		log_error("%s", err);
 	}
-	httpd_free(httpd);
-	pgc_free(pg);
-	event_free(sigterm);
-	event_free(sigint);
-	event_base_free(base);
+	if (A.conf.web_dir[0] && pages_init(A.conf.web_dir) < 0)
+		return 1;	/* a configured web_dir must hold the pages */
+	if (setup() == 0)
+		rc = serve();
+	else
+		log_error("out of memory at start");
+	teardown();
 	log_info("stopped");
 	return rc;
 }

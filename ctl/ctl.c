@@ -19,6 +19,8 @@
 #include "keyhash.h"
 #include "money.h"
 #include "policy.h"
+#include "reconcile_cmd.h"
+#include "simulate.h"
 #include "secretbox.h"
 
 #include <openssl/crypto.h>
@@ -319,21 +321,28 @@ parse_usd_or_die(const char *s)
 	return v;
 }
 
+/* Credits (a negative amount: an adjustment) dated `at` (NULL: now). */
 static void
-add_credits(const char *acct, int64_t nusd, const char *note)
+add_credits_at(const char *acct, int64_t nusd, const char *note, const char *at)
 {
 	char amount[32];
-	const char *params[4] = { acct, nusd < 0 ? "adjustment" : "topup", amount, note };
+	const char *params[5] = { acct, nusd < 0 ? "adjustment" : "topup", amount, note, at };
 
 	snprintf(amount, sizeof(amount), "%lld", (long long)nusd);
-	exec0("INSERT INTO ledger (account_id, kind, amount_nusd, note) VALUES ($1::bigint, $2, $3::bigint, $4)",
-	      4, params);
+	exec0("INSERT INTO ledger (account_id, kind, amount_nusd, note, created_at) "
+	      "VALUES ($1::bigint, $2, $3::bigint, $4, coalesce($5::timestamptz, now()))", 5, params);
 	exec0("UPDATE accounts SET balance_nusd = balance_nusd + $2::bigint WHERE id = $1::bigint", 2,
 	      (const char *[]){ acct, amount });
 	/* Routers drop the account's cached keys at commit, so the new total
 	 * credits are used within a round trip (README "Credits"). */
 	exec0("SELECT count(pg_notify('agora_keys', encode(hash, 'hex'))) FROM api_keys WHERE account_id = $1::bigint",
 	      1, params);
+}
+
+static void
+add_credits(const char *acct, int64_t nusd, const char *note)
+{
+	add_credits_at(acct, nusd, note, NULL);
 }
 
 static void
@@ -825,6 +834,10 @@ usage(void)
 		"      [--max-prompt USD_PER_MTOK] [--max-completion USD_PER_MTOK]\n"
 		"      [--data-policy any|no_training|zdr] | [--json OBJECT]\n"
 		"  policy show ACCOUNT | policy clear ACCOUNT [--key KEY_ID]\n"
+		"  simulate [--days N] [--seed S] [--rate EVENTS_PER_HOUR] [--end YYYY-MM-DD] [--wait SECONDS] [--force]\n"
+		"  reconcile import PROVIDER FILE [--label LABEL]\n"
+		"  reconcile report PROVIDER [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--tolerance-pct P]\n"
+		"      [--tolerance-tokens N] [--tolerance-amount USD]\n"
 		"  provider set-key PROVIDER  (the API key on standard input) | provider clear-key PROVIDER\n"
 		"  secrets rotate --new-key-file FILE\n"
 		"  config dump\n");
@@ -869,6 +882,22 @@ main(int argc, char **argv)
 		return 0;
 	}
 	connect_db();
+	if (argc >= 1 && strcmp(argv[0], "simulate") == 0) {
+		int rc = ctl_simulate(db, &conf, add_credits_at, argc, argv);
+
+		if (rc == 2)
+			usage();
+		PQfinish(db);
+		return rc;
+	}
+	if (argc >= 2 && strcmp(argv[0], "reconcile") == 0) {
+		int rc = ctl_reconcile(db, argc, argv);
+
+		if (rc == 2)
+			usage();
+		PQfinish(db);
+		return rc;
+	}
 	if (argc == 1 && strcmp(argv[0], "migrate") == 0)
 		cmd_migrate();
 	else if (argc == 3 && strcmp(argv[0], "catalog") == 0 && strcmp(argv[1], "import") == 0)

@@ -10,6 +10,8 @@
 #   AGORA_PG_PORT (8632) AGORA_REDIS_PORT (8679)
 #   AGORA_ROUTER_PORT (8680) AGORA_ANALYTICS_PORT (8681)
 #   AGORA_PG_FAST=1      PostgreSQL without fsync (tests only)
+#   AGORA_SIMULATE=1     demo traffic once (`agoractl simulate`; make run sets it)
+#   AGORA_SIMULATE_DAYS (90) AGORA_SIMULATE_RATE (200 events/hour)
 # Any other AGORA_<KEY> variable overrides that config key in the services.
 # start is idempotent (what runs is left alone, keys are reused); stop stops
 # exactly what this DIR started, by its pid files.
@@ -120,6 +122,16 @@ provision() {
 	fi
 }
 
+# Demo traffic for the dashboards (AGORA_SIMULATE=1, as `make run` sets
+# it): months of simulated usage through the stream and billing, once (the
+# command does nothing when simulated data is there). A failure is reported,
+# not fatal: the stack runs without it.
+simulate() {
+	[ "${AGORA_SIMULATE:-0}" = 1 ] || return 0
+	ctl simulate --days "${AGORA_SIMULATE_DAYS:-90}" --rate "${AGORA_SIMULATE_RATE:-200}" --wait 120 2>&1 |
+		sed 's/^/stack: /' || say "simulated traffic not (fully) written; see above"
+}
+
 # One line per catalog provider: id port scheme ttft tps key_env
 providers() {
 	$py - "$catalog" <<'PY'
@@ -190,13 +202,14 @@ do_start() {
 	start_service analytics agora-analytics
 	wait_http "http://127.0.0.1:$router_port/health" 30 "$logs/router.log"
 	wait_http "http://127.0.0.1:$analytics_port/health" 30 "$logs/analytics.log"
+	simulate
 	# shellcheck disable=SC1091
 	. "$dir/keys.env"
 	cat > "$dir/agora.env" <<ENV
 AGORA_URL=http://127.0.0.1:$router_port/api/v1
 AGORA_KEY=$AGORA_KEY
 AGORA_ADMIN_KEY=$AGORA_ADMIN_KEY
-AGORA_DASHBOARD_URL=http://127.0.0.1:$analytics_port/
+AGORA_DASHBOARD_URL=http://127.0.0.1:$analytics_port/#key=$AGORA_ADMIN_KEY
 ENV
 	chmod 600 "$dir/agora.env"
 	model=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['models'][0]['id'])" "$catalog")
@@ -205,7 +218,9 @@ ENV
 Agora is running (logs: $logs, stop: make stop).
   base URL:   http://127.0.0.1:$router_port/api/v1
   demo key:   $AGORA_KEY
-  dashboard:  http://127.0.0.1:$analytics_port/
+  dashboard:  http://127.0.0.1:$analytics_port/#key=$AGORA_ADMIN_KEY
+              (the operator key rides in the URL fragment: the browser keeps it
+              in the tab and never sends the fragment to the server)
   for scripts: . $dir/agora.env
 
 Try it:

@@ -4,10 +4,22 @@
 set -e
 PKGS="build-essential pkg-config libevent-dev libpq-dev libhiredis-dev libcjson-dev
 libssl-dev libhttp-parser-dev libcmocka-dev postgresql postgresql-client redis-server
-redis-tools python3 python3-pytest python3-psycopg2 python3-redis openssl curl ca-certificates"
+redis-tools python3 python3-pytest python3-psycopg2 python3-redis openssl curl ca-certificates
+chromium fonts-dejavu-core"
+# chromium (+ a font): the dashboards' browser tests (tests/browser, headless,
+# driven by playwright-core from npm; no browser download).
 # node and npm: only when absent (a NodeSource node bundles its own npm).
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+# `install-deps.sh --fuzz` (make fuzz-deps): only clang and its runtime
+# (libFuzzer, sanitizers) for `make fuzz`; `make test` never needs them.
+FUZZ_PKGS="clang libclang-rt-dev"
+[ "${1:-}" = "--fuzz" ] && PKGS="$FUZZ_PKGS"
+# `install-deps.sh --bench` (make bench): nginx (the fixed upstream and the
+# plain reverse proxy the router is measured against) and wrk (the load
+# generator); `make test` never needs them.
+BENCH_PKGS="nginx wrk"
+[ "${1:-}" = "--bench" ] && PKGS="$BENCH_PKGS"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

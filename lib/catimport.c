@@ -134,8 +134,9 @@ get_int(struct ctx *c, const cJSON *o, const char *key, const char *path, long l
 		*val = dflt;
 		return 0;
 	}
-	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble ||
-	    v->valuedouble < (double)min || v->valuedouble > (double)max) {
+	/* range first: casting an out-of-range double is undefined */
+	if (!cJSON_IsNumber(v) || v->valuedouble < (double)min || v->valuedouble > (double)max ||
+	    v->valuedouble != (double)(long long)v->valuedouble) {
 		if (min == 0)
 			return fail(c, p, "must be a non-negative integer");
 		return fail(c, p, "must be an integer from %lld to %lld", min, max);

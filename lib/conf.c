@@ -76,6 +76,8 @@ static const struct conf_key conf_keys[] = {
 	I("billing_batch", billing_batch, 1, 100000, "2000", "usage events per billing transaction"),
 	I("billing_claim_idle_ms", billing_claim_idle_ms, 1000, 86400000, "30000", "billing takes over entries another worker left pending this long"),
 	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
+	S("metering", metering, "on", "on; off only for benchmarks: usage events are not emitted, nothing is billed"),
+	I("workers", workers, 1, 64, "1", "router processes sharing the listen port (SO_REUSEPORT), each with its own loop"),
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -210,6 +212,10 @@ conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen)
 		return -1;
 	if (!c->key_secret[0]) {
 		snprintf(err, errlen, "key_secret (or key_secret_file) must be set");
+		return -1;
+	}
+	if (strcmp(c->metering, "on") != 0 && strcmp(c->metering, "off") != 0) {
+		snprintf(err, errlen, "metering: '%s' is not on or off", c->metering);
 		return -1;
 	}
 	return 0;

@@ -57,6 +57,8 @@ struct agora_conf {
 	int budget_lease_idle_ms;		/* unused leases go back after this */
 	int health_sync_ms;			/* endpoint health to and from Redis */
 	int billing_claim_idle_ms;		/* take over entries pending this long */
+	char metering[8];			/* "on", or "off" for benchmarks only */
+	int workers;				/* router processes sharing the port */
 };
 
 /* Fills defaults, reads `path` (NULL: none) then AGORA_* environment

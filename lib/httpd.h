@@ -34,6 +34,9 @@ struct httpd_limits {
 typedef void (*httpd_handler_fn)(struct httpd_req *req, void *arg);
 typedef void (*httpd_req_fn)(struct httpd_req *req, void *arg);
 
+/* Listeners made from now on set SO_REUSEPORT (on = 1): several processes
+ * each bind the same address and the kernel spreads connections. */
+void httpd_set_reuse_port(int on);
 /* Listens on addr ("host:port"; port 0 picks one). NULL on error (in err). */
 struct httpd *httpd_new(struct event_base *base, const char *addr,
 			const struct httpd_limits *lim, httpd_handler_fn fn,

@@ -103,10 +103,14 @@ pgc_fail_all(struct pgc *pg, const char *why)
 	}
 }
 
-/* Drops the connection; retries after a back-off. */
+/* Drops the connection; retries after a back-off. why may point into the
+ * connection (PQerrorMessage), which PQfinish frees: it is copied first. */
 static void
-pgc_reset(struct pgc *pg, const char *why)
+pgc_reset(struct pgc *pg, const char *why_in)
 {
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", why_in ? why_in : "connection lost");
 	log_warn("postgresql: %s", why);
 	if (pg->io) {
 		event_free(pg->io);

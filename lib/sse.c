@@ -82,17 +82,20 @@ buf_add(char **buf, size_t *len, size_t *cap, const char *p, size_t n, size_t ma
 	return 0;
 }
 
+/* The parser is left ready for the next event BEFORE the callback: a
+ * callback may free it (its owner ended) and then it must not be touched. */
 static int
 sse_dispatch(struct sse *s)
 {
-	int r = 0;
+	char event[sizeof(s->event)];
+	size_t len = s->data_len;
+	int has = s->has_data;
 
-	if (s->has_data)
-		r = s->fn(s->arg, s->event, s->data ? s->data : "", s->data_len, 0);
+	memcpy(event, s->event, sizeof(event));
 	s->data_len = 0;
 	s->has_data = 0;
 	s->event[0] = '\0';
-	return r;
+	return has ? s->fn(s->arg, event, s->data ? s->data : "", len, 0) : 0;
 }
 
 static int
@@ -101,6 +104,7 @@ sse_line(struct sse *s)
 	char *line = s->line ? s->line : "", *val;
 	size_t n = s->line_len, vlen;
 
+	s->line_len = 0;	/* the line stays readable below (see sse_dispatch) */
 	if (n == 0)
 		return sse_dispatch(s);
 	if (line[0] == ':')
@@ -130,6 +134,17 @@ sse_line(struct sse *s)
 	return 0;
 }
 
+/* The first CR or LF in [p, end), or end: memchr, not a loop over every
+ * byte (the stream path's hottest loop in profiles). */
+static const char *
+eol(const char *p, const char *end)
+{
+	const char *lf = memchr(p, '\n', (size_t)(end - p));
+	const char *cr = memchr(p, '\r', (size_t)((lf ? lf : end) - p));
+
+	return cr ? cr : lf ? lf : end;
+}
+
 int
 sse_feed(struct sse *s, const char *p, size_t len)
 {
@@ -145,18 +160,15 @@ sse_feed(struct sse *s, const char *p, size_t len)
 			continue;
 		}
 		s->last_cr = 0;
-		while (nl < end && *nl != '\n' && *nl != '\r')
-			nl++;
+		nl = eol(p, end);
 		if (buf_add(&s->line, &s->line_len, &s->line_cap, p, (size_t)(nl - p), s->max_event) < 0)
 			return -1;
 		if (nl == end)
 			return 0;
 		s->last_cr = *nl == '\r';
 		p = nl + 1;
-		r = sse_line(s);
-		s->line_len = 0;
-		if (r)
-			return r;
+		if ((r = sse_line(s)))
+			return r;	/* s may be gone (the callback's return) */
 	}
 	return 0;
 }

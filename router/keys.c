@@ -170,7 +170,7 @@ parse_body(struct keys_call *c, cJSON *b, char *limit, size_t llen, const char *
 	if (d && !cJSON_IsBool(d))
 		return snprintf(msg, mlen, "'disabled' must be true or false"), -1;
 	*disabled = d ? (cJSON_IsTrue(d) ? "true" : "false") : NULL;
-	if (a && !cJSON_IsString(a) && !cJSON_IsNumber(a))
+	if (a && !cJSON_IsString(a) && !(cJSON_IsNumber(a) && a->valuedouble >= 1 && a->valuedouble < 9e15))
 		return snprintf(msg, mlen, "'account' must be an account name or id"), -1;
 	*account = a && cJSON_IsString(a) ? a->valuestring : NULL;
 	if (a && cJSON_IsNumber(a)) {

@@ -4,10 +4,14 @@
  * proxies chat completions to providers. One event loop; nothing blocks.
  * SIGTERM/SIGINT drain (stop accepting, let requests finish, up to 10 s).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/thread.h>
@@ -20,12 +24,15 @@
 #include "secretbox.h"
 
 #define DRAIN_MAX_MS 10000
+#define MAX_WORKERS 64
 
 static struct router rt;
 static int64_t drain_deadline;
 static SSL_CTX *listen_tls;		/* tls_cert_file set: the listener's */
 static SSL_CTX *listen_tls_new(const char *cert, const char *key, char *err, size_t len);
 static struct event *drain_timer;
+static pid_t worker_pids[MAX_WORKERS];	/* worker 0 (the first process): the others */
+static int nworker_pids;
 
 /* ---- catalog ---- */
 
@@ -238,6 +245,9 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	(void)arg;
+	for (int i = 0; i < nworker_pids; i++)	/* the other workers drain too */
+		if (worker_pids[i] > 0)
+			kill(worker_pids[i], (int)sig);
 	if (drain_timer) {
 		event_base_loopexit(rt.base, NULL);	/* second signal: now */
 		return;
@@ -247,6 +257,94 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	drain_deadline = router_now_ms() + DRAIN_MAX_MS;
 	drain_timer = evtimer_new(rt.base, drain_cb, NULL);
 	drain_cb(-1, 0, NULL);
+}
+
+/* ---- workers ---- */
+
+/* As many open files as allowed: each client connection is a descriptor,
+ * and so is each upstream one (max_connections is the bound that answers). */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* workers = N > 1: this process is worker 0 and forks workers 1..N-1,
+ * before any loop or thread exists. Each one binds the listen address
+ * with SO_REUSEPORT (the kernel spreads connections over them) and has
+ * its own loop, connections, upstream pools, key cache, credit leases and
+ * spool (spool_path.I): to the fleet, each worker is one more router.
+ * Returns this process's worker index. */
+static int
+fork_workers(void)
+{
+	pid_t parent = getpid();
+
+	for (int i = 1; i < rt.conf.workers && i < MAX_WORKERS; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			log_error("fork of worker %d: %s", i, strerror(errno));
+			break;
+		}
+		if (pid == 0) {
+			size_t n = strlen(rt.conf.spool_path);
+
+			prctl(PR_SET_PDEATHSIG, SIGTERM);	/* worker 0 gone: this one goes */
+			if (getppid() != parent)
+				_exit(0);
+			nworker_pids = 0;
+			snprintf(rt.conf.spool_path + n, sizeof(rt.conf.spool_path) - n, ".%d", i);
+			return i;
+		}
+		worker_pids[nworker_pids++] = pid;
+	}
+	return 0;
+}
+
+/* A worker that ended on its own (a crash): said, and reaped. */
+static void
+sigchld_cb(evutil_socket_t sig, short what, void *arg)
+{
+	int status;
+	pid_t pid;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (int i = 0; i < nworker_pids; i++)
+			if (worker_pids[i] == pid) {
+				worker_pids[i] = 0;
+				if (!drain_timer)
+					log_error("worker %d (pid %d) ended (status %d)", i + 1, (int)pid, status);
+			}
+}
+
+/* Worker 0, leaving: the others end (they drain in parallel), or are killed. */
+static void
+reap_workers(void)
+{
+	int64_t end = router_now_ms() + DRAIN_MAX_MS + 2000;
+
+	for (int i = 0; i < nworker_pids; i++) {
+		if (worker_pids[i] <= 0)
+			continue;
+		kill(worker_pids[i], SIGTERM);
+		while (waitpid(worker_pids[i], NULL, WNOHANG) == 0) {
+			if (router_now_ms() > end) {
+				kill(worker_pids[i], SIGKILL);
+				waitpid(worker_pids[i], NULL, 0);
+				break;
+			}
+			usleep(20000);
+		}
+	}
 }
 
 /* ---- main ---- */
@@ -304,6 +402,7 @@ router_setup(void)
 	rds_connect(rt.redis);
 	if (!(rt.up = upstream_pool_new(rt.base, &ul, err, sizeof(err))))
 		return log_error("%s", err), -1;
+	httpd_set_reuse_port(rt.conf.workers > 1);
 	if (!(rt.httpd = httpd_new(rt.base, rt.conf.listen, &hl, router_handle, NULL, err, sizeof(err))))
 		return log_error("%s", err), -1;
 	if (rt.conf.tls_cert_file[0]) {
@@ -316,6 +415,8 @@ router_setup(void)
 	pgc_connect(rt.pg_ctl);
 	pgc_connect(rt.pg_auth);
 	log_info("listening on %s (port %d%s)", rt.conf.listen, httpd_port(rt.httpd), listen_tls ? ", TLS" : "");
+	if (strcmp(rt.conf.metering, "off") == 0)
+		log_warn("metering = off: no usage event is emitted and nothing is billed (benchmarks only)");
 	return 0;
 }
 
@@ -379,8 +480,8 @@ int
 main(int argc, char **argv)
 {
 	const char *path = getenv("AGORA_CONF");
-	struct event *sigterm, *sigint;
-	int dump = 0, lvl, rc = 1;
+	struct event *sigterm, *sigint, *sigchld = NULL;
+	int dump = 0, lvl, rc = 1, worker = 0;
 	char err[512];
 
 	for (int i = 1; i < argc; i++) {
@@ -402,6 +503,11 @@ main(int argc, char **argv)
 	lvl = log_level_parse(rt.conf.log_level);
 	log_init("agora-router", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	if (rt.conf.workers > 1) {
+		worker = fork_workers();
+		log_info("worker %d of %d", worker, rt.conf.workers);
+	}
 	evthread_use_pthreads();	/* the spool thread wakes the loop */
 	if (!(rt.base = event_base_new()))
 		return 1;
@@ -409,13 +515,18 @@ main(int argc, char **argv)
 	sigint = evsignal_new(rt.base, SIGINT, signal_cb, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	if (nworker_pids > 0 && (sigchld = evsignal_new(rt.base, SIGCHLD, sigchld_cb, NULL)))
+		event_add(sigchld, NULL);
 	if (router_setup() == 0) {
 		event_base_dispatch(rt.base);
 		rc = 0;
 	}
 	router_teardown();
+	reap_workers();
 	event_free(sigterm);
 	event_free(sigint);
+	if (sigchld)
+		event_free(sigchld);
 	event_base_free(rt.base);
 	log_info("stopped");
 	return rc;

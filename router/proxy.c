@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "anthropic.h"
+#include "jscan.h"
 #include "log.h"
 #include "money.h"
 #include "request.h"
@@ -34,6 +35,13 @@
 #define PROXY_SSE_EVENT_MAX (4 * 1024 * 1024)
 
 enum proxy_state { PX_AUTH, PX_UPSTREAM, PX_STREAMING, PX_DONE };
+
+/* A growable text buffer; oom: a write failed (the text is unusable). */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
 
 /* One attempt: which endpoint, what came of it. */
 struct proxy_try {
@@ -56,6 +64,7 @@ struct proxy {
 	struct upstream_req *up;
 	int up_status, retry_after;
 	struct evbuffer *buf;		/* buffered answer or error body */
+	struct sbuf out;		/* the stream event being written */
 	struct sse *sse;
 	struct anthropic_stream *anth;	/* stream translation (anthropic endpoints) */
 	int client_started;		/* a byte reached the client */
@@ -129,6 +138,7 @@ proxy_free(struct proxy *p)
 	free(p->app_title);
 	if (p->buf)
 		evbuffer_free(p->buf);
+	free(p->out.p);
 	sse_free(p->sse);
 	anthropic_stream_free(p->anth);
 	free(p);
@@ -249,7 +259,8 @@ proxy_meter(struct proxy *p, int status)
 	tried = p->ntries > 1 ? tries_json(p) : NULL;	/* one attempt: the event says it all */
 	tried_s = tried ? cJSON_PrintUnformatted(tried) : NULL;
 	ev.provider_responses = tried_s;
-	meter_emit(p->rt->meter, &ev);
+	if (strcmp(p->rt->conf.metering, "off") != 0)	/* off: benchmarks only, nothing is billed */
+		meter_emit(p->rt->meter, &ev);
 	cJSON_free(tried_s);
 	cJSON_Delete(tried);
 	ratelimit_tokens(p->rt->ratelimit, p->key_id, p->prompt_tokens + p->completion_tokens);
@@ -391,6 +402,14 @@ usage_take(struct proxy *p, cJSON *usage)
 	cJSON_AddItemToObject(usage, "cost", cJSON_CreateRaw(buf));
 }
 
+/* Removes every member named k (JSON may repeat a key). */
+static void
+delete_all(cJSON *o, const char *k)
+{
+	while (cJSON_GetObjectItemCaseSensitive(o, k))
+		cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+}
+
 /* Puts our identity on an answer or chunk, in the order clients expect:
  * id, object, created, model, provider, then the provider's other fields.
  * Fields the OpenAI/OpenRouter schemas require are filled when missing
@@ -405,13 +424,15 @@ rewrite_ids(struct proxy *p, cJSON *o, int chunk)
 	if (!out)
 		return o;
 	created = cJSON_DetachItemFromObjectCaseSensitive(o, "created");
-	cJSON_DeleteItemFromObjectCaseSensitive(o, "id");
-	cJSON_DeleteItemFromObjectCaseSensitive(o, "object");
-	cJSON_DeleteItemFromObjectCaseSensitive(o, "model");
-	cJSON_DeleteItemFromObjectCaseSensitive(o, "provider");
+	delete_all(o, "created");
+	delete_all(o, "id");
+	delete_all(o, "object");
+	delete_all(o, "model");
+	delete_all(o, "provider");
 	cJSON_AddStringToObject(out, "id", p->gen_id);
 	cJSON_AddStringToObject(out, "object", chunk ? "chat.completion.chunk" : "chat.completion");
-	if (cJSON_IsNumber(created) && created->valuedouble == (double)(long long)created->valuedouble) {
+	if (cJSON_IsNumber(created) && created->valuedouble >= 0 && created->valuedouble < 1e15 &&
+	    created->valuedouble == (double)(long long)created->valuedouble) {
 		cJSON_AddItemToObject(out, "created", created);
 	} else {
 		cJSON_Delete(created);
@@ -420,6 +441,7 @@ rewrite_ids(struct proxy *p, cJSON *o, int chunk)
 	cJSON_AddStringToObject(out, "model", e->model->id);
 	cJSON_AddStringToObject(out, "provider", e->prov->name);
 	fp = cJSON_DetachItemFromObjectCaseSensitive(o, "system_fingerprint");
+	delete_all(o, "system_fingerprint");
 	if (fp && (cJSON_IsString(fp) || cJSON_IsNull(fp)))
 		cJSON_AddItemToObject(out, "system_fingerprint", fp);
 	else {
@@ -438,6 +460,302 @@ rewrite_ids(struct proxy *p, cJSON *o, int chunk)
 	}
 	cJSON_Delete(o);
 	return out;
+}
+
+/* ---- splicing: answers, chunks and upstream bodies rewritten as text ----
+ *
+ * What rewrite_ids() and request_prepare_upstream() do to a cJSON tree,
+ * done on the text instead: the members we keep are copied as they are,
+ * only ours are written, into one buffer. cJSON's printer formats every
+ * number with sprintf("%1.15g") and checks it back with sscanf; printing
+ * trees was most of a request's CPU time (README "Performance"). The tree
+ * is still parsed, and read, as before. Text jscan refuses (an escaped
+ * key, too many members) takes the tree path. */
+
+#define PROXY_SPLICE_MAX 128	/* members of a spliced object */
+
+enum usage_mode { USAGE_DROP, USAGE_PRINT, USAGE_RAW };
+
+static void
+sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *q;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if (b->oom || !(q = realloc(b->p, cap))) {
+			b->oom = 1;
+			return;
+		}
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+#define SB_LIT(b, lit) sb_add((b), (lit), sizeof(lit) - 1)
+
+static void
+sb_int(struct sbuf *b, int64_t v)
+{
+	char tmp[24], *q = tmp + sizeof(tmp);
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--q = '-';
+	sb_add(b, q, (size_t)(tmp + sizeof(tmp) - q));
+}
+
+/* s as a JSON string, escaped as cJSON escapes it. */
+static void
+sb_json_string(struct sbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run = s;
+
+	SB_LIT(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
+		size_t n = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		sb_add(b, run, (size_t)(s - run));
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			esc[1] = 'u';
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			n = 6;
+		}
+		sb_add(b, esc, n);
+		run = s + 1;
+	}
+	sb_add(b, run, (size_t)(s - run));
+	SB_LIT(b, "\"");
+}
+
+/* ,"key":value (first: without the comma) */
+static void
+sb_member(struct sbuf *b, const struct jmember *m, int first)
+{
+	size_t need = m->klen + m->vlen + 4;
+
+	if (b->len + need + 1 > b->cap) {
+		sb_add(b, ",\"" + first, 2 - (size_t)first);
+		sb_add(b, m->key, m->klen);
+		SB_LIT(b, "\":");
+		sb_add(b, m->val, m->vlen);
+		return;
+	}
+	{
+		char *w = b->p + b->len;
+
+		if (!first)
+			*w++ = ',';
+		*w++ = '"';
+		memcpy(w, m->key, m->klen);
+		w += m->klen;
+		*w++ = '"';
+		*w++ = ':';
+		memcpy(w, m->val, m->vlen);
+		w += m->vlen;
+		*w = '\0';
+		b->len = (size_t)(w - b->p);
+	}
+}
+
+/* A member name and its length, compared without strlen. */
+struct mname {
+	const char *s;
+	size_t n;
+};
+#define MNAME(lit) { lit, sizeof(lit) - 1 }
+
+static int
+is_name(const struct jmember *m, const struct mname *k)
+{
+	return m->klen == k->n && memcmp(m->key, k->s, k->n) == 0;
+}
+
+static int
+member_in(const struct jmember *m, const struct mname *names)
+{
+	for (; names->s; names++)
+		if (is_name(m, names))
+			return 1;
+	return 0;
+}
+
+static const struct mname N_USAGE = MNAME("usage"), N_CREATED = MNAME("created"),
+			  N_FINGERPRINT = MNAME("system_fingerprint"), N_COST = MNAME("cost"),
+			  N_TOTAL = MNAME("total_tokens"), N_STREAM_OPTIONS = MNAME("stream_options"),
+			  N_INCLUDE_USAGE = MNAME("include_usage");
+
+/* ,"usage":{...} as usage_take() left the tree `usage`: the provider's
+ * members as written, total_tokens added when missing, our cost last. */
+static void
+sb_usage(struct proxy *p, struct sbuf *b, const struct jmember *m, int n, const cJSON *usage)
+{
+	const struct jmember *um = NULL;
+	struct jmember u[32];
+	char cost[64];
+	int nu, first = 1, total = 0;
+	char *s;
+
+	for (int i = 0; i < n && !um; i++)
+		if (is_name(&m[i], &N_USAGE))
+			um = &m[i];
+	money_format_usd(proxy_cost(p), cost, sizeof(cost));
+	if (!um || um->val[0] != '{') {	/* no usage from the provider: ours, estimated */
+		SB_LIT(b, ",\"usage\":{\"prompt_tokens\":");
+		sb_int(b, p->prompt_tokens);
+		SB_LIT(b, ",\"completion_tokens\":");
+		sb_int(b, p->completion_tokens);
+		SB_LIT(b, ",\"total_tokens\":");
+		sb_int(b, p->prompt_tokens + p->completion_tokens);
+		SB_LIT(b, ",\"cost\":");
+		sb_add(b, cost, strlen(cost));
+		SB_LIT(b, "}");
+		return;
+	}
+	if ((nu = jscan_object(um->val, um->vlen, u, 32)) < 0) {
+		if ((s = cJSON_PrintUnformatted(usage))) {
+			SB_LIT(b, ",\"usage\":");
+			sb_add(b, s, strlen(s));
+			cJSON_free(s);
+		}
+		return;
+	}
+	SB_LIT(b, ",\"usage\":{");
+	for (int i = 0; i < nu; i++) {
+		if (is_name(&u[i], &N_COST))
+			continue;
+		total |= is_name(&u[i], &N_TOTAL);
+		sb_member(b, &u[i], first);
+		first = 0;
+	}
+	if (!total) {
+		sb_add(b, ",\"total_tokens\":" + first, 16 - (size_t)first);
+		sb_int(b, p->prompt_tokens + p->completion_tokens);
+		first = 0;
+	}
+	sb_add(b, ",\"cost\":" + first, 8 - (size_t)first);
+	sb_add(b, cost, strlen(cost));
+	SB_LIT(b, "}");
+}
+
+/* rewrite_ids() on text: o is the parsed answer or chunk, m[0..n) its
+ * members; usage is dropped, printed from `usage` (last), or left as the
+ * provider wrote it. */
+static void
+splice_ids(struct proxy *p, struct sbuf *b, const cJSON *o, const struct jmember *m, int n,
+	   int chunk, enum usage_mode umode, const cJSON *usage)
+{
+	static const struct mname ours[] = { MNAME("id"), MNAME("object"), MNAME("created"), MNAME("model"),
+					     MNAME("provider"), MNAME("system_fingerprint"), { NULL, 0 } };
+	struct rcat_endpoint *e = p->cands[p->attempt];
+	const cJSON *created = cJSON_GetObjectItemCaseSensitive(o, "created");
+	const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "system_fingerprint");
+	const struct jmember *created_m = NULL, *fp_m = NULL;
+
+	for (int i = 0; i < n; i++) {
+		if (!created_m && is_name(&m[i], &N_CREATED))
+			created_m = &m[i];
+		else if (!fp_m && is_name(&m[i], &N_FINGERPRINT))
+			fp_m = &m[i];
+	}
+	SB_LIT(b, "{\"id\":");
+	sb_json_string(b, p->gen_id);
+	if (chunk)
+		SB_LIT(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
+	else
+		SB_LIT(b, ",\"object\":\"chat.completion\",\"created\":");
+	if (created_m && cJSON_IsNumber(created) && created->valuedouble >= 0 && created->valuedouble < 1e15 &&
+	    created->valuedouble == (double)(long long)created->valuedouble)
+		sb_add(b, created_m->val, created_m->vlen);
+	else
+		sb_int(b, router_now_ms() / 1000);
+	SB_LIT(b, ",\"model\":");
+	sb_json_string(b, e->model->id);
+	SB_LIT(b, ",\"provider\":");
+	sb_json_string(b, e->prov->name);
+	if (fp_m && (cJSON_IsString(fp) || cJSON_IsNull(fp)))
+		sb_member(b, fp_m, 0);
+	else if (!chunk)
+		SB_LIT(b, ",\"system_fingerprint\":null");
+	for (int i = 0; i < n; i++) {
+		if (member_in(&m[i], ours) || (umode != USAGE_RAW && is_name(&m[i], &N_USAGE)))
+			continue;
+		sb_member(b, &m[i], 0);
+	}
+	if (umode == USAGE_PRINT)
+		sb_usage(p, b, m, n, usage);
+	SB_LIT(b, "}");
+}
+
+/* request_prepare_upstream() on the client's text: the body for an
+ * OpenAI-compatible endpoint (malloc'd), or NULL for the tree path. */
+static char *
+splice_upstream_body(struct proxy *p, const char *upstream_model)
+{
+	static const struct mname drop[] = { MNAME("models"), MNAME("provider"), MNAME("transforms"),
+					     MNAME("route"), MNAME("plugins"), MNAME("usage"), MNAME("model"),
+					     { NULL, 0 } };
+	struct jmember m[PROXY_SPLICE_MAX], so[PROXY_SPLICE_MAX];
+	const cJSON *so_tree = cJSON_GetObjectItemCaseSensitive(p->body, "stream_options");
+	const struct jmember *so_m = NULL;
+	struct sbuf b = { NULL, 0, 0, 0 };
+	size_t len;
+	const char *raw = httpd_req_body(p->req, &len);
+	int n = jscan_object(raw, len, m, PROXY_SPLICE_MAX), nso = 0, first = 1;
+
+	if (n < 0)
+		return NULL;
+	for (int i = 0; i < n && !so_m; i++)
+		if (is_name(&m[i], &N_STREAM_OPTIONS))
+			so_m = &m[i];
+	if (p->stream && cJSON_IsObject(so_tree) && so_m &&
+	    (nso = jscan_object(so_m->val, so_m->vlen, so, PROXY_SPLICE_MAX)) < 0)
+		return NULL;
+	sb_add(&b, "{", 1);
+	for (int i = 0; i < n; i++) {
+		if (member_in(&m[i], drop) || (p->stream && is_name(&m[i], &N_STREAM_OPTIONS)))
+			continue;
+		sb_member(&b, &m[i], first);
+		first = 0;
+	}
+	sb_add(&b, ",\"model\":" + first, 9 - (size_t)first);
+	sb_json_string(&b, upstream_model);
+	if (p->stream) {
+		SB_LIT(&b, ",\"stream_options\":{\"include_usage\":true");
+		for (int i = 0; cJSON_IsObject(so_tree) && i < nso; i++)
+			if (!is_name(&so[i], &N_INCLUDE_USAGE))
+				sb_member(&b, &so[i], 0);
+		SB_LIT(&b, "}");
+	}
+	SB_LIT(&b, "}");
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
 }
 
 /* Token estimate when a provider sends no usage: ~4 bytes a token. */
@@ -463,6 +781,8 @@ proxy_finish_json(struct proxy *p)
 	const char *data = (const char *)evbuffer_pullup(p->buf, (ev_ssize_t)len);
 	cJSON *ans = cJSON_ParseWithLength(data, len), *usage, *choices;
 	struct rcat_endpoint *e = p->cands[p->attempt];
+	struct jmember m[PROXY_SPLICE_MAX];
+	int n = -1;
 
 	if (ans && is_anthropic(e)) {	/* a Messages answer: now a chat.completion */
 		cJSON *chat = anthropic_answer(ans);
@@ -478,7 +798,10 @@ proxy_finish_json(struct proxy *p)
 		proxy_next(p, 502, "%s answered something that is not a chat completion", e->prov->name);
 		return;
 	}
-	ans = rewrite_ids(p, ans, 0);
+	if (!is_anthropic(e))	/* the answer's text is spliced, not printed again */
+		n = jscan_object(data, len, m, PROXY_SPLICE_MAX);
+	if (n < 0)
+		ans = rewrite_ids(p, ans, 0);
 	choices = cJSON_GetObjectItemCaseSensitive(ans, "choices");
 	usage = cJSON_GetObjectItemCaseSensitive(ans, "usage");
 	if (!cJSON_IsObject(usage)) {
@@ -507,7 +830,18 @@ proxy_finish_json(struct proxy *p)
 	p->rt->st.completions_ok++;
 	proxy_log(p, 200);
 	tries_header(p);
-	httpd_reply_json(p->req, 200, ans);
+	if (n >= 0) {
+		struct sbuf out = { NULL, 0, 0, 0 };
+
+		splice_ids(p, &out, ans, m, n, 0, USAGE_PRINT, usage);
+		if (!out.oom)
+			httpd_reply(p->req, 200, "application/json", out.p, out.len);
+		else
+			httpd_reply_error(p->req, 500, "out of memory");
+		free(out.p);
+	} else {
+		httpd_reply_json(p->req, 200, ans);
+	}
 	cJSON_Delete(ans);
 	p->state = PX_DONE;
 	proxy_free(p);
@@ -642,13 +976,41 @@ stream_upstream_error(struct proxy *p, int garbage, const char *detail)
 	return 1;
 }
 
+/* A chunk whose text splices (raw: the event's data, o: its tree):
+ * rewrite_ids() and the usage rules of stream_chunk() on the text. */
+static void
+stream_chunk_splice(struct proxy *p, cJSON *o, const struct jmember *m, int n)
+{
+	cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
+	enum usage_mode umode = USAGE_RAW;
+
+	if (cJSON_IsObject(usage)) {
+		usage_take(p, usage);
+		umode = p->want_usage ? USAGE_PRINT : USAGE_DROP;
+		if (!p->want_usage && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "choices")) == 0)
+			return;		/* a usage-only chunk nobody asked for */
+	} else if (cJSON_IsNull(usage) && !p->want_usage) {
+		umode = USAGE_DROP;
+	}
+	p->out.len = 0;
+	p->out.oom = 0;
+	SB_LIT(&p->out, "data: ");
+	splice_ids(p, &p->out, o, m, n, 1, umode, usage);
+	SB_LIT(&p->out, "\n\n");
+	if (!p->out.oom)
+		httpd_stream_write(p->req, p->out.p, p->out.len);
+}
+
 /* One chat.completion.chunk (taken) on its way to the client: the stream
  * starts with the first one; ids rewritten, usage read (and sent only when
- * the client asked for it). */
+ * the client asked for it). raw: the event's text when there is one (not
+ * for translated Anthropic events), spliced rather than printed again. */
 static void
-stream_chunk(struct proxy *p, cJSON *o)
+stream_chunk(struct proxy *p, cJSON *o, const char *raw, size_t rawlen)
 {
+	struct jmember m[PROXY_SPLICE_MAX];
 	cJSON *usage, *choices, *fin;
+	int n;
 
 	if (!p->client_started)
 		stream_start(p);
@@ -659,6 +1021,11 @@ stream_chunk(struct proxy *p, cJSON *o)
 		snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
 	}
 	count_delta(p, choices);
+	if (raw && (n = jscan_object(raw, rawlen, m, PROXY_SPLICE_MAX)) >= 0) {
+		stream_chunk_splice(p, o, m, n);
+		cJSON_Delete(o);
+		goto backpressure;
+	}
 	o = rewrite_ids(p, o, 1);
 	choices = cJSON_GetObjectItemCaseSensitive(o, "choices");
 	usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
@@ -676,6 +1043,7 @@ stream_chunk(struct proxy *p, cJSON *o)
 	}
 	stream_write_json(p, o);
 	cJSON_Delete(o);
+backpressure:
 	if (p->up && httpd_req_pending(p->req) > (size_t)p->rt->conf.stream_buffer_bytes) {
 		p->rt->st.backpressure_pauses++;
 		upstream_pause(p->up, 1);
@@ -705,7 +1073,7 @@ stream_event_anthropic(struct proxy *p, const char *event, const char *data, siz
 	if (rc == ANTHROPIC_DONE)
 		p->saw_done = 1;
 	while ((c = cJSON_DetachItemFromArray(chunks, 0)))
-		stream_chunk(p, c);
+		stream_chunk(p, c, NULL, 0);
 	cJSON_Delete(chunks);
 	return 0;
 }
@@ -732,7 +1100,7 @@ stream_event(void *arg, const char *event, const char *data, size_t len, int com
 		cJSON_Delete(o);
 		return stream_upstream_error(p, garbage, NULL);
 	}
-	stream_chunk(p, o);
+	stream_chunk(p, o, data, len);
 	return 0;
 }
 
@@ -903,9 +1271,12 @@ attempt_body(struct proxy *p, struct rcat_endpoint *e, int *status, char *msg, s
 
 	*status = 500;
 	snprintf(msg, len, "out of memory");
-	if (!is_anthropic(e))
+	if (!is_anthropic(e)) {
+		if ((s = splice_upstream_body(p, e->upstream_model)))
+			return s;
 		return request_prepare_upstream(p->body, e->upstream_model, p->stream) < 0 ? NULL
 										: cJSON_PrintUnformatted(p->body);
+	}
 	anthropic_stream_free(p->anth);
 	p->anth = NULL;
 	if (p->stream && !(p->anth = anthropic_stream_new()))
@@ -994,8 +1365,11 @@ static struct rcat_model *
 lookup_model(struct proxy *p, const char *id)
 {
 	char buf[256];
+	size_t n = strlen(id);
 
-	snprintf(buf, sizeof(buf), "%s", id);
+	n = n < sizeof(buf) - 1 ? n : sizeof(buf) - 1;	/* as snprintf would, without its cost */
+	memcpy(buf, id, n);
+	buf[n] = '\0';
 	route_strip_suffix(buf, &p->prefs);
 	return rcat_model(p->cat, buf);
 }

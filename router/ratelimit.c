@@ -19,12 +19,15 @@ struct rl_entry {
 	int64_t seen_req, seen_tok;	/* fleet totals last learnt from Redis */
 	int64_t new_req, new_tok;	/* ours, not yet sent */
 	int64_t sent_req, sent_tok;	/* ours, sent, reply pending */
+	int listed;			/* its index is in `active` */
 };
 
 struct ratelimit {
 	struct rds *rd;
 	struct event *timer;
 	struct rl_entry *slots;
+	uint32_t *active;		/* indices of slots in use: what a sync visits */
+	int nactive;
 };
 
 struct rl_reply {
@@ -59,9 +62,16 @@ entry(struct ratelimit *rl, int64_t key_id, int64_t minute, int create)
 			continue;
 		if (e->key_id == key_id || e->key_id == 0 || e->minute < minute - 1) {
 			if (e->key_id != key_id || e->minute != minute) {
+				int listed = e->listed;
+
 				memset(e, 0, sizeof(*e));
 				e->key_id = key_id;
 				e->minute = minute;
+				e->listed = listed;
+				if (!listed && rl->nactive < RL_SLOTS) {
+					e->listed = 1;
+					rl->active[rl->nactive++] = (uint32_t)(e - rl->slots);
+				}
 			}
 			return e;
 		}
@@ -162,10 +172,18 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!ac)
 		return;
-	for (int i = 0; i < RL_SLOTS; i++) {
-		struct rl_entry *e = &rl->slots[i];
+	/* Only the slots in use (a scan of all RL_SLOTS, 4 MiB, five times a
+	 * second showed in profiles); slots of past minutes leave the list. */
+	for (int i = 0; i < rl->nactive;) {
+		struct rl_entry *e = &rl->slots[rl->active[i]];
 
-		if (e->key_id == 0 || e->minute != minute)
+		if (e->key_id == 0 || e->minute < minute - 1) {
+			e->listed = 0;
+			rl->active[i] = rl->active[--rl->nactive];
+			continue;
+		}
+		i++;
+		if (e->minute != minute)
 			continue;
 		send_delta(rl, ac, e, 0);
 		send_delta(rl, ac, e, 1);
@@ -179,9 +197,12 @@ ratelimit_new(struct event_base *base, struct rds *rd, int sync_ms)
 	struct timeval tv = { sync_ms / 1000, (sync_ms % 1000) * 1000 };
 
 	if (!rl || !(rl->slots = calloc(RL_SLOTS, sizeof(*rl->slots))) ||
+	    !(rl->active = calloc(RL_SLOTS, sizeof(*rl->active))) ||
 	    !(rl->timer = event_new(base, -1, EV_PERSIST, sync_cb, rl))) {
-		if (rl)
+		if (rl) {
 			free(rl->slots);
+			free(rl->active);
+		}
 		free(rl);
 		return NULL;
 	}
@@ -197,5 +218,6 @@ ratelimit_free(struct ratelimit *rl)
 		return;
 	event_free(rl->timer);
 	free(rl->slots);
+	free(rl->active);
 	free(rl);
 }

@@ -4,7 +4,10 @@
  */
 #include "request.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int
 valid_positive_int(const cJSON *v)
@@ -68,7 +71,13 @@ request_utf8_valid(const char *s, size_t n)
 		unsigned c = *p;
 		size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
 		unsigned cp;
+		uint64_t w;
 
+		/* ASCII eight bytes at a time: bodies are mostly ASCII (profiles) */
+		if (k == 0 && (size_t)(end - p) >= 8 && (memcpy(&w, p, 8), (w & 0x8080808080808080ULL) == 0)) {
+			p += 8;
+			continue;
+		}
 		if (k == 9 || (size_t)(end - p) <= k)
 			return k == 0;
 		cp = k == 0 ? c : c & (0x3F >> k);
@@ -84,6 +93,50 @@ request_utf8_valid(const char *s, size_t n)
 		p += k + 1;
 	}
 	return 1;
+}
+
+#define REQUEST_MAX_FIELDS 256	/* members of the body or of `provider` */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first member name an object repeats, or NULL (also "" when it has
+ * more than REQUEST_MAX_FIELDS members). A repeated key would let the
+ * provider read another value than the router routed and billed. */
+static const char *
+repeated_key(const cJSON *o)
+{
+	const char *names[REQUEST_MAX_FIELDS];
+	const cJSON *x;
+	int n = 0;
+
+	cJSON_ArrayForEach(x, o) {
+		if (n == REQUEST_MAX_FIELDS)
+			return "";
+		names[n++] = x->string ? x->string : "";
+	}
+	qsort(names, (size_t)n, sizeof(names[0]), cmp_str);
+	for (int i = 1; i < n; i++)
+		if (strcmp(names[i - 1], names[i]) == 0)
+			return names[i];
+	return NULL;
+}
+
+static int
+validate_unique(const cJSON *o, const char *where, char *msg, size_t len)
+{
+	const char *k = repeated_key(o);
+
+	if (!k)
+		return 0;
+	if (!*k)
+		snprintf(msg, len, "%s has more than %d fields", where, REQUEST_MAX_FIELDS);
+	else
+		snprintf(msg, len, "%s repeats the field '%.64s'", where, k);
+	return -1;
 }
 
 static int
@@ -110,6 +163,14 @@ request_validate(const cJSON *b, char *msg, size_t len)
 
 	if (!cJSON_IsObject(b))
 		return fail(msg, len, "the request body must be a JSON object");
+	if (validate_unique(b, "the request body", msg, len) < 0)
+		return -1;
+	x = cJSON_GetObjectItemCaseSensitive(b, "provider");
+	if (cJSON_IsObject(x) && validate_unique(x, "'provider'", msg, len) < 0)
+		return -1;
+	x = cJSON_GetObjectItemCaseSensitive(b, "stream_options");
+	if (cJSON_IsObject(x) && validate_unique(x, "'stream_options'", msg, len) < 0)
+		return -1;
 	model = cJSON_GetObjectItemCaseSensitive(b, "model");
 	models = cJSON_GetObjectItemCaseSensitive(b, "models");
 	stream = cJSON_GetObjectItemCaseSensitive(b, "stream");

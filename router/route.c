@@ -362,10 +362,11 @@ route_select(const struct route_prefs *rp, struct rcat_endpoint *const *in, int 
 {
 	int k = 0;
 
-	/* `order` first, in its order */
+	/* `order` first, in its order; an endpoint once, at the first entry
+	 * naming it (by id or by name) */
 	for (int o = 0; o < rp->norder; o++)
 		for (int i = 0; i < n && k < max; i++)
-			if (names(in[i], rp->order + o, 1) == 0 && allowed(rp, in[i]))
+			if (names(in[i], rp->order, rp->norder) == o && allowed(rp, in[i]))
 				out[k++] = in[i];
 	if (!rp->allow_fallbacks && rp->norder)
 		return k;

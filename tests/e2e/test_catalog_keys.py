@@ -89,5 +89,8 @@ def test_make_run_output(stack):
     assert "base URL:" in out and stack.key in out and "curl -s" in out
     for name in ("AGORA_URL", "AGORA_KEY", "AGORA_ADMIN_KEY", "AGORA_DASHBOARD_URL"):
         assert name in stack.vars
+    # the dashboards' URL carries the operator key in its fragment (never sent to the server)
+    dash = "http://127.0.0.1:%d/#key=%s" % (stack.analytics_port, stack.admin_key)
+    assert stack.vars["AGORA_DASHBOARD_URL"] == dash and dash in out
     s, h, raw = stack.request("GET", "/health", port=stack.analytics_port)
     assert s == 200

@@ -3,8 +3,11 @@
  * OpenAI Chat Completions (JSON and SSE) and Anthropic Messages (JSON and SSE
  * events) with usage, at a configurable time to first token and speed, and
  * fails on demand: 500, 429 with Retry-After, 400, connection reset, stream
- * cut mid-way, one byte a second, garbage, a hang, or a stream whose only
- * event is an error (Anthropic's `event: error`; a 500 when not streamed). GET /mock/stats and
+ * cut mid-way, one byte a second, garbage, a hang, a stream whose only
+ * event is an error (Anthropic's `event: error`; a 500 when not streamed),
+ * a 20 MB answer (`huge`: one 20 MB JSON answer, or a stream with one 20 MB
+ * event), or JSON that breaks off (`invalid_json`: a whole HTTP answer whose
+ * JSON is cut; streamed, a valid first chunk then a cut one). GET /mock/stats and
  * POST /mock/config let tests watch and steer it at run time (active_requests
  * counts answers still being produced, aborted_streams the streams whose
  * client went away first).
@@ -29,9 +32,10 @@
 #include <event2/keyvalq_struct.h>
 #include <openssl/ssl.h>
 
-enum fail_mode { F_NONE, F_500, F_429, F_400, F_RESET, F_CUT, F_DRIP, F_GARBAGE, F_HANG, F_ERROR_EVENT };
+enum fail_mode { F_NONE, F_500, F_429, F_400, F_RESET, F_CUT, F_DRIP, F_GARBAGE, F_HANG, F_ERROR_EVENT,
+		 F_HUGE, F_INVALID_JSON };
 static const char *const fail_names[] = { "none", "500", "429", "400", "reset", "cut", "drip",
-					  "garbage", "hang", "error_event" };
+					  "garbage", "hang", "error_event", "huge", "invalid_json" };
 
 struct mock_conf {
 	char name[64];
@@ -650,6 +654,51 @@ reset_connection(struct evhttp_request *req)
 	event_base_once(base, -1, EV_TIMEOUT, reset_later, conn, &now);
 }
 
+/* A 20 MB answer: a valid chat completion (or Messages answer) whose text
+ * is 20 MB of 'a'; streamed, a first chunk then one 20 MB event. The bytes
+ * are referenced from one static block, not copied. */
+#define HUGE_BYTES (20 << 20)
+
+static void
+send_huge(struct evhttp_request *req, int anthropic, int stream)
+{
+	static char block[65536];
+	struct evbuffer *b = evbuffer_new();
+
+	memset(block, 'a', sizeof(block));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  stream ? "text/event-stream" : "application/json");
+	if (stream && !anthropic)
+		evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
+				       "\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":"
+				       "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
+				       "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
+				       "\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+	else if (stream)
+		evbuffer_add_printf(b, "event: ping\ndata: {\"type\":\"ping\",\"pad\":\"");
+	else if (anthropic)
+		evbuffer_add_printf(b, "{\"id\":\"msg_mock\",\"type\":\"message\",\"role\":\"assistant\","
+				       "\"model\":\"m\",\"content\":[{\"type\":\"text\",\"text\":\"");
+	else
+		evbuffer_add_printf(b, "{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion\",\"created\":1,"
+				       "\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+				       "\"content\":\"");
+	for (int i = 0; i < HUGE_BYTES / (int)sizeof(block); i++)
+		evbuffer_add_reference(b, block, sizeof(block), NULL, NULL);
+	if (stream && !anthropic)
+		evbuffer_add_printf(b, "\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+	else if (stream)
+		evbuffer_add_printf(b, "\"}\n\n");
+	else if (anthropic)
+		evbuffer_add_printf(b, "\"}],\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":1,"
+				       "\"output_tokens\":1}}");
+	else
+		evbuffer_add_printf(b, "\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
+				       "\"completion_tokens\":1,\"total_tokens\":2}}");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
 /* Failure modes answered before any normal answer. Returns 1 if handled. */
 static int
 fail_now(struct evhttp_request *req, int anthropic, int stream)
@@ -688,6 +737,33 @@ fail_now(struct evhttp_request *req, int anthropic, int stream)
 					       "{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
 		else
 			evbuffer_add_printf(b, "data: {\"error\":{\"code\":500,\"message\":\"mock stream error\"}}\n\n");
+		evhttp_send_reply(req, 200, "OK", b);
+		evbuffer_free(b);
+		break;
+	}
+	case F_HUGE:
+		send_huge(req, anthropic, stream);
+		break;
+	case F_INVALID_JSON: {
+		struct evbuffer *b = evbuffer_new();
+
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  stream ? "text/event-stream" : "application/json");
+		if (stream && !anthropic)
+			evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
+					       "\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":"
+					       "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
+					       "data: {\"id\":\"chatcmpl-mock\",\"choices\":[{\"index\":0,\"delta\":"
+					       "{\"content\":\"Hel\n\ndata: [DONE]\n\n");
+		else if (stream)
+			evbuffer_add_printf(b, "event: message_start\ndata: {\"type\":\"message_start\","
+					       "\"message\":{\"id\":\"msg_mock\",\"content\":[\n\n");
+		else
+			evbuffer_add_printf(b, anthropic ? "{\"id\":\"msg_mock\",\"type\":\"message\",\"content\":"
+							   "[{\"type\":\"text\",\"text\":\"Hello\"}],\"usage\":{\"input_tokens\":1,"
+							 : "{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion\",\"choices\":"
+							   "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello\"},"
+							   "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,");
 		evhttp_send_reply(req, 200, "OK", b);
 		evbuffer_free(b);
 		break;
@@ -932,7 +1008,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: agora-mock-provider --listen HOST:PORT [--name N] [--api-key K]\n"
 			"  [--tls-cert F --tls-key F] [--ttft-ms N] [--tps N] [--words N]\n"
-			"  [--fail none|500|429|400|reset|cut|drip|garbage|hang|error_event] [--retry-after S]\n"
+			"  [--fail none|500|429|400|reset|cut|drip|garbage|hang|error_event|huge|invalid_json]\n"
+			"  [--retry-after S]\n"
 			"  [--fail-count N] [--pidfile F]\n");
 	exit(2);
 }

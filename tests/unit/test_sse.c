@@ -144,6 +144,32 @@ test_no_data_no_event(void **state)
 	sse_free(p);
 }
 
+/* A callback may free the parser (its owner ended: the router's proxy frees
+ * its parser when a provider's event breaks a started stream) and stop: the
+ * parser must not be touched after (AddressSanitizer, under make asan). */
+static struct sse *freed_parser;
+
+static int
+on_event_free(void *arg, const char *event, const char *data, size_t len, int comment)
+{
+	(void)arg;
+	(void)event;
+	(void)data;
+	(void)len;
+	sse_free(freed_parser);
+	return comment ? 2 : 1;
+}
+
+static void
+test_callback_frees_parser(void **state)
+{
+	(void)state;
+	freed_parser = sse_new(1024, on_event_free, NULL);
+	assert_int_equal(sse_feed(freed_parser, "data: a\n\ndata: b\n\n", 18), 1);
+	freed_parser = sse_new(1024, on_event_free, NULL);
+	assert_int_equal(sse_feed(freed_parser, ": hi\ndata: b\n\n", 15), 2);
+}
+
 int
 main(void)
 {
@@ -155,6 +181,7 @@ main(void)
 		cmocka_unit_test(test_bound),
 		cmocka_unit_test(test_stop_and_reset),
 		cmocka_unit_test(test_no_data_no_event),
+		cmocka_unit_test(test_callback_frees_parser),
 	};
 
 	return cmocka_run_group_tests_name("sse", tests, NULL, NULL);

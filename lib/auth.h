@@ -1,10 +1,11 @@
 /*
- * auth: API key verification for the router. The presented key is hashed
- * (HMAC-SHA256 with the server secret) and looked up in a bounded cache; a
- * miss costs one asynchronous PostgreSQL query. Entries live key_cache_ttl_ms;
- * a NOTIFY on channel agora_keys (payload: the hash in hex) evicts at once,
- * so a revoked key stops working on every router within that time. When
- * PostgreSQL is unreachable, a known key's stale entry keeps serving.
+ * auth: API key verification, shared by the router and agora-analytics. The
+ * presented key is hashed (HMAC-SHA256 with the server secret) and looked up
+ * in a bounded cache; a miss costs one asynchronous PostgreSQL query. Entries
+ * live key_cache_ttl_ms; a NOTIFY on channel agora_keys (payload: the hash in
+ * hex) evicts at once, so a revoked key stops working on every process within
+ * that time. When PostgreSQL is unreachable, a known key's stale entry keeps
+ * serving.
  */
 #ifndef AGORA_AUTH_H
 #define AGORA_AUTH_H

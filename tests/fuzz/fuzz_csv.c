@@ -1,0 +1,15 @@
+/*
+ * libFuzzer entry for the reconciliation CSV reader: lib/csvparse.c
+ * (the body is fuzz_csv_one in tests/fuzz/targets.h, shared with the
+ * replay in tests/unit/test_fuzz_regressions.c). Built by `make fuzz`.
+ */
+#include "targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fuzz_csv_one(data, size);
+	return 0;
+}
