@@ -196,7 +196,16 @@ auth_cb(const struct auth_key *k, const char *err, void *arg)
 			 "its own account's spend, statement and activity)", x->name);
 		return;
 	}
-	x->operator_key = k->operator_key;
+	/* scopes: market-wide reads need 'analytics', reconciliation 'finance' */
+	if (k->operator_key && ((rt && rt->market && !(k->scopes & AUTH_SCOPE_ANALYTICS)) ||
+				(!rt && !(k->scopes & AUTH_SCOPE_FINANCE)))) {
+		A.st.auth_failures++;
+		ana_fail(x, 403, "this operator key lacks the '%s' scope for %s",
+			 rt ? "analytics" : "finance", x->name);
+		return;
+	}
+	/* without 'finance' an operator key reads only its own account */
+	x->operator_key = k->operator_key && (k->scopes & AUTH_SCOPE_FINANCE);
 	x->account_id = k->account_id;
 	dispatch(x, rt);
 }

@@ -446,23 +446,29 @@ hex(const unsigned char *h, size_t n, char *out)
 
 static void
 cmd_key_create(const char *ref, const char *name, const char *limit, int operator_key, const char *rpm,
-	       const char *tpm)
+	       const char *tpm, const char *scopes)
 {
 	unsigned char hash[KEY_HASH_LEN];
 	char key[KEY_LEN + 1], hexhash[2 * KEY_HASH_LEN + 3] = "\\x", prefix[KEY_SHOWN_PREFIX_LEN + 1];
 	char lim[32], *id = account_id(ref);
-	const char *params[8] = { id, hexhash, prefix, name ? name : "", operator_key ? "operator" : "inference",
-				  limit ? lim : NULL, rpm, tpm };
+	char scope_arr[80];
+	const char *params[9] = { id, hexhash, prefix, name ? name : "", operator_key ? "operator" : "inference",
+				  limit ? lim : NULL, rpm, tpm, scopes ? scope_arr : NULL };
 
 	if (limit)
 		snprintf(lim, sizeof(lim), "%lld", (long long)parse_usd_or_die(limit));
+	if (scopes && !operator_key)
+		die("--scopes is for operator keys (--operator)");
+	if (scopes && (strlen(scopes) > 60 || strspn(scopes, "keysanalyticsfinance,") != strlen(scopes)))
+		die("--scopes: a comma-separated list of keys, analytics, finance");
+	snprintf(scope_arr, sizeof(scope_arr), "{%s}", scopes ? scopes : "");
 	if (keyhash_generate(key) < 0 ||
 	    keyhash_hash(conf.key_secret, strlen(conf.key_secret), key, KEY_LEN, hash) < 0)
 		die("cannot generate a key");
 	hex(hash, KEY_HASH_LEN, hexhash + 2);
 	snprintf(prefix, sizeof(prefix), "%.*s", KEY_SHOWN_PREFIX_LEN, key);
-	exec0("INSERT INTO api_keys (account_id, hash, prefix, name, kind, limit_nusd, rpm_limit, tpm_limit) "
-	      "VALUES ($1::bigint, $2::bytea, $3, $4, $5, $6::bigint, $7::integer, $8::bigint)", 8, params);
+	exec0("INSERT INTO api_keys (account_id, hash, prefix, name, kind, limit_nusd, rpm_limit, tpm_limit, scopes) "
+	      "VALUES ($1::bigint, $2::bytea, $3, $4, $5, $6::bigint, $7::integer, $8::bigint, $9::text[])", 9, params);
 	printf("%s\n", key);
 	fprintf(stderr, "agoractl: this key is shown once; only its hash is stored\n");
 	free(id);
@@ -826,7 +832,7 @@ usage(void)
 		"  account create NAME [--credits USD] [--if-missing] | account show ACCOUNT | account list\n"
 		"  credits add ACCOUNT USD [--note TEXT]\n"
 		"  statement ACCOUNT --from YYYY-MM-DD --to YYYY-MM-DD\n"
-		"  key create ACCOUNT [--name NAME] [--limit USD] [--rpm N] [--tpm N] [--operator]\n"
+		"  key create ACCOUNT [--name NAME] [--limit USD] [--rpm N] [--tpm N] [--operator [--scopes S,...]]\n"
 		"  key list ACCOUNT\n"
 		"  key revoke KEY_ID_OR_PREFIX\n"
 		"  policy set ACCOUNT [--key KEY_ID] [--allow-providers A,B] [--deny-providers A,B]\n"
@@ -918,7 +924,7 @@ main(int argc, char **argv)
 	else if (argc >= 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "create") == 0)
 		cmd_key_create(argv[2], opt(argc, argv, 3, "--name"), opt(argc, argv, 3, "--limit"),
 			       opt(argc, argv, 3, "--operator") != NULL, opt(argc, argv, 3, "--rpm"),
-			       opt(argc, argv, 3, "--tpm"));
+			       opt(argc, argv, 3, "--tpm"), opt(argc, argv, 3, "--scopes"));
 	else if (argc == 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "list") == 0)
 		cmd_key_list(argv[2]);
 	else if (argc == 3 && strcmp(argv[0], "key") == 0 && strcmp(argv[1], "revoke") == 0)

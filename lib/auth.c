@@ -46,7 +46,8 @@ static const char auth_sql[] =
 	"(NOT k.disabled AND k.revoked_at IS NULL AND a.status = 'active')::text, a.balance_nusd::text, "
 	"coalesce(k.rpm_limit::text, ''), coalesce(k.tpm_limit::text, ''), "
 	"coalesce(a.policy::text, ''), coalesce(k.policy::text, ''), "
-	"(SELECT coalesce(sum(u.usage_nusd), 0) FROM api_keys u WHERE u.account_id = a.id)::text "
+	"(SELECT coalesce(sum(u.usage_nusd), 0) FROM api_keys u WHERE u.account_id = a.id)::text, "
+	"coalesce(array_to_string(k.scopes, ','), '*') "
 	"FROM api_keys k JOIN accounts a ON a.id = k.account_id "
 	"WHERE k.hash = decode($1, 'hex')";
 
@@ -156,6 +157,26 @@ parse_i64(const char *s, int64_t dflt)
 	return s && *s ? strtoll(s, NULL, 10) : dflt;
 }
 
+unsigned
+auth_scopes_parse(const char *csv)
+{
+	static const struct { const char *name; unsigned bit; } names[] = {
+		{ "keys", AUTH_SCOPE_KEYS }, { "analytics", AUTH_SCOPE_ANALYTICS }, { "finance", AUTH_SCOPE_FINANCE },
+	};
+	unsigned s = 0;
+
+	if (strcmp(csv, "*") == 0)
+		return AUTH_SCOPE_ALL;
+	for (const char *p = csv; *p; p += strcspn(p, ","), p += *p == ',') {
+		size_t n = strcspn(p, ",");
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strlen(names[i].name) == n && strncmp(p, names[i].name, n) == 0)
+				s |= names[i].bit;
+	}
+	return s;
+}
+
 static void
 auth_result_cb(PGresult *res, const char *err, void *arg)
 {
@@ -197,6 +218,7 @@ auth_result_cb(PGresult *res, const char *err, void *arg)
 	k.policy = policy_new(PQgetvalue(res, 0, 11), PQgetvalue(res, 0, 12));
 	k.billed_nusd = parse_i64(PQgetvalue(res, 0, 13), 0);
 	k.credits_nusd = k.balance_nusd + k.billed_nusd;
+	k.scopes = k.operator_key ? auth_scopes_parse(PQgetvalue(res, 0, 14)) : 0;
 	cache_put(a, l->hash, &k, a->ttl_ms);
 	l->fn(&k, NULL, l->arg);
 	policy_unref(k.policy);

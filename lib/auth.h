@@ -31,9 +31,19 @@ struct auth_key {
 					 * (= balance + billed, from one snapshot) */
 	int64_t rpm_limit, tpm_limit;	/* -1: the configured default */
 	int usable;			/* not disabled nor revoked */
+	unsigned scopes;		/* AUTH_SCOPE_* of an operator key; 0 for inference keys */
 	struct policy *policy;		/* account AND key policy; NULL: none.
 					 * Owned by the cache: policy_ref() it to keep it. */
 };
+
+/* Operator key scopes (api_keys.scopes; NULL: all). */
+#define AUTH_SCOPE_KEYS 1u		/* the provisioning API */
+#define AUTH_SCOPE_ANALYTICS 2u		/* market-wide analytics */
+#define AUTH_SCOPE_FINANCE 4u		/* every account's spend, statements, reconciliation */
+#define AUTH_SCOPE_ALL 7u
+
+/* "keys,finance" (or "*": all) as AUTH_SCOPE_* bits; unknown names ignored. */
+unsigned auth_scopes_parse(const char *csv);
 
 /* k is NULL when the key is unknown; err is set when the lookup could not
  * be made (k is then NULL too). k is borrowed for the call. */

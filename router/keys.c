@@ -236,12 +236,14 @@ keys_auth_cb(const struct auth_key *k, const char *err, void *arg)
 	cJSON *b = NULL;
 	int rc = -1;
 
-	if (err || !k || !k->usable || !k->operator_key) {
+	if (err || !k || !k->usable || !k->operator_key || !(k->scopes & AUTH_SCOPE_KEYS)) {
 		free(c);
 		if (err)
 			httpd_reply_error(req, 503, "%s", err);
 		else if (!k || !k->usable)
 			httpd_reply_error(req, 401, "invalid API key");
+		else if (k->operator_key)
+			httpd_reply_error(req, 403, "this operator key lacks the 'keys' scope");
 		else
 			httpd_reply_error(req, 403, "only operator (provisioning) keys manage keys");
 		return;
