@@ -58,6 +58,8 @@ test_defaults(void **state)
 	assert_int_equal(c.max_attempts, 3);
 	assert_int_equal(c.max_body_bytes, 4194304);
 	assert_string_equal(c.key_secret, "s3cret");
+	assert_string_equal(c.metering, "on");
+	assert_int_equal(c.workers, 1);
 }
 
 static void
@@ -88,6 +90,8 @@ test_errors(void **state)
 		{ "max_attempts = 21\n", "[1, 20]" },
 		{ "listen\n", "expected key = value" },
 		{ "max_body_bytes = 12abc\n", "max_body_bytes" },
+		{ "metering = maybe\n", "metering: 'maybe' is not on or off" },
+		{ "workers = 0\n", "workers" },
 	};
 	struct agora_conf c;
 	char err[256];
