@@ -208,17 +208,29 @@ def test_provider_preferences(stack):
 
 
 def test_speed_sorts_use_measured_speeds(stack):
-    stack.mock("alpha").config(ttft_ms=300, tps=20)      # cheapest, but slow
-    for name in ("alpha", "beta", "gamma"):
-        for _ in range(2):
-            s, h, raw = stack.chat(dict(HELLO, stream=True, provider={"only": [name]}))
-            assert s == 200
-    s, body = stack.chat_json(dict(HELLO, provider={"sort": "latency"}))
-    assert s == 200 and body["provider"] != "Alpha AI"
-    s, body = stack.chat_json(dict(HELLO, model="test/three:nitro"))
-    assert s == 200 and body["provider"] != "Alpha AI"
-    s, body = stack.chat_json(HELLO)                      # sort "price" stays by price
-    assert s == 200 and body["provider"] == "Alpha AI"
+    """On a fresh router (health from the priors, and no fleet averages for
+    a minute), so that no earlier test's history weighs on the averages."""
+    proc, port = stack.extra_router("router-speeds", AGORA_HEALTH_SYNC_MS="60000")
+
+    def chat(body):
+        s, h, raw = stack.request("POST", "/api/v1/chat/completions", body, key=stack.key, port=port)
+        return s, raw
+
+    try:
+        stack.mock("alpha").config(ttft_ms=300, tps=20)      # cheapest, but slow
+        for name in ("alpha", "beta", "gamma"):
+            for _ in range(2):
+                s, raw = chat(dict(HELLO, stream=True, provider={"only": [name]}))
+                assert s == 200
+        s, raw = chat(dict(HELLO, provider={"sort": "latency"}))
+        assert s == 200 and json.loads(raw)["provider"] != "Alpha AI"
+        s, raw = chat(dict(HELLO, model="test/three:nitro"))
+        assert s == 200 and json.loads(raw)["provider"] != "Alpha AI"
+        s, raw = chat(HELLO)                                  # sort "price" stays by price
+        assert s == 200 and json.loads(raw)["provider"] == "Alpha AI"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_breaker_degrades_then_recovers(stack):
