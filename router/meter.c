@@ -21,6 +21,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "jsonw.h"
 #include "log.h"
 
 #define METER_MAX_INFLIGHT 100000	/* XADDs awaiting a reply */
@@ -65,123 +66,48 @@ struct meter {
 /* The event is written by hand, not through cJSON: cJSON prints every
  * number with sprintf("%1.15g") and checks it back with sscanf, which made
  * this function a fifth of a request's CPU time (README "Performance"). */
-struct jbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
-jb_need(struct jbuf *b, size_t n)
-{
-	char *q;
-	size_t cap;
-
-	if (b->oom || b->len + n + 1 <= b->cap)
-		return;
-	for (cap = b->cap ? b->cap : 512; cap < b->len + n + 1; cap *= 2)
-		;
-	if (!(q = realloc(b->p, cap))) {
-		b->oom = 1;
-		return;
-	}
-	b->p = q;
-	b->cap = cap;
-}
-
-static void
-jb_add(struct jbuf *b, const char *s, size_t n)
-{
-	jb_need(b, n);
-	if (b->oom)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
 /* ,"key": (the first member writes no comma) */
 static void
-jb_key(struct jbuf *b, const char *k)
+jb_key(struct jsonw *b, const char *k)
 {
 	if (b->len > 1)
-		jb_add(b, ",", 1);
-	jb_add(b, "\"", 1);
-	jb_add(b, k, strlen(k));
-	jb_add(b, "\":", 2);
+		jsonw_add(b, ",", 1);
+	jsonw_add(b, "\"", 1);
+	jsonw_add(b, k, strlen(k));
+	jsonw_add(b, "\":", 2);
 }
 
 static void
-jb_int(struct jbuf *b, const char *k, int64_t v)
-{
-	char tmp[24], *q = tmp + sizeof(tmp);
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-
-	do {
-		*--q = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*--q = '-';
-	jb_key(b, k);
-	jb_add(b, q, (size_t)(tmp + sizeof(tmp) - q));
-}
-
-static void
-jb_bool(struct jbuf *b, const char *k, int v)
+jb_int(struct jsonw *b, const char *k, int64_t v)
 {
 	jb_key(b, k);
-	jb_add(b, v ? "true" : "false", v ? 4 : 5);
+	jsonw_int(b, v);
 }
 
-/* A JSON string, escaped as cJSON escapes it (quote, backslash, control
- * characters; other bytes as they are). NULL: no member. */
 static void
-jb_str(struct jbuf *b, const char *k, const char *v)
+jb_bool(struct jsonw *b, const char *k, int v)
 {
-	static const char hex[] = "0123456789abcdef";
-	const char *run;
+	jb_key(b, k);
+	jsonw_add(b, v ? "true" : "false", v ? 4 : 5);
+}
 
+/* A string member (jsonw escapes as cJSON does); NULL: no member. */
+static void
+jb_str(struct jsonw *b, const char *k, const char *v)
+{
 	if (!v)
 		return;
 	jb_key(b, k);
-	jb_add(b, "\"", 1);
-	for (run = v; *v; v++) {
-		unsigned char c = (unsigned char)*v;
-		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
-		size_t n = 2;
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		jb_add(b, run, (size_t)(v - run));
-		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		default:
-			esc[1] = 'u';
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			n = 6;
-		}
-		jb_add(b, esc, n);
-		run = v + 1;
-	}
-	jb_add(b, run, (size_t)(v - run));
-	jb_add(b, "\"", 1);
+	jsonw_string(b, v);
 }
 
 char *
 meter_event_json(const struct usage_event *e)
 {
-	struct jbuf b = { NULL, 0, 0, 0 };
+	struct jsonw b = { NULL, 0, 0, 0 };
 
-	jb_need(&b, 480);
-	jb_add(&b, "{", 1);
+	jsonw_reserve(&b, 480);
+	jsonw_add(&b, "{", 1);
 	jb_str(&b, "id", e->id);
 	jb_int(&b, "ts", e->ts_ms);
 	jb_int(&b, "account", e->account_id);
@@ -208,9 +134,9 @@ meter_event_json(const struct usage_event *e)
 	jb_str(&b, "finish", e->finish_reason);
 	if (e->provider_responses) {
 		jb_key(&b, "tried");
-		jb_add(&b, e->provider_responses, strlen(e->provider_responses));
+		jsonw_add(&b, e->provider_responses, strlen(e->provider_responses));
 	}
-	jb_add(&b, "}", 1);
+	jsonw_add(&b, "}", 1);
 	if (b.oom) {
 		free(b.p);
 		return NULL;

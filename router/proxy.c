@@ -23,6 +23,7 @@
 
 #include "anthropic.h"
 #include "jscan.h"
+#include "jsonw.h"
 #include "log.h"
 #include "money.h"
 #include "request.h"
@@ -35,13 +36,6 @@
 #define PROXY_SSE_EVENT_MAX (4 * 1024 * 1024)
 
 enum proxy_state { PX_AUTH, PX_UPSTREAM, PX_STREAMING, PX_DONE };
-
-/* A growable text buffer; oom: a write failed (the text is unusable). */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
 
 /* One attempt: which endpoint, what came of it. */
 struct proxy_try {
@@ -64,7 +58,7 @@ struct proxy {
 	struct upstream_req *up;
 	int up_status, retry_after;
 	struct evbuffer *buf;		/* buffered answer or error body */
-	struct sbuf out;		/* the stream event being written */
+	struct jsonw out;		/* the stream event being written */
 	struct sse *sse;
 	struct anthropic_stream *anth;	/* stream translation (anthropic endpoints) */
 	int client_started;		/* a byte reached the client */
@@ -476,92 +470,17 @@ rewrite_ids(struct proxy *p, cJSON *o, int chunk)
 
 enum usage_mode { USAGE_DROP, USAGE_PRINT, USAGE_RAW };
 
-static void
-sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *q;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if (b->oom || !(q = realloc(b->p, cap))) {
-			b->oom = 1;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-#define SB_LIT(b, lit) sb_add((b), (lit), sizeof(lit) - 1)
-
-static void
-sb_int(struct sbuf *b, int64_t v)
-{
-	char tmp[24], *q = tmp + sizeof(tmp);
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-
-	do {
-		*--q = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*--q = '-';
-	sb_add(b, q, (size_t)(tmp + sizeof(tmp) - q));
-}
-
-/* s as a JSON string, escaped as cJSON escapes it. */
-static void
-sb_json_string(struct sbuf *b, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const char *run = s;
-
-	SB_LIT(b, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
-		size_t n = 2;
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		sb_add(b, run, (size_t)(s - run));
-		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		default:
-			esc[1] = 'u';
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			n = 6;
-		}
-		sb_add(b, esc, n);
-		run = s + 1;
-	}
-	sb_add(b, run, (size_t)(s - run));
-	SB_LIT(b, "\"");
-}
-
 /* ,"key":value (first: without the comma) */
 static void
-sb_member(struct sbuf *b, const struct jmember *m, int first)
+sb_member(struct jsonw *b, const struct jmember *m, int first)
 {
 	size_t need = m->klen + m->vlen + 4;
 
 	if (b->len + need + 1 > b->cap) {
-		sb_add(b, ",\"" + first, 2 - (size_t)first);
-		sb_add(b, m->key, m->klen);
-		SB_LIT(b, "\":");
-		sb_add(b, m->val, m->vlen);
+		jsonw_add(b, ",\"" + first, 2 - (size_t)first);
+		jsonw_add(b, m->key, m->klen);
+		JSONW_LIT(b, "\":");
+		jsonw_add(b, m->val, m->vlen);
 		return;
 	}
 	{
@@ -611,7 +530,7 @@ static const struct mname N_USAGE = MNAME("usage"), N_CREATED = MNAME("created")
 /* ,"usage":{...} as usage_take() left the tree `usage`: the provider's
  * members as written, total_tokens added when missing, our cost last. */
 static void
-sb_usage(struct proxy *p, struct sbuf *b, const struct jmember *m, int n, const cJSON *usage)
+sb_usage(struct proxy *p, struct jsonw *b, const struct jmember *m, int n, const cJSON *usage)
 {
 	const struct jmember *um = NULL;
 	struct jmember u[32];
@@ -624,26 +543,26 @@ sb_usage(struct proxy *p, struct sbuf *b, const struct jmember *m, int n, const 
 			um = &m[i];
 	money_format_usd(proxy_cost(p), cost, sizeof(cost));
 	if (!um || um->val[0] != '{') {	/* no usage from the provider: ours, estimated */
-		SB_LIT(b, ",\"usage\":{\"prompt_tokens\":");
-		sb_int(b, p->prompt_tokens);
-		SB_LIT(b, ",\"completion_tokens\":");
-		sb_int(b, p->completion_tokens);
-		SB_LIT(b, ",\"total_tokens\":");
-		sb_int(b, p->prompt_tokens + p->completion_tokens);
-		SB_LIT(b, ",\"cost\":");
-		sb_add(b, cost, strlen(cost));
-		SB_LIT(b, "}");
+		JSONW_LIT(b, ",\"usage\":{\"prompt_tokens\":");
+		jsonw_int(b, p->prompt_tokens);
+		JSONW_LIT(b, ",\"completion_tokens\":");
+		jsonw_int(b, p->completion_tokens);
+		JSONW_LIT(b, ",\"total_tokens\":");
+		jsonw_int(b, p->prompt_tokens + p->completion_tokens);
+		JSONW_LIT(b, ",\"cost\":");
+		jsonw_add(b, cost, strlen(cost));
+		JSONW_LIT(b, "}");
 		return;
 	}
 	if ((nu = jscan_object(um->val, um->vlen, u, 32)) < 0) {
 		if ((s = cJSON_PrintUnformatted(usage))) {
-			SB_LIT(b, ",\"usage\":");
-			sb_add(b, s, strlen(s));
+			JSONW_LIT(b, ",\"usage\":");
+			jsonw_add(b, s, strlen(s));
 			cJSON_free(s);
 		}
 		return;
 	}
-	SB_LIT(b, ",\"usage\":{");
+	JSONW_LIT(b, ",\"usage\":{");
 	for (int i = 0; i < nu; i++) {
 		if (is_name(&u[i], &N_COST))
 			continue;
@@ -652,20 +571,20 @@ sb_usage(struct proxy *p, struct sbuf *b, const struct jmember *m, int n, const 
 		first = 0;
 	}
 	if (!total) {
-		sb_add(b, ",\"total_tokens\":" + first, 16 - (size_t)first);
-		sb_int(b, p->prompt_tokens + p->completion_tokens);
+		jsonw_add(b, ",\"total_tokens\":" + first, 16 - (size_t)first);
+		jsonw_int(b, p->prompt_tokens + p->completion_tokens);
 		first = 0;
 	}
-	sb_add(b, ",\"cost\":" + first, 8 - (size_t)first);
-	sb_add(b, cost, strlen(cost));
-	SB_LIT(b, "}");
+	jsonw_add(b, ",\"cost\":" + first, 8 - (size_t)first);
+	jsonw_add(b, cost, strlen(cost));
+	JSONW_LIT(b, "}");
 }
 
 /* rewrite_ids() on text: o is the parsed answer or chunk, m[0..n) its
  * members; usage is dropped, printed from `usage` (last), or left as the
  * provider wrote it. */
 static void
-splice_ids(struct proxy *p, struct sbuf *b, const cJSON *o, const struct jmember *m, int n,
+splice_ids(struct proxy *p, struct jsonw *b, const cJSON *o, const struct jmember *m, int n,
 	   int chunk, enum usage_mode umode, const cJSON *usage)
 {
 	static const struct mname ours[] = { MNAME("id"), MNAME("object"), MNAME("created"), MNAME("model"),
@@ -681,25 +600,25 @@ splice_ids(struct proxy *p, struct sbuf *b, const cJSON *o, const struct jmember
 		else if (!fp_m && is_name(&m[i], &N_FINGERPRINT))
 			fp_m = &m[i];
 	}
-	SB_LIT(b, "{\"id\":");
-	sb_json_string(b, p->gen_id);
+	JSONW_LIT(b, "{\"id\":");
+	jsonw_string(b, p->gen_id);
 	if (chunk)
-		SB_LIT(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
+		JSONW_LIT(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
 	else
-		SB_LIT(b, ",\"object\":\"chat.completion\",\"created\":");
+		JSONW_LIT(b, ",\"object\":\"chat.completion\",\"created\":");
 	if (created_m && cJSON_IsNumber(created) && created->valuedouble >= 0 && created->valuedouble < 1e15 &&
 	    created->valuedouble == (double)(long long)created->valuedouble)
-		sb_add(b, created_m->val, created_m->vlen);
+		jsonw_add(b, created_m->val, created_m->vlen);
 	else
-		sb_int(b, router_now_ms() / 1000);
-	SB_LIT(b, ",\"model\":");
-	sb_json_string(b, e->model->id);
-	SB_LIT(b, ",\"provider\":");
-	sb_json_string(b, e->prov->name);
+		jsonw_int(b, router_now_ms() / 1000);
+	JSONW_LIT(b, ",\"model\":");
+	jsonw_string(b, e->model->id);
+	JSONW_LIT(b, ",\"provider\":");
+	jsonw_string(b, e->prov->name);
 	if (fp_m && (cJSON_IsString(fp) || cJSON_IsNull(fp)))
 		sb_member(b, fp_m, 0);
 	else if (!chunk)
-		SB_LIT(b, ",\"system_fingerprint\":null");
+		JSONW_LIT(b, ",\"system_fingerprint\":null");
 	for (int i = 0; i < n; i++) {
 		if (member_in(&m[i], ours) || (umode != USAGE_RAW && is_name(&m[i], &N_USAGE)))
 			continue;
@@ -707,7 +626,7 @@ splice_ids(struct proxy *p, struct sbuf *b, const cJSON *o, const struct jmember
 	}
 	if (umode == USAGE_PRINT)
 		sb_usage(p, b, m, n, usage);
-	SB_LIT(b, "}");
+	JSONW_LIT(b, "}");
 }
 
 /* request_prepare_upstream() on the client's text: the body for an
@@ -721,7 +640,7 @@ splice_upstream_body(struct proxy *p, const char *upstream_model)
 	struct jmember m[PROXY_SPLICE_MAX], so[PROXY_SPLICE_MAX];
 	const cJSON *so_tree = cJSON_GetObjectItemCaseSensitive(p->body, "stream_options");
 	const struct jmember *so_m = NULL;
-	struct sbuf b = { NULL, 0, 0, 0 };
+	struct jsonw b = { NULL, 0, 0, 0 };
 	size_t len;
 	const char *raw = httpd_req_body(p->req, &len);
 	int n = jscan_object(raw, len, m, PROXY_SPLICE_MAX), nso = 0, first = 1;
@@ -734,23 +653,23 @@ splice_upstream_body(struct proxy *p, const char *upstream_model)
 	if (p->stream && cJSON_IsObject(so_tree) && so_m &&
 	    (nso = jscan_object(so_m->val, so_m->vlen, so, PROXY_SPLICE_MAX)) < 0)
 		return NULL;
-	sb_add(&b, "{", 1);
+	jsonw_add(&b, "{", 1);
 	for (int i = 0; i < n; i++) {
 		if (member_in(&m[i], drop) || (p->stream && is_name(&m[i], &N_STREAM_OPTIONS)))
 			continue;
 		sb_member(&b, &m[i], first);
 		first = 0;
 	}
-	sb_add(&b, ",\"model\":" + first, 9 - (size_t)first);
-	sb_json_string(&b, upstream_model);
+	jsonw_add(&b, ",\"model\":" + first, 9 - (size_t)first);
+	jsonw_string(&b, upstream_model);
 	if (p->stream) {
-		SB_LIT(&b, ",\"stream_options\":{\"include_usage\":true");
+		JSONW_LIT(&b, ",\"stream_options\":{\"include_usage\":true");
 		for (int i = 0; cJSON_IsObject(so_tree) && i < nso; i++)
 			if (!is_name(&so[i], &N_INCLUDE_USAGE))
 				sb_member(&b, &so[i], 0);
-		SB_LIT(&b, "}");
+		JSONW_LIT(&b, "}");
 	}
-	SB_LIT(&b, "}");
+	JSONW_LIT(&b, "}");
 	if (b.oom) {
 		free(b.p);
 		return NULL;
@@ -831,7 +750,7 @@ proxy_finish_json(struct proxy *p)
 	proxy_log(p, 200);
 	tries_header(p);
 	if (n >= 0) {
-		struct sbuf out = { NULL, 0, 0, 0 };
+		struct jsonw out = { NULL, 0, 0, 0 };
 
 		splice_ids(p, &out, ans, m, n, 0, USAGE_PRINT, usage);
 		if (!out.oom)
@@ -994,9 +913,9 @@ stream_chunk_splice(struct proxy *p, cJSON *o, const struct jmember *m, int n)
 	}
 	p->out.len = 0;
 	p->out.oom = 0;
-	SB_LIT(&p->out, "data: ");
+	JSONW_LIT(&p->out, "data: ");
 	splice_ids(p, &p->out, o, m, n, 1, umode, usage);
-	SB_LIT(&p->out, "\n\n");
+	JSONW_LIT(&p->out, "\n\n");
 	if (!p->out.oom)
 		httpd_stream_write(p->req, p->out.p, p->out.len);
 }

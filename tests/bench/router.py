@@ -268,13 +268,13 @@ def run_loadgen(url, body_file, headers, conns, secs, warmup=1.0):
 
 def family(pid):
     """pid and its descendants (nginx workers, agora-router workers, PostgreSQL backends)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, queue = [], [pid]
+    while queue:
+        p = queue.pop()
         out.append(p)
         try:
             with open("/proc/%d/task/%d/children" % (p, p)) as f:
-                todo += [int(x) for x in f.read().split()]
+                queue += [int(x) for x in f.read().split()]
         except OSError:
             pass
     return out
