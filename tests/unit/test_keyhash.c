@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "keyhash.h"
 
 static void
@@ -75,6 +78,29 @@ test_secret_matters(void **state)
 	assert_false(keyhash_equal(a, b));
 }
 
+/* The cached pad states give HMAC()'s answer for short, block-sized,
+ * long and over-long secrets, and follow a change of secret. */
+static void
+test_matches_openssl(void **state)
+{
+	static const size_t lens[] = { 0, 1, 4, 63, 64, 65, 200, 256, 257, 300 };
+	char secret[300], key[KEY_LEN + 1];
+	unsigned char got[KEY_HASH_LEN], want[KEY_HASH_LEN];
+	unsigned int wlen;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(secret); i++)
+		secret[i] = (char)('a' + i % 26);
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			keyhash_generate(key);
+			assert_int_equal(keyhash_hash(secret, lens[i], key, KEY_LEN, got), 0);
+			assert_non_null(HMAC(EVP_sha256(), secret, (int)lens[i], (unsigned char *)key,
+					     KEY_LEN, want, &wlen));
+			assert_memory_equal(got, want, KEY_HASH_LEN);
+		}
+}
+
 int
 main(void)
 {
@@ -83,6 +109,7 @@ main(void)
 		cmocka_unit_test(test_well_formed),
 		cmocka_unit_test(test_rfc4231),
 		cmocka_unit_test(test_secret_matters),
+		cmocka_unit_test(test_matches_openssl),
 	};
 
 	return cmocka_run_group_tests_name("keyhash", tests, NULL, NULL);
