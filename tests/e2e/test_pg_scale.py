@@ -393,9 +393,11 @@ def test_retention_archives_old_months(st, ret):
     assert st.get("/api/v1/generation?id=" + dec_gen, key=ret["key"])[0] == 200
     # the restore of deploy/postgres.md: the archive loads back into a table of the same shape
     with st.db() as c, c.cursor() as cur:
-        cur.execute("CREATE TABLE restored_201910 (LIKE usage_events)")
+        cur.execute("CREATE TABLE restored_201910 (LIKE usage_events INCLUDING DEFAULTS)")
         with gzip.open(os.path.join(d, "usage_events_201910.csv.gz"), "rt", newline="") as f:
-            cur.copy_expert("COPY restored_201910 FROM STDIN (FORMAT csv, HEADER)", f)
+            cols = f.readline().strip()
+            f.seek(0)
+            cur.copy_expert("COPY restored_201910 (%s) FROM STDIN (FORMAT csv, HEADER)" % cols, f)
         cur.execute("SELECT count(*), sum(cost_nusd), min(app_title) FROM restored_201910")
         assert cur.fetchone() == (120, sum(e["cost"] for e in ret["evs"][:120]), "ret, \"quoted\"\napp")
         cur.execute("DROP TABLE restored_201910")
