@@ -52,52 +52,31 @@ publish(const char *tmp, const char *path, const char *dir, char *err, size_t er
 	return 0;
 }
 
-/* The sha256 and size of a file's bytes (as stored). */
+/* The sha256 and size of a file's bytes as stored, or (inflate) of what
+ * the gzip file decompresses to. */
 static int
-file_sha(const char *path, char out[ARCHIVE_SHA_HEX], long long *bytes)
+file_sha(const char *path, int inflate, char out[ARCHIVE_SHA_HEX], long long *bytes)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	FILE *f = fopen(path, "rb");
+	FILE *f = inflate ? NULL : fopen(path, "rb");
+	gzFile gz = inflate ? gzopen(path, "rb") : NULL;
 	char buf[65536];
-	size_t n;
-	int rc = -1;
+	int n = 0, rc = -1;
 
 	*bytes = 0;
-	if (!md || !f || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
+	if (!md || !(f || gz) || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
 		goto fail;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-		EVP_DigestUpdate(md, buf, n);
-		*bytes += (long long)n;
+	while ((n = gz ? gzread(gz, buf, sizeof(buf)) : (int)fread(buf, 1, sizeof(buf), f)) > 0) {
+		EVP_DigestUpdate(md, buf, (size_t)n);
+		*bytes += n;
 	}
-	if (ferror(f))
+	if (n < 0 || (f && ferror(f)))
 		goto fail;
 	sha_hex(md, out);
 	rc = 0;
 fail:
 	if (f)
 		fclose(f);
-	EVP_MD_CTX_free(md);
-	return rc;
-}
-
-/* The sha256 of what a gzip file decompresses to. */
-static int
-gz_sha(const char *path, char out[ARCHIVE_SHA_HEX])
-{
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	gzFile gz = gzopen(path, "rb");
-	char buf[65536];
-	int n = 0, rc = -1;
-
-	if (!md || !gz || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
-		goto fail;
-	while ((n = gzread(gz, buf, sizeof(buf))) > 0)
-		EVP_DigestUpdate(md, buf, (size_t)n);
-	if (n < 0)
-		goto fail;
-	sha_hex(md, out);
-	rc = 0;
-fail:
 	if (gz)
 		gzclose(gz);
 	EVP_MD_CTX_free(md);
@@ -184,11 +163,11 @@ archive_write_copy(PGconn *db, const char *dir, struct archive_info *a, char *er
 	}
 	gz = NULL;
 	sha_hex(md, a->csv_sha256);
-	if (gz_sha(tmp, csv_sha) < 0 || strcmp(csv_sha, a->csv_sha256) != 0) {
+	if (file_sha(tmp, 1, csv_sha, &a->bytes) < 0 || strcmp(csv_sha, a->csv_sha256) != 0) {
 		snprintf(err, errlen, "%s: does not read back as what PostgreSQL sent", tmp);
 		goto fail;
 	}
-	if (file_sha(tmp, a->sha256, &a->bytes) < 0 || publish(tmp, path, dir, err, errlen) < 0)
+	if (file_sha(tmp, 0, a->sha256, &a->bytes) < 0 || publish(tmp, path, dir, err, errlen) < 0)
 		goto fail;
 	a->rows = rows - 1;	/* the header line */
 	rc = 0;
@@ -333,7 +312,7 @@ archive_verify(const char *dir, const char *partition, long long rows, struct ar
 		return 0;
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, a->file);
-	if (file_sha(path, sha, &bytes) < 0 || bytes != a->bytes || strcmp(sha, a->sha256) != 0) {
+	if (file_sha(path, 0, sha, &bytes) < 0 || bytes != a->bytes || strcmp(sha, a->sha256) != 0) {
 		snprintf(err, errlen, "%s: missing or damaged (sha256 differs from the manifest)", path);
 		return 0;
 	}

@@ -117,24 +117,17 @@ count_rows(PGconn *db, const struct part *p)
 	return n;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* COPY in one snapshot, rows sent = count(*) then; the manifest last. */
 static int
 export(struct retain *r, const struct part *p, struct archive_info *a)
 {
 	char sql[256], err[512];
-	double t0 = now_s(), dt;
+	struct timespec t0, t1;
+	double dt;
 	long long n;
 	PGresult *res;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (run(r->db, p->name, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, NULL) < 0 ||
 	    (n = count_rows(r->db, p)) < 0)
 		return -1;
@@ -158,7 +151,8 @@ export(struct retain *r, const struct part *p, struct archive_info *a)
 		fprintf(stderr, "agoractl: %s: %s\n", p->name, err);
 		return -1;
 	}
-	dt = now_s() - t0;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("%s: exported %lld rows to %s/%s (%lld bytes, sha256 %.16s..., %.2f s, %.0f rows/s)\n", p->name,
 	       a->rows, r->dir, a->file, a->bytes, a->sha256, dt, dt > 0 ? (double)a->rows / dt : 0.0);
 	return 0;

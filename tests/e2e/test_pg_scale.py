@@ -24,19 +24,17 @@ then miss):
 import calendar
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import psycopg2
 import pytest
 
-from conftest import BUILD, ROOT, Stack, free_ports, wait_for
+from conftest import BUILD, free_ports, new_stack, wait_for
 
 PGBIN = sorted(d for d in (os.path.join("/usr/lib/postgresql", v, "bin")
                            for v in os.listdir("/usr/lib/postgresql")) if os.path.isdir(d))[-1]
@@ -61,15 +59,8 @@ def own_dir(s, name):
 
 @pytest.fixture(scope="module")
 def st():
-    tmp = tempfile.mkdtemp(prefix="agora-pgscale-")
-    s = Stack(tmp)
-    try:
-        s.start()
+    with new_stack("agora-pgscale-") as s:
         yield s
-    finally:
-        s.stop()
-        if os.environ.get("AGORA_KEEP_TEST_DIR") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def spawn(s, name, binary, **env):
@@ -283,7 +274,6 @@ def ms(y, m, d, h=12):
 
 @pytest.fixture(scope="module")
 def ret(st):
-    import redis
     st.ctl("account", "create", "ret", "--credits", "100", "--if-missing")
     key = st.ctl("key", "create", "ret", "--name", "ret").stdout.strip()
     acct, kid = st.sql("SELECT a.id, k.id FROM accounts a JOIN api_keys k ON k.account_id = a.id "
@@ -299,11 +289,7 @@ def ret(st):
                         "cached": 0, "reasoning": 0, "cost": 1000 + i, "pcost": 900, "latency_ms": 500,
                         "ttft_ms": 50, "tps_milli": 40000, "stream": False, "estimated": False, "status": 200,
                         "attempts": 1, "finish": "stop", "app_title": "ret, \"quoted\"\napp"})
-    r = redis.Redis(port=st.redis_port)
-    pipe = r.pipeline(transaction=False)
-    for e in evs:
-        pipe.xadd("usage", {"e": json.dumps(e)})
-    pipe.execute()
+    st.xadd_usage(evs)
     n = lambda: st.sql("SELECT count(*) FROM usage_events WHERE account_id = %s", acct)[0][0]
     assert wait_for(lambda: n() == len(evs), 30), n()
     # a bigger month filled in SQL (no ledger: only for the archive's speed)
