@@ -349,6 +349,21 @@ list_archived(PGconn *db)
 	PQclear(r);
 }
 
+static void
+list_late(PGconn *db)
+{
+	PGresult *r = PQexec(db, "SELECT count(*)::text, coalesce(max(seen_at)::text, '') FROM late_events");
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		db_fail(db, r, "late_events");
+		return;
+	}
+	if (strcmp(PQgetvalue(r, 0, 0), "0") != 0)
+		printf("%s late events of archived months were not billed (table late_events, the last at %s): "
+		       "look them up in the archives\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+	PQclear(r);
+}
+
 static int
 cmd_list(PGconn *db, int keep)
 {
@@ -370,6 +385,7 @@ cmd_list(PGconn *db, int keep)
 		PQclear(r);
 	}
 	list_archived(db);
+	list_late(db);
 	printf("(rows of attached and detached tables are PostgreSQL's estimates; the default partition "
 	       "catches events outside every month and is never archived)\n");
 	return 0;

@@ -19,7 +19,8 @@ then miss):
   months past the window, resumes a partition detached by a "crash", keeps a
   verified archive as it is, rewrites a damaged one, never touches the kept
   months; statements, balances and analytics are unchanged; an archived
-  generation is a 404 that says it is past retention; the archive restores.
+  generation is a 404 that says it is past retention, and its redelivery is
+  not billed again (late_events); the archive restores.
 """
 import calendar
 import gzip
@@ -377,6 +378,13 @@ def test_retention_archives_old_months(st, ret):
     assert s_ == 404 and "past retention" not in body["error"]["message"]
     dec_gen = [e["id"] for e in ret["evs"] if e["ts"] >= ms(2019, 12, 1, 0)][0]
     assert st.get("/api/v1/generation?id=" + dec_gen, key=ret["key"])[0] == 200
+    # a redelivery of an archived generation is not billed again: kept in late_events
+    st.xadd_usage([ret["evs"][0]])
+    assert wait_for(lambda: st.sql("SELECT count(*) FROM late_events WHERE generation_id = %s", oct_gen)[0][0] == 1,
+                    15)
+    assert views(st, ret) == before
+    assert st.sql("SELECT count(*) FROM usage_events WHERE generation_id = %s", oct_gen)[0][0] == 0
+    assert "1 late events of archived months" in st.ctl("partitions", "list").stdout
     # the restore of deploy/postgres.md: the archive loads back into a table of the same shape
     with st.db() as c, c.cursor() as cur:
         cur.execute("CREATE TABLE restored_201910 (LIKE usage_events INCLUDING DEFAULTS)")
