@@ -371,6 +371,8 @@ def test_retention_archives_old_months(st, ret):
     # ledger and rollups untouched: statements, balances and dashboards are exact
     assert views(st, ret) == before
     assert st.sql("SELECT count(*) FROM usage_events WHERE account_id = %s", ret["acct"])[0][0] == 10
+    check = aget(st, st.analytics_port, "/api/v1/analytics/check?from=2019-10-01&to=2020-01-01")["data"]
+    assert check["ok"] is True and check["checked"]["events"] == 10, check    # archived days: ledger = rollups
     # an archived generation: 404 saying so; an unknown recent one: the usual 404
     s_, body = st.get("/api/v1/generation?id=" + oct_gen, key=ret["key"])
     assert s_ == 404 and "past retention" in body["error"]["message"] and "2019-12-01" in body["error"]["message"]
