@@ -37,3 +37,6 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 $SUDO apt-get update -qq || true
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+# pgbouncer's package enables a system pgbouncer at boot; the tests start
+# their own (deploy/postgres.md), a deployment configures its own.
+case " $missing " in *" pgbouncer "*) $SUDO systemctl disable pgbouncer >/dev/null 2>&1 || true ;; esac
