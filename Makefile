@@ -6,7 +6,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wno-format-nonliteral
-PKGS      = libevent libevent_openssl libevent_pthreads libpq hiredis libcjson openssl
+PKGS      = libevent libevent_openssl libevent_pthreads libpq hiredis libcjson openssl zlib
 SAN      ?=
 ifeq ($(SAN),1)
 SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -50,8 +50,10 @@ struct ana_stats {
 struct ana {
 	struct event_base *base;
 	struct agora_conf conf;
-	struct pgc *pg_auth;		/* key lookups, LISTEN agora_keys */
-	struct pgc *pg[ANA_PG_POOL];	/* queries, least busy first */
+	struct pgc *pg_auth;		/* key lookups, LISTEN agora_keys (pg_listen_dsn) */
+	struct pgc *pg[ANA_PG_POOL];	/* queries, least busy first (analytics_pg_dsn) */
+	struct pgc *pg_write;		/* reconciliation (pg_dsn: the primary) */
+	struct replica_lag *lag;	/* the read side's replication lag */
 	int inflight[ANA_PG_POOL];
 	struct rds *rd;			/* live counters */
 	struct auth *auth;

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "pages.h"
 #include "recon.h"
+#include "replica.h"
 
 #define RECON_PREFIX "/api/v1/analytics/reconciliation"
 
@@ -129,6 +130,7 @@ metrics(struct httpd_req *req)
 	evbuffer_add_printf(b, "# HELP agora_analytics_redis_connected live counters reachable\n"
 			    "# TYPE agora_analytics_redis_connected gauge\nagora_analytics_redis_connected %d\n",
 			    rds_is_connected(A.rd));
+	replica_lag_metrics(A.lag, b);
 	len = evbuffer_get_length(b);
 	httpd_reply(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, -1), len);
 	evbuffer_free(b);
@@ -169,7 +171,7 @@ dispatch(struct areq *x, const struct route *rt)
 	}
 	free(x);		/* recon answers the request itself */
 	A.st.api_requests++;
-	if (!recon_route(ana_pick_pg(&A), req, httpd_req_path(req)))
+	if (!recon_route(A.pg_write, req, httpd_req_path(req)))
 		httpd_reply_error(req, 404, "no such page: %s", httpd_req_path(req));
 }
 
@@ -339,19 +341,16 @@ auth_connected_cb(struct pgc *pg, void *arg)
 	auth_clear(A.auth);	/* evictions may have been missed while away */
 }
 
-/* Every query connection: UTC dates, room to aggregate in memory, and a
- * statement time-out under the connection's own (pgc resets a connection
- * whose query overruns; this fails only the query). */
+/* Every query connection: UTC dates (PgBouncer tracks TimeZone per client,
+ * so this holds behind a transaction pool too); room to aggregate in memory
+ * and a statement time-out under the connection's own (pgc resets a
+ * connection whose query overruns; this fails only the query) are startup
+ * options of the connection (replica_read_dsn). */
 static void
 query_connected_cb(struct pgc *pg, void *arg)
 {
-	char ms[16];
-	const char *params[1] = { ms };
-
 	(void)arg;
-	snprintf(ms, sizeof(ms), "%d", A.conf.pg_timeout_ms > 1000 ? A.conf.pg_timeout_ms - 500 : A.conf.pg_timeout_ms);
-	pgc_query(pg, "SELECT set_config('TimeZone', 'UTC', false), set_config('work_mem', '32MB', false),"
-		  " set_config('statement_timeout', $1, false)", 1, params, ignore_cb, NULL);
+	pgc_query(pg, "SELECT set_config('TimeZone', 'UTC', false)", 0, NULL, ignore_cb, NULL);
 }
 
 static void
@@ -376,20 +375,26 @@ static int
 setup(void)
 {
 	const struct agora_conf *c = &A.conf;
+	char *read_dsn = replica_read_dsn(c);
 
-	if (!(A.base = event_base_new()) ||
-	    !(A.pg_auth = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 1024)) ||
+	if (!read_dsn || !(A.base = event_base_new()) ||
+	    !(A.pg_auth = pgc_new(A.base, conf_pg_listen_dsn(c), c->pg_timeout_ms, 1024)) ||
+	    !(A.pg_write = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 256)) ||
 	    !(A.auth = auth_new(A.pg_auth, c->key_secret, c->key_cache_ttl_ms)) ||
-	    !(A.rd = rds_new(A.base, c->redis_host, c->redis_port)))
-		return -1;
+	    !(A.rd = rds_new(A.base, c->redis_host, c->redis_port)) || !(A.lag = replica_lag_new(&A, 2000)))
+		goto fail;
 	for (int i = 0; i < ANA_PG_POOL; i++) {
-		if (!(A.pg[i] = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 256)))
-			return -1;
+		if (!(A.pg[i] = pgc_new(A.base, read_dsn, c->pg_timeout_ms, 256)))
+			goto fail;
 		pgc_set_connect_cb(A.pg[i], query_connected_cb, NULL);
 	}
+	free(read_dsn);
 	pgc_set_connect_cb(A.pg_auth, auth_connected_cb, NULL);
 	pgc_set_notify_cb(A.pg_auth, notify_cb, NULL);
 	return 0;
+fail:
+	free(read_dsn);
+	return -1;
 }
 
 /* Pending callbacks answer 503 while things are freed: the listener first,
@@ -404,6 +409,8 @@ teardown(void)
 	rds_free(A.rd);
 	for (int i = 0; i < ANA_PG_POOL; i++)
 		pgc_free(A.pg[i]);
+	pgc_free(A.pg_write);
+	replica_lag_free(A.lag);	/* after the pool: its query's callback */
 	if (A.base)
 		event_base_free(A.base);
 }

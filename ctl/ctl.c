@@ -14,10 +14,12 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "args.h"
 #include "catimport.h"
 #include "conf.h"
 #include "keyhash.h"
 #include "money.h"
+#include "partitions.h"
 #include "policy.h"
 #include "reconcile_cmd.h"
 #include "simulate.h"
@@ -44,6 +46,16 @@ die(const char *fmt, ...)
 	exit(1);
 }
 
+/* Warnings and errors to stderr; notices (e.g. a migration's "already
+ * exists, skipping") dropped. */
+static void
+notice(void *arg, const char *msg)
+{
+	(void)arg;
+	if (strncmp(msg, "NOTICE:", 7) != 0 && strncmp(msg, "INFO:", 5) != 0 && strncmp(msg, "DEBUG:", 6) != 0)
+		fprintf(stderr, "%s", msg);
+}
+
 static void
 connect_db(void)
 {
@@ -53,7 +65,7 @@ connect_db(void)
 	db = PQconnectdb(dsn);
 	if (PQstatus(db) != CONNECTION_OK)
 		die("cannot connect to PostgreSQL: %s", PQerrorMessage(db));
-	PQclear(PQexec(db, "SET client_min_messages = warning"));
+	PQsetNoticeProcessor(db, notice, NULL);	/* not SET: no session state (PgBouncer) */
 }
 
 /* Runs a statement; dies on error. Caller PQclears the result. */
@@ -844,6 +856,8 @@ usage(void)
 		"  reconcile import PROVIDER FILE [--label LABEL]\n"
 		"  reconcile report PROVIDER [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--tolerance-pct P]\n"
 		"      [--tolerance-tokens N] [--tolerance-amount USD]\n"
+		"  partitions list\n"
+		"  partitions retain --keep-months N --archive-dir DIR [--dry-run] [--keep-detached]\n"
 		"  provider set-key PROVIDER  (the API key on standard input) | provider clear-key PROVIDER\n"
 		"  secrets rotate --new-key-file FILE\n"
 		"  config dump\n");
@@ -854,10 +868,7 @@ usage(void)
 static const char *
 opt(int argc, char **argv, int from, const char *name)
 {
-	for (int i = from; i < argc; i++)
-		if (strcmp(argv[i], name) == 0)
-			return i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 ? argv[i + 1] : "";
-	return NULL;
+	return args_opt(argc, argv, from, name);
 }
 
 int
@@ -898,6 +909,14 @@ main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[0], "reconcile") == 0) {
 		int rc = ctl_reconcile(db, argc, argv);
+
+		if (rc == 2)
+			usage();
+		PQfinish(db);
+		return rc;
+	}
+	if (argc >= 2 && strcmp(argv[0], "partitions") == 0) {
+		int rc = ctl_partitions(db, conf.retention_months, argc, argv);
 
 		if (rc == 2)
 			usage();

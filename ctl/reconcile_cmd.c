@@ -11,39 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "money.h"
 #include "reconcile.h"
 #include "reconcile_cmd.h"
-
-/* The value of --name in argv[from..]; NULL when absent. A flag given
- * without a value is "" (reported as bad by the caller's checks). */
-static const char *
-opt(int argc, char **argv, int from, const char *name)
-{
-	for (int i = from; i < argc; i++)
-		if (strcmp(argv[i], name) == 0)
-			return i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 ? argv[i + 1] : "";
-	return NULL;
-}
-
-/* Every --option in argv[from..] is one of `known` (NULL-terminated). */
-static int
-known_opts(int argc, char **argv, int from, const char *const *known)
-{
-	for (int i = from; i < argc; i++) {
-		int ok = 0;
-
-		if (strncmp(argv[i], "--", 2) != 0)
-			continue;
-		for (const char *const *k = known; *k; k++)
-			ok |= strcmp(argv[i], *k) == 0;
-		if (!ok) {
-			fprintf(stderr, "agoractl: unknown option %s\n", argv[i]);
-			return 0;
-		}
-	}
-	return 1;
-}
 
 static char *
 slurp(const char *path, size_t *len)
@@ -197,9 +168,9 @@ cmd_report(PGconn *db, int argc, char **argv)
 	PGresult *r;
 	int rc = 1;
 
-	if (reconcile_query_init(&q, argv[2], opt(argc, argv, 3, "--from"), opt(argc, argv, 3, "--to"),
-				 opt(argc, argv, 3, "--tolerance-pct"), opt(argc, argv, 3, "--tolerance-tokens"),
-				 opt(argc, argv, 3, "--tolerance-amount"), err, sizeof(err)) < 0) {
+	if (reconcile_query_init(&q, argv[2], args_opt(argc, argv, 3, "--from"), args_opt(argc, argv, 3, "--to"),
+				 args_opt(argc, argv, 3, "--tolerance-pct"), args_opt(argc, argv, 3, "--tolerance-tokens"),
+				 args_opt(argc, argv, 3, "--tolerance-amount"), err, sizeof(err)) < 0) {
 		fprintf(stderr, "agoractl: %s\n", err);
 		return 1;
 	}
@@ -225,12 +196,12 @@ ctl_reconcile(PGconn *db, int argc, char **argv)
 						   "--tolerance-amount", NULL };
 
 	if (argc >= 4 && strcmp(argv[1], "import") == 0 && argv[2][0] != '-' && argv[3][0] != '-') {
-		if (!known_opts(argc, argv, 4, import_opts))
+		if (!args_known(argc, argv, 4, import_opts))
 			return 2;
-		return cmd_import(db, argv[2], argv[3], opt(argc, argv, 4, "--label"));
+		return cmd_import(db, argv[2], argv[3], args_opt(argc, argv, 4, "--label"));
 	}
 	if (argc >= 3 && strcmp(argv[1], "report") == 0 && argv[2][0] != '-') {
-		if (!known_opts(argc, argv, 3, report_opts))
+		if (!args_known(argc, argv, 3, report_opts))
 			return 2;
 		return cmd_report(db, argc, argv);
 	}

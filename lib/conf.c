@@ -35,6 +35,9 @@ static const struct conf_key conf_keys[] = {
 	S("web_dir", web_dir, "", "dashboards' pages and assets (empty: analytics/web of the source tree beside the binary)"),
 	S("pg_dsn", pg_dsn, "host=127.0.0.1 port=8632 dbname=agora user=agora",
 	  "PostgreSQL conninfo (numeric host: the loop never waits on DNS)"),
+	S("pg_listen_dsn", pg_listen_dsn, "", "conninfo of the connections that LISTEN (routers' catalog/keys, analytics' keys): PostgreSQL itself when pg_dsn is a transaction pool (empty: pg_dsn)"),
+	S("analytics_pg_dsn", analytics_pg_dsn, "", "conninfo of agora-analytics' read-only queries, e.g. a streaming replica (empty: pg_dsn)"),
+	I("retention_months", retention_months, 0, 1200, "0", "months of usage events agoractl partitions retain keeps by default, the current one included (0: give --keep-months)"),
 	S("redis_host", redis_host, "127.0.0.1", "Redis address (numeric)"),
 	I("redis_port", redis_port, 1, 65535, "8679", "Redis port"),
 	SECRET("key_secret", key_secret, "", "HMAC secret for API key hashes"),
@@ -219,6 +222,18 @@ conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+const char *
+conf_pg_listen_dsn(const struct agora_conf *c)
+{
+	return c->pg_listen_dsn[0] ? c->pg_listen_dsn : c->pg_dsn;
+}
+
+const char *
+conf_analytics_pg_dsn(const struct agora_conf *c)
+{
+	return c->analytics_pg_dsn[0] ? c->analytics_pg_dsn : c->pg_dsn;
 }
 
 void

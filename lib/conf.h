@@ -16,6 +16,9 @@ struct agora_conf {
 	char analytics_listen[128];		/* analytics HTTP listen address */
 	char web_dir[512];			/* dashboards' pages and assets */
 	char pg_dsn[512];			/* libpq conninfo; numeric hosts only */
+	char pg_listen_dsn[512];		/* LISTEN connections (empty: pg_dsn) */
+	char analytics_pg_dsn[512];		/* analytics reads, e.g. a replica (empty: pg_dsn) */
+	int retention_months;			/* agoractl partitions retain default (0: none) */
 	char redis_host[128];			/* numeric address */
 	int redis_port;
 	char key_secret[256];			/* HMAC secret for API key hashes */
@@ -64,6 +67,12 @@ struct agora_conf {
 /* Fills defaults, reads `path` (NULL: none) then AGORA_* environment
  * variables. On error writes a message to err and returns -1. */
 int conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen);
+
+/* The conninfo of connections that LISTEN (a real session, never a
+ * transaction pool), and of analytics' read-only queries: the key when set,
+ * else pg_dsn. */
+const char *conf_pg_listen_dsn(const struct agora_conf *c);
+const char *conf_analytics_pg_dsn(const struct agora_conf *c);
 
 /* Writes every key with its current value and help (secrets masked). */
 void conf_dump(const struct agora_conf *c, FILE *out);

@@ -292,6 +292,7 @@ struct acct_lookup {
 	struct httpd_req *req;
 	enum acct_query kind;
 	char gen_id[64];
+	char gen_secs[24];		/* the time in the id (gen-<unix s>-...), or "" */
 };
 
 static const char generation_sql[] =
@@ -301,9 +302,12 @@ static const char generation_sql[] =
 	"e.completion_tokens::text, e.cost_nusd::text, e.latency_ms::text, e.ttft_ms::text, "
 	"e.streamed::text, e.estimated::text, e.status::text, e.attempts::text, "
 	"coalesce(e.finish_reason, ''), coalesce(e.app_title, ''), coalesce(e.app_url, ''), e.tps_milli::text, "
-	"coalesce(e.provider_responses::text, ''), e.endpoint_id::text "
-	"FROM usage_events e LEFT JOIN providers p ON p.id = e.provider_id "
-	"WHERE e.generation_id = $1 AND e.account_id = $2::bigint";
+	"coalesce(e.provider_responses::text, ''), e.endpoint_id::text, "
+	/* not found: the retention boundary when the id's time is before it */
+	"(SELECT to_char(max(range_to) AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM partition_archives "
+	" WHERE parent = 'usage_events' HAVING max(range_to) > to_timestamp($3::bigint)) "
+	"FROM (SELECT 1) one LEFT JOIN (usage_events e LEFT JOIN providers p ON p.id = e.provider_id) "
+	"ON e.generation_id = $1 AND e.account_id = $2::bigint";
 
 static const char credits_sql[] =
 	"SELECT coalesce(sum(amount_nusd) FILTER (WHERE kind IN ('topup', 'adjustment', 'refund')), 0)::text, "
@@ -389,8 +393,13 @@ acct_result_cb(PGresult *res, const char *err, void *arg)
 		httpd_reply_error(req, 503, "database unavailable");
 		return;
 	}
-	if (PQntuples(res) == 0) {
-		httpd_reply_error(req, 404, "generation not found (it is recorded a moment after it ends)");
+	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+		if (kind == AQ_GENERATION && !PQgetisnull(res, 0, 20))
+			httpd_reply_error(req, 404, "generation not found: it is past retention (usage events before %s "
+					  "are archived; statements, balances and analytics still count it)",
+					  PQgetvalue(res, 0, 20));
+		else
+			httpd_reply_error(req, 404, "generation not found (it is recorded a moment after it ends)");
 		return;
 	}
 	root = cJSON_CreateObject();
@@ -410,7 +419,7 @@ acct_auth_cb(const struct auth_key *k, const char *err, void *arg)
 {
 	struct acct_lookup *l = arg;
 	char acct[24];
-	const char *params[2];
+	const char *params[3];
 	int n = 0;
 
 	if (err || !k || !k->usable) {
@@ -427,6 +436,8 @@ acct_auth_cb(const struct auth_key *k, const char *err, void *arg)
 	if (l->kind == AQ_GENERATION)
 		params[n++] = l->gen_id;
 	params[n++] = acct;
+	if (l->kind == AQ_GENERATION)
+		params[n++] = l->gen_secs[0] ? l->gen_secs : NULL;
 	if (pgc_query(l->rt->pg_auth, l->kind == AQ_GENERATION ? generation_sql : credits_sql, n, params,
 		      acct_result_cb, l) < 0) {
 		struct httpd_req *req = l->req;
@@ -441,7 +452,7 @@ acct_query(struct router *rt, struct httpd_req *req, enum acct_query kind, const
 {
 	struct acct_lookup *l;
 	const char *key;
-	size_t len;
+	size_t len, n;
 
 	if (!(key = api_bearer(req, &len))) {
 		httpd_reply_error(req, 401, "missing API key: send Authorization: Bearer <key>");
@@ -454,8 +465,11 @@ acct_query(struct router *rt, struct httpd_req *req, enum acct_query kind, const
 	l->rt = rt;
 	l->req = req;
 	l->kind = kind;
-	if (gen_id)
+	if (gen_id) {
 		snprintf(l->gen_id, sizeof(l->gen_id), "%s", gen_id);
+		if (strncmp(gen_id, "gen-", 4) == 0 && (n = strspn(gen_id + 4, "0123456789")) > 0 && n < 12)
+			snprintf(l->gen_secs, sizeof(l->gen_secs), "%.*s", (int)n, gen_id + 4);
+	}
 	if (auth_lookup(rt->auth, key, len, 0, acct_auth_cb, l) < 0) {
 		free(l);
 		httpd_reply_error(req, 503, "authentication backend busy");

@@ -383,7 +383,7 @@ router_setup(void)
 		OPENSSL_cleanse(mk, sizeof(mk));
 		OPENSSL_cleanse(rt.conf.master_key, sizeof(rt.conf.master_key));
 	}
-	rt.pg_ctl = pgc_new(rt.base, rt.conf.pg_dsn, rt.conf.pg_timeout_ms, 64);
+	rt.pg_ctl = pgc_new(rt.base, conf_pg_listen_dsn(&rt.conf), rt.conf.pg_timeout_ms, 64);	/* LISTENs */
 	rt.pg_auth = pgc_new(rt.base, rt.conf.pg_dsn, rt.conf.pg_timeout_ms, 10000);
 	if (!rt.pg_ctl || !rt.pg_auth || !(rt.auth = auth_new(rt.pg_auth, rt.conf.key_secret, rt.conf.key_cache_ttl_ms)))
 		return log_error("out of memory"), -1;

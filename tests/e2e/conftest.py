@@ -1,6 +1,7 @@
 """The integration suite's stack: real PostgreSQL, Redis, mock providers and
 the three services, started by deploy/devstack.sh in a temporary directory on
 free ports, with a catalog made for the tests, and always stopped."""
+import contextlib
 import http.client
 import json
 import os
@@ -149,6 +150,15 @@ class Stack:
             raise RuntimeError("agoractl %s: %s" % (" ".join(args), r.stderr))
         return r
 
+    def xadd_usage(self, events):
+        """Usage events (dicts in the router's format) onto the stream `usage`,
+        pipelined, for agora-billing to bill."""
+        import redis
+        pipe = redis.Redis(port=self.redis_port).pipeline(transaction=False)
+        for e in events:
+            pipe.xadd("usage", {"e": json.dumps(e)})
+        pipe.execute()
+
     def db(self):
         c = psycopg2.connect(host="127.0.0.1", port=self.pg_port, dbname="agora", user="agora")
         c.autocommit = True
@@ -221,9 +231,11 @@ class Mock:
         self._req("POST", "/mock/reset_stats", {})
 
 
-@pytest.fixture(scope="session")
-def stack():
-    tmp = tempfile.mkdtemp(prefix="agora-test-")
+@contextlib.contextmanager
+def new_stack(prefix):
+    """A whole stack in a temporary directory, stopped (and removed, unless
+    AGORA_KEEP_TEST_DIR=1) at the end."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     s = Stack(tmp)
     try:
         s.start()
@@ -234,6 +246,12 @@ def stack():
             print(r.stdout, r.stderr)
         if os.environ.get("AGORA_KEEP_TEST_DIR") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    with new_stack("agora-test-") as s:
+        yield s
 
 
 @pytest.fixture(autouse=True)

@@ -96,7 +96,6 @@ def make_events(ids, eps):
 
 @pytest.fixture(scope="module")
 def ana(stack):
-    import redis
     for pid, name in (("ana-p1", "Ana One"), ("ana-p2", "Ana Two")):
         stack.sql("INSERT INTO providers (id, name, api, base_url, status) VALUES (%s, %s, 'openai', "
                   "'http://127.0.0.1:9/v1', 'disabled') ON CONFLICT (id) DO NOTHING", pid, name)
@@ -123,11 +122,7 @@ def ana(stack):
                   "VALUES (%s, 'topup', %s, 'analytics test', %s)", ids["A"], amount, at)
         stack.sql("UPDATE accounts SET balance_nusd = balance_nusd + %s WHERE id = %s", amount, ids["A"])
     evs = make_events(ids, eps)
-    r = redis.Redis(port=stack.redis_port)
-    pipe = r.pipeline(transaction=False)
-    for e in evs:
-        pipe.xadd("usage", {"e": json.dumps(e)})
-    pipe.execute()
+    stack.xadd_usage(evs)
     n = lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id LIKE 'gen-anatest-%%'")[0][0]
     assert wait_for(lambda: n() == len(evs), 30), (n(), len(evs))
     return {"ids": ids, "keys": keys, "eps": eps, "admin": stack.admin_key, "stack": stack}

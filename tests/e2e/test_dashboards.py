@@ -81,7 +81,6 @@ def events(account, key, eps, today):
 @pytest.fixture(scope="module")
 def seeded(stack):
     """Usage billed through Redis and billing, and traffic through the router."""
-    import redis
     stack.ctl("account", "create", "dash-test", "--credits", "1000", "--if-missing")
     stack.ctl("key", "create", "dash-test", "--name", "dash")
     account, key = stack.sql("SELECT a.id, k.id FROM accounts a JOIN api_keys k ON k.account_id = a.id "
@@ -90,11 +89,7 @@ def seeded(stack):
                                                    "WHERE status = 'active'"))
     today = dt.datetime.now(dt.timezone.utc).date()
     evs = events(account, key, eps, today)
-    r = redis.Redis(port=stack.redis_port)
-    pipe = r.pipeline(transaction=False)
-    for e in evs:
-        pipe.xadd("usage", {"e": json.dumps(e)})
-    pipe.execute()
+    stack.xadd_usage(evs)
     count = lambda: stack.sql("SELECT count(*) FROM usage_events WHERE account_id = %s", account)[0][0]
     assert wait_for(lambda: count() == len(evs), 60), (count(), len(evs))
     # today: traffic through the router (live counters, today's rollups)

@@ -128,6 +128,30 @@ test_secret_file(void **state)
 	setenv("AGORA_KEY_SECRET", "s3cret", 1);
 }
 
+/* pg_listen_dsn and analytics_pg_dsn fall back to pg_dsn when empty. */
+static void
+test_dsn_fallbacks(void **state)
+{
+	struct agora_conf c;
+	char err[256];
+
+	(void)state;
+	unsetenv("AGORA_PG_DSN");
+	unsetenv("AGORA_PG_LISTEN_DSN");
+	unsetenv("AGORA_ANALYTICS_PG_DSN");
+	write_conf("pg_dsn = host=10.0.0.1 port=6432\n");
+	assert_int_equal(conf_load(&c, path, err, sizeof(err)), 0);
+	assert_string_equal(conf_pg_listen_dsn(&c), "host=10.0.0.1 port=6432");
+	assert_string_equal(conf_analytics_pg_dsn(&c), "host=10.0.0.1 port=6432");
+	assert_int_equal(c.retention_months, 0);
+	write_conf("pg_dsn = host=10.0.0.1 port=6432\npg_listen_dsn = host=10.0.0.1 port=5432\n"
+		   "analytics_pg_dsn = host=10.0.0.2\nretention_months = 13\n");
+	assert_int_equal(conf_load(&c, path, err, sizeof(err)), 0);
+	assert_string_equal(conf_pg_listen_dsn(&c), "host=10.0.0.1 port=5432");
+	assert_string_equal(conf_analytics_pg_dsn(&c), "host=10.0.0.2");
+	assert_int_equal(c.retention_months, 13);
+}
+
 int
 main(void)
 {
@@ -136,6 +160,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_file_then_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secret_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dsn_fallbacks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
