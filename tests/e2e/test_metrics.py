@@ -115,9 +115,8 @@ def test_health_not_ready_while_draining(stack):
     """A router answers /health 503 from SIGTERM on (the readiness probe
     takes it out of the Service), while a stream in flight finishes."""
     proc, port = stack.extra_router("drain")
-    stack.mock("alpha").config(ttft_ms=1500)
-    stack.mock("beta").config(ttft_ms=1500)
-    stack.mock("gamma").config(ttft_ms=1500)
+    for name in ("alpha", "beta", "gamma"):
+        stack.mock(name).config(tps=10, words=20)     # a stream of about two seconds
     keep = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     keep.request("GET", "/health")
     r = keep.getresponse()
@@ -127,12 +126,14 @@ def test_health_not_ready_while_draining(stack):
     def slow():
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
         c.request("POST", "/api/v1/chat/completions", headers={"Authorization": "Bearer " + stack.key},
-                  body=json.dumps({"model": "test/three", "messages": [{"role": "user", "content": "x"}]}))
-        out["status"] = c.getresponse().status
+                  body=json.dumps({"model": "test/three", "stream": True,
+                                   "messages": [{"role": "user", "content": "x"}]}))
+        r = c.getresponse()
+        out["status"], out["body"] = r.status, r.read()
     t = threading.Thread(target=slow)
     t.start()
     try:
-        assert wait_for(lambda: value(scrape(port), "agora_router_inflight") == 1, 5)
+        assert wait_for(lambda: value(scrape(port), "agora_router_streams_in_flight") == 1, 5)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         keep.request("GET", "/health")
@@ -146,7 +147,7 @@ def test_health_not_ready_while_draining(stack):
         m = parse(r.read().decode())
         assert value(m, "agora_router_draining") == 1 and value(m, "agora_router_ready") == 0
         t.join(20)
-        assert out.get("status") == 200
+        assert out.get("status") == 200 and out["body"].rstrip().endswith(b"data: [DONE]")
         assert proc.wait(15) == 0
     finally:
         keep.close()
