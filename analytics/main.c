@@ -25,16 +25,19 @@
 
 #include <event2/buffer.h>
 
+#include "ametrics.h"
 #include "ana.h"
 #include "keyhash.h"
 #include "log.h"
 #include "pages.h"
+#include "prom.h"
 #include "recon.h"
 #include "replica.h"
 
 #define RECON_PREFIX "/api/v1/analytics/reconciliation"
 
 static struct ana A;
+static struct ametrics *M;	/* requests by endpoint class (ametrics.c) */
 
 static const char overview_sql[] =
 	"SELECT (SELECT count(*) FROM providers WHERE status = 'active')::text, "
@@ -118,21 +121,22 @@ metrics(struct httpd_req *req)
 		httpd_reply_error(req, 503, "out of memory");
 		return;
 	}
-#define X(name, help) \
-	evbuffer_add_printf(b, "# HELP agora_analytics_%s %s\n# TYPE agora_analytics_%s counter\n" \
-			    "agora_analytics_%s %lld\n", #name, help, #name, #name, A.st.name);
+#define X(name, help) prom_counter(b, "agora_analytics_" #name, help, A.st.name);
 	ANA_STATS(X)
 #undef X
-	evbuffer_add_printf(b, "# HELP agora_analytics_pg_connected query connections up\n"
-			    "# TYPE agora_analytics_pg_connected gauge\n");
-	for (int i = 0; i < ANA_PG_POOL; i++)
-		evbuffer_add_printf(b, "agora_analytics_pg_connected{conn=\"%d\"} %d\n", i, pgc_is_connected(A.pg[i]));
-	evbuffer_add_printf(b, "# HELP agora_analytics_redis_connected live counters reachable\n"
-			    "# TYPE agora_analytics_redis_connected gauge\nagora_analytics_redis_connected %d\n",
-			    rds_is_connected(A.rd));
+	prom_head(b, "agora_analytics_pg_connected", "gauge", "query connections up");
+	for (int i = 0; i < ANA_PG_POOL; i++) {
+		char n[12];
+		const char *const l[] = { "conn", n, NULL };
+
+		snprintf(n, sizeof(n), "%d", i);
+		prom_sample_int(b, "agora_analytics_pg_connected", l, pgc_is_connected(A.pg[i]));
+	}
+	prom_gauge(b, "agora_analytics_redis_connected", "live counters reachable", rds_is_connected(A.rd));
 	replica_lag_metrics(A.lag, b);
+	ametrics_write(M, b);
 	len = evbuffer_get_length(b);
-	httpd_reply(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, -1), len);
+	httpd_reply(req, 200, PROM_CONTENT_TYPE, evbuffer_pullup(b, -1), len);
 	evbuffer_free(b);
 }
 
@@ -377,7 +381,7 @@ setup(void)
 	const struct agora_conf *c = &A.conf;
 	char *read_dsn = replica_read_dsn(c);
 
-	if (!read_dsn || !(A.base = event_base_new()) ||
+	if (!read_dsn || !(M = ametrics_new()) || !(A.base = event_base_new()) ||
 	    !(A.pg_auth = pgc_new(A.base, conf_pg_listen_dsn(c), c->pg_timeout_ms, 1024)) ||
 	    !(A.pg_write = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 256)) ||
 	    !(A.auth = auth_new(A.pg_auth, c->key_secret, c->key_cache_ttl_ms)) ||
@@ -413,6 +417,7 @@ teardown(void)
 	replica_lag_free(A.lag);	/* after the pool: its query's callback */
 	if (A.base)
 		event_base_free(A.base);
+	ametrics_free(M);
 }
 
 static int
@@ -432,6 +437,7 @@ serve(void)
 		event_free(sigint);
 		return 1;
 	}
+	httpd_set_done_cb(A.httpd, ametrics_done, M);
 	pgc_connect(A.pg_auth);
 	for (int i = 0; i < ANA_PG_POOL; i++)
 		pgc_connect(A.pg[i]);

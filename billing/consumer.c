@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -51,6 +52,9 @@ struct consumer {
 	struct event *timer;		/* pause after errors */
 	struct event *claim_timer;
 	struct consumer_stats st;
+	struct timespec t_write;	/* the batch's statement sent */
+	consumer_batch_fn batch_fn;
+	void *batch_arg;
 };
 
 const char consumer_sql[] =
@@ -172,7 +176,8 @@ const char consumer_sql[] =
 	" RETURNING 1"
 	")"
 	" SELECT (SELECT count(*) FROM ev)::text, (SELECT count(*) FROM ins)::text,"
-	" (SELECT coalesce(sum(generations), 0) FROM led)::text, (SELECT count(*) FROM r)::text, (SELECT count(*) FROM b)::text";
+	" (SELECT coalesce(sum(generations), 0) FROM led)::text, (SELECT count(*) FROM r)::text, (SELECT count(*) FROM b)::text,"
+	" (SELECT max(ts) FROM ev)::text";
 
 static void consumer_next(struct consumer *c);
 static int batch_send(struct consumer *c, struct batch *b);
@@ -218,6 +223,7 @@ ack_cb(redisAsyncContext *ac, void *reply, void *arg)
 
 	(void)ac;
 	if (!r || r->type == REDIS_REPLY_ERROR) {
+		c->st.redis_errors++;
 		log_warn("billing: XACK failed: %s (the batch will be re-read; it is already billed)",
 			 r ? r->str : "disconnected");
 		consumer_pause(c);
@@ -258,6 +264,22 @@ consumer_ack(struct consumer *c)
 	free(argv);
 }
 
+/* Stats of a committed batch, and the metrics' callback. */
+static void
+batch_committed(struct consumer *c, PGresult *res)
+{
+	long long newest = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+	struct timespec t;
+
+	if (newest > c->st.newest_ts_ms)
+		c->st.newest_ts_ms = newest;
+	if (!c->batch_fn)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	c->batch_fn(c->nids, strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+		    (t.tv_sec - c->t_write.tv_sec) * 1000000LL + (t.tv_nsec - c->t_write.tv_nsec) / 1000, c->batch_arg);
+}
+
 static void
 write_cb(PGresult *res, const char *err, void *arg)
 {
@@ -277,6 +299,7 @@ write_cb(PGresult *res, const char *err, void *arg)
 	}
 	c->validate = 0;
 	c->st.batches++;
+	batch_committed(c, res);
 	c->st.inserted += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	c->st.duplicates += strtoll(PQgetvalue(res, 0, 0), NULL, 10) - strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	log_debug("billing: batch %d entries, %s events, %s new", c->nids, PQgetvalue(res, 0, 0),
@@ -372,6 +395,7 @@ batch_send(struct consumer *c, struct batch *b)
 	c->st.events += b->events;
 	params[0] = (const char *)evbuffer_pullup(b->json, -1);
 	c->phase = CP_WRITE;
+	clock_gettime(CLOCK_MONOTONIC, &c->t_write);
 	rc = params[0] ? pgc_query(c->pg, consumer_sql, 1, params, write_cb, c) : -1;
 	batch_drop(b);
 	if (rc < 0)
@@ -422,6 +446,7 @@ read_cb(redisAsyncContext *ac, void *reply, void *arg)
 
 	(void)ac;
 	if (!r || r->type == REDIS_REPLY_ERROR) {
+		c->st.redis_errors++;
 		if (r && strstr(r->str, "NOGROUP"))
 			c->phase = CP_DOWN, consumer_redis_up(c);
 		else
@@ -571,6 +596,13 @@ void
 consumer_stats(const struct consumer *c, struct consumer_stats *st)
 {
 	*st = c->st;
+}
+
+void
+consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg)
+{
+	c->batch_fn = fn;
+	c->batch_arg = arg;
 }
 
 void

@@ -19,7 +19,13 @@ struct consumer;
 
 struct consumer_stats {
 	long long batches, events, inserted, duplicates, acked, claimed, pg_errors, bad_entries;
+	long long redis_errors;		/* failed reads and XACKs */
+	long long newest_ts_ms;		/* newest committed event's created_at (0: none yet) */
 };
+
+/* After each committed batch (for metrics): its entries, events, and the
+ * time from sending the statement to its COMMIT, in microseconds. */
+typedef void (*consumer_batch_fn)(int entries, long long events, long long commit_us, void *arg);
 
 struct consumer *consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd,
 			      const char *name, int batch, int claim_idle_ms);
@@ -27,6 +33,7 @@ void consumer_free(struct consumer *c);
 /* Call after each Redis (re)connect. */
 void consumer_redis_up(struct consumer *c);
 void consumer_stats(const struct consumer *c, struct consumer_stats *st);
+void consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg);
 /* 1 while a batch is between read and ack (for graceful stop). */
 int consumer_busy(const struct consumer *c);
 

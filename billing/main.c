@@ -3,6 +3,7 @@
  * through the consumer (consumer.c): batches from the group `billing`, one
  * transaction each, XACK after COMMIT. Several workers can run at once.
  * SIGTERM lets the batch in flight commit and ack, then stops.
+ * On billing_listen (empty: none) it answers /health and /metrics (metrics.c).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@
 
 #include "conf.h"
 #include "consumer.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgc.h"
 #include "rds.h"
 
@@ -25,6 +28,8 @@ static struct event_base *base;
 static struct pgc *pg;
 static struct rds *rd;
 static struct consumer *cons;
+static struct bmetrics *metrics;
+static struct httpd *httpd;
 static struct event *stop_timer;
 static int stop_polls;
 
@@ -102,6 +107,23 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopexit(base, NULL);
 }
 
+/* The health and metrics listener on billing_listen, when set. */
+static int
+listen_setup(const char *addr)
+{
+	struct httpd_limits hl = { 8192, 1024, 32, 64, 5000, 30000, 10000 };
+	char err[256];
+
+	if (!(metrics = bmetrics_new(base, pg, rd, cons)))
+		return log_error("out of memory"), -1;
+	if (!addr[0])
+		return 0;
+	if (!(httpd = httpd_new(base, addr, &hl, bmetrics_handle, metrics, err, sizeof(err))))
+		return log_error("billing_listen: %s", err), -1;
+	log_info("health and metrics on %s", addr);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -139,6 +161,8 @@ main(int argc, char **argv)
 		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms)))
 			return 1;
 	}
+	if (listen_setup(conf.billing_listen) < 0)
+		return 1;
 	rds_set_connect_cb(rd, redis_connected, NULL);
 	pgc_connect(pg);
 	rds_connect(rd);
@@ -151,8 +175,10 @@ main(int argc, char **argv)
 	event_base_once(base, -1, EV_TIMEOUT, status_cb, NULL, &now);
 	log_info("started");
 	event_base_dispatch(base);
+	httpd_free(httpd);
 	rds_free(rd);		/* fires pending callbacks: the consumer must live */
 	pgc_free(pg);
+	bmetrics_free(metrics);
 	consumer_free(cons);
 	if (stop_timer)
 		event_free(stop_timer);

@@ -32,6 +32,8 @@ struct conf_key {
 static const struct conf_key conf_keys[] = {
 	S("listen", listen, "127.0.0.1:8680", "router listen address host:port"),
 	S("analytics_listen", analytics_listen, "127.0.0.1:8681", "analytics listen address"),
+	S("billing_listen", billing_listen, "127.0.0.1:8682",
+	  "billing's /health and /metrics address (empty: none; one per worker on a host)"),
 	S("web_dir", web_dir, "", "dashboards' pages and assets (empty: analytics/web of the source tree beside the binary)"),
 	S("pg_dsn", pg_dsn, "host=127.0.0.1 port=8632 dbname=agora user=agora",
 	  "PostgreSQL conninfo (numeric host: the loop never waits on DNS)"),

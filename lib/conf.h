@@ -14,6 +14,7 @@
 struct agora_conf {
 	char listen[128];			/* router HTTP listen address */
 	char analytics_listen[128];		/* analytics HTTP listen address */
+	char billing_listen[128];		/* billing health/metrics; empty: none */
 	char web_dir[512];			/* dashboards' pages and assets */
 	char pg_dsn[512];			/* libpq conninfo; numeric hosts only */
 	char pg_listen_dsn[512];		/* LISTEN connections (empty: pg_dsn) */

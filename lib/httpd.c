@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -57,6 +58,8 @@ struct httpd_req {
 	int http10;			/* HTTP/1.0 client: no chunked */
 	httpd_req_fn abort_cb, drain_cb;
 	void *abort_arg, *drain_arg;
+	int status;			/* answered with (for done_fn) */
+	struct timespec t0;		/* reached the handler */
 };
 
 struct httpd_conn {
@@ -84,6 +87,8 @@ struct httpd {
 	int port;
 	int nconns;
 	SSL_CTX *tls;			/* NULL: plain HTTP */
+	httpd_done_fn done_fn;		/* metrics */
+	void *done_arg;
 	TAILQ_HEAD(, httpd_conn) conns;
 };
 
@@ -434,6 +439,7 @@ resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
 		r->keep_alive = 0;
 	if (status < 100 || status > 999)
 		status = 500;
+	r->status = status;
 	{
 		char line[16] = "HTTP/1.1 ";
 
@@ -469,6 +475,20 @@ resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
 		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
 }
 
+/* Reports an answered request to the done callback. */
+static void
+req_report(struct httpd *h, const struct httpd_req *r)
+{
+	struct timespec t;
+	long long usec = 0;
+
+	if (!h->done_fn || !r)
+		return;
+	if (r->t0.tv_sec && clock_gettime(CLOCK_MONOTONIC, &t) == 0)
+		usec = (t.tv_sec - r->t0.tv_sec) * 1000000LL + (t.tv_nsec - r->t0.tv_nsec) / 1000;
+	h->done_fn(r, r->status, usec, h->done_arg);
+}
+
 /* The current request is answered: next request, or close. */
 static void
 conn_request_done(struct httpd_conn *c)
@@ -476,6 +496,7 @@ conn_request_done(struct httpd_conn *c)
 	struct httpd_req *r = c->req;
 	int keep = r && r->keep_alive;
 
+	req_report(c->h, r);
 	c->req = NULL;
 	req_free(r);
 	if (!keep) {
@@ -618,6 +639,7 @@ conn_fail(struct httpd_conn *c, int status, const char *msg)
 		bufferevent_write(c->bev, body, strlen(body));
 		cJSON_free(body);
 	}
+	req_report(c->h, c->req);
 	req_free(c->req);
 	c->req = NULL;
 	conn_set_timer(c, HTTPD_LINGER_MS);
@@ -631,6 +653,7 @@ conn_dispatch(struct httpd_conn *c)
 
 	c->state = CS_HANDLING;
 	evtimer_del(c->timer);
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
 	if ((q = strchr(r->url, '?'))) {
 		*q = '\0';
 		r->query = q + 1;
@@ -900,6 +923,13 @@ int
 httpd_connections(const struct httpd *h)
 {
 	return h->nconns;
+}
+
+void
+httpd_set_done_cb(struct httpd *h, httpd_done_fn fn, void *arg)
+{
+	h->done_fn = fn;
+	h->done_arg = arg;
 }
 
 void

@@ -52,6 +52,12 @@ int httpd_port(const struct httpd *h);
 int httpd_connections(const struct httpd *h);
 /* Stops accepting; open connections finish their current request. */
 void httpd_stop_accepting(struct httpd *h);
+/* For metrics: fn runs as each answer ends (its last byte queued) with its
+ * status and the microseconds since the request reached the handler (0 for
+ * protocol errors httpd answers itself). Requests whose client went away
+ * first are not reported. It must not touch the request beyond reading it. */
+typedef void (*httpd_done_fn)(const struct httpd_req *r, int status, long long usec, void *arg);
+void httpd_set_done_cb(struct httpd *h, httpd_done_fn fn, void *arg);
 
 const char *httpd_req_method(const struct httpd_req *r);
 const char *httpd_req_path(const struct httpd_req *r);	/* without query */

@@ -1,7 +1,7 @@
 /*
  * api: the router's read endpoints in OpenRouter's shapes: the model list
  * (pre-rendered per catalog snapshot), a model's endpoints, the calling key,
- * and Prometheus metrics.
+ * readiness, and Prometheus metrics (lib/prom; rstats: histograms, outcomes).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "money.h"
+#include "prom.h"
 #include "route.h"
 #include "router.h"
 
@@ -150,34 +151,55 @@ api_key(struct router *rt, struct httpd_req *req)
 	}
 }
 
-/* ---- GET /metrics ---- */
+/* ---- GET /health, GET /metrics ---- */
 
-/* A label value, with backslashes, quotes and newlines escaped. */
-static void
-label_value(struct evbuffer *b, const char *s)
+void
+api_health(struct router *rt, struct httpd_req *req)
 {
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			evbuffer_add_printf(b, "\\%c", *s);
-		else if (*s == '\n')
-			evbuffer_add(b, "\\n", 2);
-		else
-			evbuffer_add(b, s, 1);
-	}
+	if (strcmp(httpd_req_path(req), "/health/live") == 0)
+		httpd_reply(req, 200, "application/json", "{\"status\":\"alive\"}", 18);
+	else if (rt->draining)
+		httpd_reply_error(req, 503, "draining: this router is shutting down");
+	else if (!rt->cat)
+		httpd_reply_error(req, 503, "the catalog is not loaded yet");
+	else
+		httpd_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+}
+
+static void
+response_done(const struct httpd_req *req, int status, long long usec, void *arg)
+{
+	(void)req;
+	(void)usec;
+	rstats_response(((struct router *)arg)->rs, status);
+}
+
+int
+api_metrics_init(struct router *rt)
+{
+	if (!(rt->rs = rstats_new()))
+		return -1;
+	httpd_set_done_cb(rt->httpd, response_done, rt);
+	return 0;
+}
+
+void
+api_metrics_free(struct router *rt)
+{
+	rstats_free(rt->rs);
+	rt->rs = NULL;
 }
 
 static void
 endpoint_sample(struct evbuffer *b, const char *name, const struct rcat_endpoint *e, const char *quantile,
 		double v)
 {
-	evbuffer_add_printf(b, "%s{provider=\"", name);
-	label_value(b, e->prov->id);
-	evbuffer_add(b, "\",model=\"", 9);
-	label_value(b, e->model->id);
-	evbuffer_add_printf(b, "\",endpoint=\"%lld\"", (long long)e->id);
-	if (quantile)
-		evbuffer_add_printf(b, ",quantile=\"%s\"", quantile);
-	evbuffer_add_printf(b, "} %.6g\n", v);
+	char id[24];
+	const char *const l[] = { "provider", e->prov->id, "model", e->model->id, "endpoint", id,
+				  quantile ? "quantile" : NULL, quantile, NULL };
+
+	snprintf(id, sizeof(id), "%lld", (long long)e->id);
+	prom_sample(b, name, l, v);
 }
 
 /* Per-endpoint gauges of the current snapshot: this router's 30-minute
@@ -192,94 +214,95 @@ endpoint_metrics(struct evbuffer *b, const struct rcat *c, int64_t now)
 		return;
 	for (int i = 0; i < c->neps; i++)
 		health_stats(&c->eps[i].health, now, HEALTH_SPAN_MS, &st[i]);
-	evbuffer_add_printf(b, "# HELP agora_endpoint_ttft_ms time to first token, last 30 minutes (this router)\n"
-			    "# TYPE agora_endpoint_ttft_ms gauge\n");
+	prom_head(b, "agora_endpoint_ttft_ms", "gauge", "time to first token, last 30 minutes (this router)");
 	for (int i = 0; i < c->neps; i++) {
 		if (!st[i].nttft)
 			continue;
 		endpoint_sample(b, "agora_endpoint_ttft_ms", &c->eps[i], "0.5", st[i].ttft.p50);
 		endpoint_sample(b, "agora_endpoint_ttft_ms", &c->eps[i], "0.9", st[i].ttft.p90);
 	}
-	evbuffer_add_printf(b, "# HELP agora_endpoint_latency_ms whole answer time, last 30 minutes (this router)\n"
-			    "# TYPE agora_endpoint_latency_ms gauge\n");
+	prom_head(b, "agora_endpoint_latency_ms", "gauge", "whole answer time, last 30 minutes (this router)");
 	for (int i = 0; i < c->neps; i++) {
 		if (!st[i].nlatency)
 			continue;
 		endpoint_sample(b, "agora_endpoint_latency_ms", &c->eps[i], "0.5", st[i].latency.p50);
 		endpoint_sample(b, "agora_endpoint_latency_ms", &c->eps[i], "0.9", st[i].latency.p90);
 	}
-	evbuffer_add_printf(b, "# HELP agora_endpoint_uptime_ratio successful attempts, last 30 minutes (this router)\n"
-			    "# TYPE agora_endpoint_uptime_ratio gauge\n");
+	prom_head(b, "agora_endpoint_uptime_ratio", "gauge", "successful attempts, last 30 minutes (this router)");
 	for (int i = 0; i < c->neps; i++)
 		if (st[i].ok + st[i].failed)
 			endpoint_sample(b, "agora_endpoint_uptime_ratio", &c->eps[i], NULL,
 					(double)st[i].ok / (st[i].ok + st[i].failed));
-	evbuffer_add_printf(b, "# HELP agora_endpoint_ttft_avg_ms decaying average TTFT routing uses (fleet, else local)\n"
-			    "# TYPE agora_endpoint_ttft_avg_ms gauge\n");
+	prom_head(b, "agora_endpoint_ttft_avg_ms", "gauge", "decaying average TTFT routing uses (fleet, else local)");
 	for (int i = 0; i < c->neps; i++)
 		if (health_ttft_ms(&c->eps[i].health) > 0)
 			endpoint_sample(b, "agora_endpoint_ttft_avg_ms", &c->eps[i], NULL,
 					health_ttft_ms(&c->eps[i].health));
-	evbuffer_add_printf(b, "# HELP agora_endpoint_tps decaying average output tokens/s routing uses (fleet, else local)\n"
-			    "# TYPE agora_endpoint_tps gauge\n");
+	prom_head(b, "agora_endpoint_tps", "gauge", "decaying average output tokens/s routing uses (fleet, else local)");
 	for (int i = 0; i < c->neps; i++)
 		if (health_tps(&c->eps[i].health) > 0)
 			endpoint_sample(b, "agora_endpoint_tps", &c->eps[i], NULL, health_tps(&c->eps[i].health));
-	evbuffer_add_printf(b, "# HELP agora_endpoint_fleet_routers routers reporting on the endpoint through Redis\n"
-			    "# TYPE agora_endpoint_fleet_routers gauge\n");
+	prom_head(b, "agora_endpoint_fleet_routers", "gauge", "routers reporting on the endpoint through Redis");
 	for (int i = 0; i < c->neps; i++)
 		endpoint_sample(b, "agora_endpoint_fleet_routers", &c->eps[i], NULL, c->eps[i].health.fleet_routers);
-	evbuffer_add_printf(b, "# HELP agora_endpoint_breaker_open 1 while the endpoint is tried last (here or fleet)\n"
-			    "# TYPE agora_endpoint_breaker_open gauge\n");
+	prom_head(b, "agora_endpoint_breaker_open", "gauge", "1 while the endpoint is tried last (here or fleet)");
 	for (int i = 0; i < c->neps; i++)
 		endpoint_sample(b, "agora_endpoint_breaker_open", &c->eps[i], NULL,
 				route_state(&c->eps[i], now) == ROUTE_OPEN);
 	free(st);
 }
 
+/* Connections, in-flight work, upstream pool and metering. */
+static void
+router_gauges(struct router *rt, struct evbuffer *b)
+{
+	struct upstream_stats us;
+	struct meter_stats ms;
+
+	upstream_pool_stats(rt->up, &us);
+	meter_stats(rt->meter, &ms);
+	prom_gauge(b, "agora_router_ready", "1 when /health answers 200 (catalog loaded, not draining)",
+		   rt->cat && !rt->draining);
+	prom_gauge(b, "agora_router_draining", "1 after SIGTERM, while requests finish", rt->draining);
+	prom_gauge(b, "agora_router_client_connections", "open client connections", httpd_connections(rt->httpd));
+	prom_gauge(b, "agora_router_inflight", "chat completions in progress", rt->inflight);
+	prom_gauge(b, "agora_router_streams_in_flight", "completions streaming to their client", rt->streams_inflight);
+	prom_gauge(b, "agora_router_upstream_connections", "open upstream connections", (double)us.open);
+	prom_gauge(b, "agora_router_upstream_idle", "idle pooled upstream connections", (double)us.idle);
+	prom_counter(b, "agora_router_upstream_connects", "upstream connections opened", us.connects);
+	prom_counter(b, "agora_router_upstream_reuses", "upstream requests on a pooled connection", us.reuses);
+	prom_gauge(b, "agora_router_catalog_version", "catalog version loaded (-1: none)",
+		   rt->cat ? (double)rt->cat->version : -1);
+	prom_counter(b, "agora_router_usage_events", "usage events emitted", ms.emitted);
+	prom_counter(b, "agora_router_usage_spooled", "usage events written to the spool", ms.spooled);
+	prom_counter(b, "agora_router_usage_replayed", "spooled usage events replayed to Redis", ms.replayed);
+	prom_gauge(b, "agora_router_spool_bytes", "bytes in the usage spool (its depth)", (double)ms.spool_bytes);
+	prom_gauge(b, "agora_router_spool_events", "usage events spooled and not replayed yet (this run)",
+		   (double)(ms.spooled > ms.replayed ? ms.spooled - ms.replayed : 0));
+	prom_gauge(b, "agora_router_spool_max_bytes", "spool bound (completions answer 503 at it)",
+		   (double)rt->conf.spool_max_bytes);
+	prom_counter(b, "agora_router_xadd_errors", "XADDs Redis refused (the event went to the spool)", ms.xadd_errors);
+	prom_gauge(b, "agora_router_redis_up", "1 while Redis is connected", rds_is_connected(rt->redis));
+}
+
 void
 api_metrics(struct router *rt, struct httpd_req *req)
 {
 	struct evbuffer *b = evbuffer_new();
-	struct upstream_stats us;
 	size_t len;
 
 	if (!b) {
 		httpd_reply_error(req, 503, "out of memory");
 		return;
 	}
-#define X(name, help) \
-	evbuffer_add_printf(b, "# HELP agora_router_" #name " " help "\n# TYPE agora_router_" #name \
-			    " counter\nagora_router_" #name " %lld\n", rt->st.name);
+#define X(name, help) prom_counter(b, "agora_router_" #name, help, rt->st.name);
 	ROUTER_STATS(X)
 #undef X
-	upstream_pool_stats(rt->up, &us);
-	evbuffer_add_printf(b, "# TYPE agora_router_client_connections gauge\n"
-			    "agora_router_client_connections %d\n", httpd_connections(rt->httpd));
-	evbuffer_add_printf(b, "# TYPE agora_router_inflight gauge\nagora_router_inflight %d\n", rt->inflight);
-	evbuffer_add_printf(b, "# TYPE agora_router_upstream_connections gauge\n"
-			    "agora_router_upstream_connections %lld\n", us.open);
-	evbuffer_add_printf(b, "# TYPE agora_router_upstream_idle gauge\nagora_router_upstream_idle %lld\n", us.idle);
-	evbuffer_add_printf(b, "# TYPE agora_router_upstream_connects counter\n"
-			    "agora_router_upstream_connects %lld\n", us.connects);
-	evbuffer_add_printf(b, "# TYPE agora_router_upstream_reuses counter\n"
-			    "agora_router_upstream_reuses %lld\n", us.reuses);
-	evbuffer_add_printf(b, "# TYPE agora_router_catalog_version gauge\nagora_router_catalog_version %lld\n",
-			    rt->cat ? (long long)rt->cat->version : -1LL);
-	{
-		struct meter_stats ms;
-
-		meter_stats(rt->meter, &ms);
-		evbuffer_add_printf(b, "# TYPE agora_router_usage_events counter\nagora_router_usage_events %lld\n"
-				    "# TYPE agora_router_usage_spooled counter\nagora_router_usage_spooled %lld\n"
-				    "# TYPE agora_router_usage_replayed counter\nagora_router_usage_replayed %lld\n"
-				    "# TYPE agora_router_spool_bytes gauge\nagora_router_spool_bytes %lld\n"
-				    "# TYPE agora_router_redis_up gauge\nagora_router_redis_up %d\n",
-				    ms.emitted, ms.spooled, ms.replayed, ms.spool_bytes, rds_is_connected(rt->redis));
-	}
+	router_gauges(rt, b);
+	rstats_write(rt->rs, b);
 	endpoint_metrics(b, rt->cat, router_now_ms());
 	len = evbuffer_get_length(b);
-	httpd_reply(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, (ev_ssize_t)len), len);
+	httpd_reply(req, 200, PROM_CONTENT_TYPE, evbuffer_pullup(b, (ev_ssize_t)len), len);
 	evbuffer_free(b);
 }
 

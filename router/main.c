@@ -161,15 +161,6 @@ endpoints_model(const char *path, char *out, size_t len)
 }
 
 static void
-reply_health(struct httpd_req *req)
-{
-	if (rt.cat)
-		httpd_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
-	else
-		httpd_reply_error(req, 503, "the catalog is not loaded yet");
-}
-
-static void
 reply_options(struct httpd_req *req)
 {
 	httpd_add_header(req, "Access-Control-Allow-Origin", "*");
@@ -213,8 +204,8 @@ router_handle(struct httpd_req *req, void *arg)
 		api_generation(&rt, req);
 	} else if (get && path_is(path, "/credits")) {
 		api_credits(&rt, req);
-	} else if (get && strcmp(path, "/health") == 0) {
-		reply_health(req);
+	} else if (get && (strcmp(path, "/health") == 0 || strcmp(path, "/health/live") == 0)) {
+		api_health(&rt, req);
 	} else if (get && strcmp(path, "/metrics") == 0) {
 		api_metrics(&rt, req);
 	} else {
@@ -253,6 +244,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("signal %d: draining %d requests", (int)sig, rt.inflight);
+	rt.draining = 1;	/* /health: not ready */
 	httpd_stop_accepting(rt.httpd);
 	drain_deadline = router_now_ms() + DRAIN_MAX_MS;
 	drain_timer = evtimer_new(rt.base, drain_cb, NULL);
@@ -405,6 +397,8 @@ router_setup(void)
 	httpd_set_reuse_port(rt.conf.workers > 1);
 	if (!(rt.httpd = httpd_new(rt.base, rt.conf.listen, &hl, router_handle, NULL, err, sizeof(err))))
 		return log_error("%s", err), -1;
+	if (api_metrics_init(&rt) < 0)
+		return log_error("out of memory"), -1;
 	if (rt.conf.tls_cert_file[0]) {
 		if (!(listen_tls = listen_tls_new(rt.conf.tls_cert_file, rt.conf.tls_key_file, err, sizeof(err))))
 			return log_error("tls: %s", err), -1;
@@ -467,6 +461,7 @@ router_teardown(void)
 		event_free(rt.poll_timer);
 	if (drain_timer)
 		event_free(drain_timer);
+	api_metrics_free(&rt);
 }
 
 static void

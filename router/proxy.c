@@ -81,6 +81,7 @@ struct proxy {
 	struct proxy_try tries[PROXY_MAX_CANDIDATES];	/* each attempt's outcome */
 	int ntries;
 	int fail_status;		/* status the last failure maps to */
+	enum rstats_outcome outcome;	/* the current attempt's, for /metrics (RS_NONE: from its status) */
 	char fail_msg[256];
 	char gen_id[48];
 };
@@ -120,7 +121,11 @@ gen_id_new(char *out, size_t len)
 static void
 proxy_free(struct proxy *p)
 {
+	int64_t now = router_now_ms();
+
 	p->rt->inflight--;
+	p->rt->streams_inflight -= p->client_started;
+	rstats_completion(p->rt->rs, p->stream, now - p->t_start_ms, p->t_first_ms ? p->t_first_ms - p->t_start_ms : -1);
 	budget_done(p->rt->budget, &p->hold, p->metered ? p->cost_nusd : 0);
 	if (p->up)
 		upstream_cancel(p->up);
@@ -159,6 +164,7 @@ try_end(struct proxy *p, int status)
 		return;
 	t->status = status;
 	t->latency_ms = (int)(router_now_ms() - t->t_ms);
+	rstats_attempt(p->rt->rs, t->e->prov->id, p->outcome, status);
 }
 
 /* The attempts as OpenRouter's generation `provider_responses`. */
@@ -297,8 +303,11 @@ proxy_abort_cb(struct httpd_req *req, void *arg)
 	if (p->state == PX_STREAMING) {
 		proxy_meter(p, 499);
 		httpd_stream_end(p->req);
-	} else
+	} else {
+		if (p->state == PX_UPSTREAM)
+			try_end(p, 499);
 		httpd_reply_error(p->req, 499, "client closed request");
+	}
 	p->state = PX_DONE;
 	proxy_free(p);
 }
@@ -713,6 +722,7 @@ proxy_finish_json(struct proxy *p)
 	if (!cJSON_IsArray(choices)) {
 		cJSON_Delete(ans);
 		p->retry_after = -1;
+		p->outcome = RS_INVALID;
 		health_failed(p, e);
 		proxy_next(p, 502, "%s answered something that is not a chat completion", e->prov->name);
 		return;
@@ -801,6 +811,7 @@ stream_start(struct proxy *p)
 	p->t_first_ms = router_now_ms();
 	p->state = PX_STREAMING;
 	p->rt->st.streams_total++;
+	p->rt->streams_inflight++;
 }
 
 /* An error after bytes went out: say so in the stream, then end it. */
@@ -826,6 +837,7 @@ stream_fail(struct proxy *p, int code, const char *msg)
 	stream_write_json(p, o);
 	cJSON_Delete(o);
 	p->retry_after = -1;
+	p->outcome = RS_CUT;
 	health_failed(p, p->cands[p->attempt]);	/* a started answer broke */
 	proxy_meter(p, code);
 	p->rt->st.completions_failed++;
@@ -888,6 +900,7 @@ stream_upstream_error(struct proxy *p, int garbage, const char *detail)
 		stream_fail(p, 502, msg);
 	} else {
 		p->retry_after = -1;
+		p->outcome = garbage ? RS_INVALID : RS_STREAM_ERROR;
 		health_failed(p, e);
 		proxy_next(p, 502, "%s sent %s%s%s", e->prov->name, garbage ? "an unreadable stream" : "an error event",
 			   detail ? ": " : "", detail ? detail : "");
@@ -1050,6 +1063,7 @@ up_body(void *arg, const char *data, size_t len)
 			if (p->client_started) {
 				stream_fail(p, 502, "the provider sent an over-long event");
 			} else {
+				p->outcome = RS_TOO_LARGE;
 				health_failed(p, e);
 				proxy_next(p, 502, "%s sent an over-long event", e->prov->name);
 			}
@@ -1060,6 +1074,7 @@ up_body(void *arg, const char *data, size_t len)
 		if (evbuffer_get_length(p->buf) + len > (size_t)p->rt->conf.max_response_bytes) {
 			upstream_cancel(p->up);
 			p->up = NULL;
+			p->outcome = RS_TOO_LARGE;
 			health_failed(p, e);
 			proxy_next(p, 502, "%s answered more than max_response_bytes", e->prov->name);
 			return;
@@ -1099,6 +1114,7 @@ up_done(void *arg)
 		if (p->client_started) {
 			stream_finish(p);
 		} else {
+			p->outcome = RS_INVALID;
 			health_failed(p, e);
 			proxy_next(p, 502, "%s ended the stream before any event", e->prov->name);
 		}
@@ -1109,6 +1125,7 @@ up_done(void *arg)
 		return;
 	}
 	upstream_error_text(p, msg, sizeof(msg));
+	p->outcome = p->up_status == 429 ? RS_HTTP_429 : p->up_status >= 500 ? RS_HTTP_5XX : RS_HTTP_4XX;
 	if (p->up_status == 400 || p->up_status == 413 || p->up_status == 422) {
 		/* The request itself is at fault: another provider would agree. */
 		proxy_fail(p, p->up_status == 422 ? 400 : p->up_status, msg);
@@ -1139,6 +1156,8 @@ up_error(void *arg, enum upstream_err err, const char *msg)
 		return;
 	}
 	p->retry_after = -1;
+	p->outcome = err == UPSTREAM_ERR_TIMEOUT ? RS_TIMEOUT : err == UPSTREAM_ERR_CONNECT ? RS_CONNECT
+		   : err == UPSTREAM_ERR_RESET ? RS_RESET : RS_PROTOCOL;
 	health_failed(p, e);
 	proxy_next(p, status, "%s: %s", e->prov->name, msg);
 }
@@ -1222,8 +1241,10 @@ proxy_attempt(struct proxy *p)
 	t->status = 0;
 	t->t_ms = router_now_ms();
 	p->ntries = p->attempt + 1;
+	p->outcome = RS_NONE;
 	if (strcmp(e->prov->api, "openai") != 0 && !is_anthropic(e)) {
 		p->retry_after = -1;
+		p->outcome = RS_CONNECT;
 		proxy_next(p, 503, "%s: the %s API adapter is not available", e->prov->name, e->prov->api);
 		return;
 	}
@@ -1255,6 +1276,7 @@ proxy_attempt(struct proxy *p)
 	cJSON_free(body);
 	if (!p->up) {
 		p->retry_after = -1;
+		p->outcome = RS_CONNECT;
 		proxy_next(p, 503, "%s: cannot reach %s", e->prov->name, e->url);
 	}
 }

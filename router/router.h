@@ -20,6 +20,7 @@
 #include "health.h"
 #include "ratelimit.h"
 #include "rcat.h"
+#include "rstats.h"
 #include "upstream.h"
 
 /* Counters, defined once: name, help. Rendered by GET /metrics. */
@@ -67,7 +68,10 @@ struct router {
 	int cat_loading;
 	struct event *poll_timer;
 	int inflight;			/* completions in progress */
+	int streams_inflight;		/* of which streaming to their client */
+	int draining;			/* SIGTERM: /health answers 503 (not ready) */
 	struct router_stats st;
+	struct rstats *rs;		/* histograms, outcomes per provider (api.c) */
 };
 
 int64_t router_now_ms(void);
@@ -79,6 +83,12 @@ void api_models(struct router *rt, struct httpd_req *req);
 void api_model_endpoints(struct router *rt, struct httpd_req *req, const char *model_id);
 void api_key(struct router *rt, struct httpd_req *req);
 void api_metrics(struct router *rt, struct httpd_req *req);
+/* GET /health: 200 ready; 503 before the catalog has loaded or while
+ * draining (a readiness probe). GET /health/live: 200 while the loop runs. */
+void api_health(struct router *rt, struct httpd_req *req);
+/* The metrics' state and the httpd hook counting answers; -1: no memory. */
+int api_metrics_init(struct router *rt);
+void api_metrics_free(struct router *rt);
 /* GET /generation?id=, GET /credits: the calling key's account only. */
 void api_generation(struct router *rt, struct httpd_req *req);
 void api_credits(struct router *rt, struct httpd_req *req);

@@ -74,15 +74,16 @@ class Stack:
     def __init__(self, tmp):
         self.dir = tmp
         names = list(THREE) + ["solo", "anthro", "anthro2"]
-        ports = free_ports(4 + len(names))
-        self.pg_port, self.redis_port, self.router_port, self.analytics_port = ports[:4]
-        self.mock_ports = dict(zip(names, ports[4:]))
+        ports = free_ports(5 + len(names))
+        self.pg_port, self.redis_port, self.router_port, self.analytics_port, self.billing_port = ports[:5]
+        self.mock_ports = dict(zip(names, ports[5:]))
         self.catalog = make_catalog(self.mock_ports)
         self.catalog_path = os.path.join(tmp, "catalog.json")
         self.write_catalog(self.catalog)
         self.env = dict(os.environ, AGORA_BUILD=BUILD, AGORA_CATALOG=self.catalog_path,
                         AGORA_PG_PORT=str(self.pg_port), AGORA_REDIS_PORT=str(self.redis_port),
                         AGORA_ROUTER_PORT=str(self.router_port), AGORA_ANALYTICS_PORT=str(self.analytics_port),
+                        AGORA_BILLING_LISTEN="127.0.0.1:%d" % self.billing_port,
                         AGORA_PG_FAST="1", AGORA_CATALOG_POLL_MS="200", AGORA_MAX_BODY_BYTES="65536",
                         AGORA_UPSTREAM_FIRST_BYTE_TIMEOUT_MS="1500", AGORA_FAILURE_COOLDOWN_MS="0",
                         AGORA_KEY_CACHE_TTL_MS="1000", AGORA_CLIENT_HEADER_TIMEOUT_MS="2000",

@@ -1,0 +1,209 @@
+/*
+ * metrics: billing's health and Prometheus metrics (see metrics.h).
+ */
+#include "metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/buffer.h>
+#include <hiredis/hiredis.h>
+
+#include "prom.h"
+
+#define STREAM "usage"
+#define GROUP "billing"
+#define POLL_MS 2000
+
+static const double batch_le[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000 };
+
+struct bmetrics {
+	struct pgc *pg;
+	struct rds *rd;
+	struct consumer *cons;
+	struct event *timer;
+	struct prom_hist batch_size, commit;
+	double pending, lag, length;	/* the stream, for the group (NAN: unknown) */
+	int polling;			/* a poll's replies are outstanding */
+	int freed;			/* replies after bmetrics_free: ignored */
+};
+
+static void
+batch_cb(int entries, long long events, long long commit_us, void *arg)
+{
+	struct bmetrics *m = arg;
+
+	(void)events;
+	prom_hist_observe(&m->batch_size, entries);
+	prom_hist_observe(&m->commit, (double)commit_us / 1e6);
+}
+
+/* XINFO GROUPS: [[name, "billing", "pending", n, "lag", n|nil, ...], ...] */
+static void
+groups_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct bmetrics *m = arg;
+	redisReply *r = reply;
+
+	(void)ac;
+	m->pending = m->lag = NAN;
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		const redisReply *g = r->element[i];
+		int ours = 0;
+
+		for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2)
+			if (g->element[j]->type == REDIS_REPLY_STRING && strcmp(g->element[j]->str, "name") == 0)
+				ours = g->element[j + 1]->type == REDIS_REPLY_STRING && strcmp(g->element[j + 1]->str, GROUP) == 0;
+		for (size_t j = 0; ours && j + 1 < g->elements; j += 2) {
+			const redisReply *k = g->element[j], *v = g->element[j + 1];
+
+			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_INTEGER)
+				continue;
+			if (strcmp(k->str, "pending") == 0)
+				m->pending = (double)v->integer;
+			else if (strcmp(k->str, "lag") == 0)
+				m->lag = (double)v->integer;
+		}
+	}
+}
+
+static void
+xlen_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct bmetrics *m = arg;
+	redisReply *r = reply;
+
+	(void)ac;
+	m->polling = 0;
+	m->length = r && r->type == REDIS_REPLY_INTEGER ? (double)r->integer : NAN;
+	if (m->freed)
+		free(m);
+}
+
+static void
+poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct bmetrics *m = arg;
+	redisAsyncContext *ac = rds_ctx(m->rd);
+
+	(void)fd;
+	(void)what;
+	if (m->polling || !ac) {
+		if (!ac)
+			m->pending = m->lag = m->length = NAN;
+		return;
+	}
+	if (redisAsyncCommand(ac, groups_cb, m, "XINFO GROUPS %s", STREAM) == REDIS_OK &&
+	    redisAsyncCommand(ac, xlen_cb, m, "XLEN %s", STREAM) == REDIS_OK)
+		m->polling = 1;
+}
+
+struct bmetrics *
+bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct consumer *cons)
+{
+	struct bmetrics *m = calloc(1, sizeof(*m));
+	struct timeval tv = { POLL_MS / 1000, (POLL_MS % 1000) * 1000 };
+
+	if (!m)
+		return NULL;
+	m->pg = pg;
+	m->rd = rd;
+	m->cons = cons;
+	m->pending = m->lag = m->length = NAN;
+	prom_hist_init(&m->batch_size, batch_le, (int)(sizeof(batch_le) / sizeof(batch_le[0])));
+	prom_hist_init(&m->commit, prom_seconds_le, PROM_SECONDS_N);
+	if (!(m->timer = event_new(base, -1, EV_PERSIST, poll_cb, m))) {
+		free(m);
+		return NULL;
+	}
+	evtimer_add(m->timer, &tv);
+	consumer_set_batch_cb(cons, batch_cb, m);
+	return m;
+}
+
+void
+bmetrics_free(struct bmetrics *m)
+{
+	if (!m)
+		return;
+	event_free(m->timer);
+	consumer_set_batch_cb(m->cons, NULL, NULL);
+	if (m->polling)
+		m->freed = 1;	/* the last reply frees it */
+	else
+		free(m);
+}
+
+static void
+counters(struct evbuffer *b, const struct consumer_stats *st)
+{
+	prom_counter(b, "agora_billing_batches_total", "batches committed", st->batches);
+	prom_counter(b, "agora_billing_events_total", "usage events in committed batches", st->events);
+	prom_counter(b, "agora_billing_events_inserted_total", "usage events billed (new)", st->inserted);
+	prom_counter(b, "agora_billing_events_duplicate_total", "usage events already billed (skipped)",
+		     st->duplicates);
+	prom_counter(b, "agora_billing_entries_acked_total", "stream entries acknowledged after commit", st->acked);
+	prom_counter(b, "agora_billing_entries_claimed_total", "stream entries taken over from stopped workers",
+		     st->claimed);
+	prom_counter(b, "agora_billing_bad_entries_total", "stream entries that were not usage events (skipped)",
+		     st->bad_entries);
+	prom_counter(b, "agora_billing_pg_errors_total", "batches PostgreSQL did not commit", st->pg_errors);
+	prom_counter(b, "agora_billing_redis_errors_total", "failed stream reads and acknowledgements",
+		     st->redis_errors);
+}
+
+static void
+metrics_reply(struct bmetrics *m, struct httpd_req *req)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct consumer_stats st;
+	struct timeval now;
+
+	if (!b) {
+		httpd_reply_error(req, 503, "out of memory");
+		return;
+	}
+	consumer_stats(m->cons, &st);
+	counters(b, &st);
+	prom_head(b, "agora_billing_batch_size", "histogram", "stream entries per committed batch");
+	prom_hist_write(b, "agora_billing_batch_size", NULL, &m->batch_size);
+	prom_head(b, "agora_billing_commit_seconds", "histogram", "batch statement sent to COMMIT");
+	prom_hist_write(b, "agora_billing_commit_seconds", NULL, &m->commit);
+	prom_gauge(b, "agora_billing_stream_pending", "entries delivered to the group and not acknowledged yet",
+		   m->pending);
+	prom_gauge(b, "agora_billing_stream_lag", "entries in the stream not yet delivered to the group", m->lag);
+	prom_gauge(b, "agora_billing_stream_length", "entries in the stream (XLEN)", m->length);
+	if (st.newest_ts_ms > 0) {
+		evutil_gettimeofday(&now, NULL);
+		prom_gauge(b, "agora_billing_lag_seconds",
+			   "now minus the created_at of the newest event this worker committed",
+			   ((double)now.tv_sec * 1000.0 + now.tv_usec / 1000 - (double)st.newest_ts_ms) / 1000.0);
+	}
+	prom_gauge(b, "agora_billing_redis_up", "1 while Redis is connected", rds_is_connected(m->rd));
+	prom_gauge(b, "agora_billing_pg_up", "1 while PostgreSQL is connected", pgc_is_connected(m->pg));
+	httpd_reply(req, 200, PROM_CONTENT_TYPE, evbuffer_pullup(b, -1), evbuffer_get_length(b));
+	evbuffer_free(b);
+}
+
+void
+bmetrics_handle(struct httpd_req *req, void *arg)
+{
+	struct bmetrics *m = arg;
+	const char *path = httpd_req_path(req);
+
+	if (strcmp(httpd_req_method(req), "GET") != 0 && strcmp(httpd_req_method(req), "HEAD") != 0)
+		httpd_reply_error(req, 405, "method not allowed");
+	else if (strcmp(path, "/metrics") == 0)
+		metrics_reply(m, req);
+	else if (strcmp(path, "/health/live") == 0)
+		httpd_reply(req, 200, "application/json", "{\"status\":\"alive\"}", 18);
+	else if (strcmp(path, "/health") != 0)
+		httpd_reply_error(req, 404, "no such endpoint: %s", path);
+	else if (!pgc_is_connected(m->pg) || !rds_is_connected(m->rd))
+		httpd_reply_error(req, 503, "%s", !pgc_is_connected(m->pg) ? "PostgreSQL is not connected"
+									 : "Redis is not connected");
+	else
+		httpd_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+}
