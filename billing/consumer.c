@@ -574,6 +574,13 @@ consumer_stats(const struct consumer *c, struct consumer_stats *st)
 }
 
 void
+consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms)
+{
+	c->batch = batch;
+	c->claim_idle_ms = claim_idle_ms;
+}
+
+void
 consumer_free(struct consumer *c)
 {
 	if (!c)

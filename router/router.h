@@ -67,6 +67,7 @@ struct router {
 	int cat_loading;
 	struct event *poll_timer;
 	int inflight;			/* completions in progress */
+	int draining;			/* SIGTERM or upgrade: not ready for more */
 	struct router_stats st;
 };
 
