@@ -80,7 +80,7 @@ static const struct conf_key conf_keys[] = {
 	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
 	S("metering", metering, "on", "on; off only for benchmarks: usage events are not emitted, nothing is billed"),
 	I("workers", workers, 1, 64, "1", "router processes sharing the listen port (SO_REUSEPORT), each with its own loop"),
-	I("drain_timeout_ms", drain_timeout_ms, 0, 3600000, "20000",
+	I("drain_timeout_ms", drain_timeout_ms, 0, 3600000, "10000",
 	  "SIGTERM or upgrade: how long requests in flight may still run (then streams are cut, billed as cut)"),
 };
 

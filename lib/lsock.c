@@ -139,6 +139,7 @@ lsock_ready(void)
 {
 	const char *v = getenv("AGORA_UPGRADE_FD");
 
+	lsock_notify_systemd();	/* first: the old main process is about to leave */
 	if (v) {
 		int fd = atoi(v);
 
@@ -148,5 +149,4 @@ lsock_ready(void)
 			close(fd);
 		unsetenv("AGORA_UPGRADE_FD");
 	}
-	lsock_notify_systemd();
 }
