@@ -1,7 +1,8 @@
 """A fleet on one Redis and one PostgreSQL (deploy/operations.md): three
 routers and two billing workers. Concurrent traffic over every router is
 billed exactly once (events = ledger = rollups) by both workers, one of
-which is stopped with SIGTERM mid-traffic; a key's requests-per-minute limit
+which is stopped with SIGTERM mid-traffic (billing and analytics reload on
+SIGHUP and keep running); a key's requests-per-minute limit
 and an account's credits hold across the three routers within the
 README's bounds; an endpoint failing as seen through one router is avoided
 by the other two within the health sync interval."""
@@ -101,6 +102,19 @@ def test_traffic_over_three_routers_is_billed_once_by_two_workers(stack, fleet):
     pending = subprocess.run(["redis-cli", "-p", str(stack.redis_port), "XPENDING", "usage", "billing"],
                              capture_output=True, text=True).stdout.split()
     assert pending[0] == "0", pending
+
+
+def test_billing_and_analytics_reload_on_sighup(stack, fleet):
+    _, workers = fleet
+    (proc_a, log_a), _ = workers
+    proc_a.send_signal(signal.SIGHUP)
+    with open(os.path.join(stack.dir, "run", "analytics.pid")) as f:
+        os.kill(int(f.read()), signal.SIGHUP)
+    assert wait_for(lambda: "reload: done" in open(log_a).read(), 5)
+    assert wait_for(lambda: "reload: done" in stack.log("analytics"), 5)
+    assert proc_a.poll() is None
+    s, h, raw = stack.request("GET", "/health", port=stack.analytics_port)
+    assert s == 200, raw
 
 
 def test_rpm_limit_holds_across_three_routers(stack, fleet):
