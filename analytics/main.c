@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -35,9 +36,17 @@
 #include "replica.h"
 
 #define RECON_PREFIX "/api/v1/analytics/reconciliation"
+#define STOP_POLL_MS 50
+
+/* What SIGHUP may change here; keys only others read are ignored. */
+#define ANA_LIVE "log_level key_cache_ttl_ms drain_timeout_ms"
+#define ANA_UNUSED CONF_ROUTER_KEYS " billing_batch billing_claim_idle_ms"
 
 static struct ana A;
 static struct ametrics *M;	/* requests by endpoint class (ametrics.c) */
+static const char *conf_path;
+static struct event *stop_timer;
+static int64_t stop_deadline;
 
 static const char overview_sql[] =
 	"SELECT (SELECT count(*) FROM providers WHERE status = 'active')::text, "
@@ -307,9 +316,7 @@ handle(struct httpd_req *req, void *arg)
 
 	(void)arg;
 	A.st.requests_total++;
-	if (A.stopping) {
-		httpd_reply_error(req, 503, "shutting down");
-	} else if (strncmp(path, "/api/", 5) == 0) {
+	if (strncmp(path, "/api/", 5) == 0) {
 		handle_api(req, path);
 	} else if (!get) {
 		httpd_reply_error(req, 405, "method not allowed");
@@ -365,14 +372,63 @@ notify_cb(const char *channel, const char *payload, void *arg)
 		auth_evict_hex(A.auth, payload);
 }
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Draining: answers being made finish (up to drain_timeout_ms). */
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { 0, STOP_POLL_MS * 1000 };
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (httpd_busy(A.httpd) == 0 || mono_ms() >= stop_deadline) {
+		event_base_loopexit(A.base, NULL);
+		return;
+	}
+	evtimer_add(stop_timer, &tv);
+}
+
+static void
+reload(void)
+{
+	int lvl;
+
+	if (conf_reload(&A.conf, conf_path, ANA_LIVE, ANA_UNUSED) < 0)
+		return;
+	auth_set_ttl(A.auth, A.conf.key_cache_ttl_ms);
+	log_info("reload: done");
+	lvl = log_level_parse(A.conf.log_level);	/* last: the reload is logged as before */
+	log_init("agora-analytics", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	(void)arg;
-	log_info("signal %d: stopping", (int)sig);
+	if (sig == SIGHUP) {
+		reload();
+		return;
+	}
+	if (A.stopping || !(stop_timer = evtimer_new(A.base, stop_cb, NULL))) {
+		event_base_loopexit(A.base, NULL);	/* second signal: now */
+		return;
+	}
+	log_info("signal %d: draining %d requests (at most %d ms)", (int)sig, httpd_busy(A.httpd),
+		 A.conf.drain_timeout_ms);
 	A.stopping = 1;
-	event_base_loopexit(A.base, NULL);
+	httpd_drain(A.httpd);
+	stop_deadline = mono_ms() + A.conf.drain_timeout_ms;
+	stop_cb(-1, 0, NULL);
 }
 
 static int
@@ -424,17 +480,20 @@ static int
 serve(void)
 {
 	struct httpd_limits hl = { 16384, 8 << 20, 64, 1000, 10000, 60000, 60000 };
-	struct event *sigterm, *sigint;
+	struct event *sigterm, *sigint, *sighup;
 	char err[512];
 
 	sigterm = evsignal_new(A.base, SIGTERM, signal_cb, NULL);
 	sigint = evsignal_new(A.base, SIGINT, signal_cb, NULL);
+	sighup = evsignal_new(A.base, SIGHUP, signal_cb, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	event_add(sighup, NULL);
 	if (!(A.httpd = httpd_new(A.base, A.conf.analytics_listen, &hl, handle, NULL, err, sizeof(err)))) {
 		log_error("%s", err);
 		event_free(sigterm);
 		event_free(sigint);
+		event_free(sighup);
 		return 1;
 	}
 	httpd_set_done_cb(A.httpd, ametrics_done, M);
@@ -446,31 +505,35 @@ serve(void)
 	event_base_dispatch(A.base);
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
+	if (stop_timer)
+		event_free(stop_timer);
 	return 0;
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *path = getenv("AGORA_CONF");
 	char err[512];
 	int lvl, rc = 1;
 
+	conf_path = getenv("AGORA_CONF");
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-			path = argv[++i];
+			conf_path = argv[++i];
 		} else {
 			fprintf(stderr, "usage: agora-analytics [-c CONFIG]\n");
 			return 2;
 		}
 	}
-	if (conf_load(&A.conf, path, err, sizeof(err)) < 0) {
+	if (conf_load(&A.conf, conf_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agora-analytics: %s\n", err);
 		return 1;
 	}
 	lvl = log_level_parse(A.conf.log_level);
 	log_init("agora-analytics", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);	/* until the loop handles it */
 	if (!A.conf.key_secret[0]) {
 		log_error("no key_secret (or key_secret_file) configured: API keys cannot be verified");
 		return 1;

@@ -606,6 +606,13 @@ consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg)
 }
 
 void
+consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms)
+{
+	c->batch = batch;
+	c->claim_idle_ms = claim_idle_ms;
+}
+
+void
 consumer_free(struct consumer *c)
 {
 	if (!c)

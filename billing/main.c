@@ -2,7 +2,9 @@
  * agora-billing: turns the Redis usage stream into money in PostgreSQL
  * through the consumer (consumer.c): batches from the group `billing`, one
  * transaction each, XACK after COMMIT. Several workers can run at once.
- * SIGTERM lets the batch in flight commit and ack, then stops.
+ * SIGTERM lets the batch in flight commit and ack, then stops; SIGHUP
+ * reloads the configuration (log_level, billing_batch, billing_claim_idle_ms
+ * live; the rest is logged as needing a restart).
  * On billing_listen (empty: none) it answers /health and /metrics (metrics.c).
  */
 #include <signal.h>
@@ -23,8 +25,13 @@
 #include "rds.h"
 
 #define STATUS_MS 30000
+#define BILLING_LIVE "log_level billing_batch billing_claim_idle_ms"
+#define BILLING_UNUSED CONF_ROUTER_KEYS " analytics_listen web_dir key_secret key_secret_file " \
+	"key_cache_ttl_ms drain_timeout_ms"
 
 static struct event_base *base;
+static struct agora_conf conf;
+static const char *conf_path;
 static struct pgc *pg;
 static struct rds *rd;
 static struct consumer *cons;
@@ -96,10 +103,27 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+reload(void)
+{
+	int lvl;
+
+	if (conf_reload(&conf, conf_path, BILLING_LIVE, BILLING_UNUSED) < 0)
+		return;
+	consumer_set_batch(cons, conf.billing_batch, conf.billing_claim_idle_ms);
+	log_info("reload: done (batches of %d)", conf.billing_batch);
+	lvl = log_level_parse(conf.log_level);	/* last: the reload is logged as before */
+	log_init("agora-billing", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
+}
+
+static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	(void)arg;
+	if (sig == SIGHUP) {
+		reload();
+		return;
+	}
 	log_info("signal %d: stopping after the batch in flight", (int)sig);
 	if (!stop_timer && (stop_timer = evtimer_new(base, stop_cb, NULL)))
 		stop_cb(-1, 0, NULL);
@@ -127,28 +151,28 @@ listen_setup(const char *addr)
 int
 main(int argc, char **argv)
 {
-	const char *path = getenv("AGORA_CONF");
 	struct timeval st = { STATUS_MS / 1000, 0 }, now = { 0, 0 };
-	struct event *sigterm, *sigint, *status;
-	struct agora_conf conf;
+	struct event *sigterm, *sigint, *sighup, *status;
 	char err[512];
 	int lvl;
 
+	conf_path = getenv("AGORA_CONF");
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-			path = argv[++i];
+			conf_path = argv[++i];
 		} else {
 			fprintf(stderr, "usage: agora-billing [-c CONFIG]\n");
 			return 2;
 		}
 	}
-	if (conf_load(&conf, path, err, sizeof(err)) < 0) {
+	if (conf_load(&conf, conf_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agora-billing: %s\n", err);
 		return 1;
 	}
 	lvl = log_level_parse(conf.log_level);
 	log_init("agora-billing", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);	/* until the loop handles it */
 	if (!(base = event_base_new()))
 		return 1;
 	pg = pgc_new(base, conf.pg_dsn, conf.pg_timeout_ms, 1024);
@@ -168,9 +192,11 @@ main(int argc, char **argv)
 	rds_connect(rd);
 	sigterm = evsignal_new(base, SIGTERM, signal_cb, NULL);
 	sigint = evsignal_new(base, SIGINT, signal_cb, NULL);
+	sighup = evsignal_new(base, SIGHUP, signal_cb, NULL);
 	status = event_new(base, -1, EV_PERSIST, status_cb, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	event_add(sighup, NULL);
 	event_add(status, &st);
 	event_base_once(base, -1, EV_TIMEOUT, status_cb, NULL, &now);
 	log_info("started");
@@ -184,6 +210,7 @@ main(int argc, char **argv)
 		event_free(stop_timer);
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
 	event_free(status);
 	event_base_free(base);
 	log_info("stopped");

@@ -266,6 +266,12 @@ auth_lookup(struct auth *a, const char *key, size_t len, int fresh, auth_fn fn, 
 	return 0;
 }
 
+void
+auth_set_ttl(struct auth *a, int ttl_ms)
+{
+	a->ttl_ms = ttl_ms;
+}
+
 struct auth *
 auth_new(struct pgc *pg, const char *secret, int ttl_ms)
 {

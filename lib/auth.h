@@ -50,6 +50,8 @@ unsigned auth_scopes_parse(const char *csv);
 typedef void (*auth_fn)(const struct auth_key *k, const char *err, void *arg);
 
 struct auth *auth_new(struct pgc *pg, const char *secret, int ttl_ms);
+/* SIGHUP: entries cached from now on live ttl_ms. */
+void auth_set_ttl(struct auth *a, int ttl_ms);
 void auth_free(struct auth *a);
 /* Looks a key up; may call fn before returning (cache hit). fresh = 1
  * bypasses the cache. Returns -1 (fn not called) if no query can be queued. */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 enum conf_type { CONF_STR, CONF_INT, CONF_I64 };
 
 struct conf_key {
@@ -83,6 +85,8 @@ static const struct conf_key conf_keys[] = {
 	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
 	S("metering", metering, "on", "on; off only for benchmarks: usage events are not emitted, nothing is billed"),
 	I("workers", workers, 1, 64, "1", "router processes sharing the listen port (SO_REUSEPORT), each with its own loop"),
+	I("drain_timeout_ms", drain_timeout_ms, 0, 3600000, "10000",
+	  "SIGTERM or upgrade: how long requests in flight may still run (then streams are cut, billed as cut)"),
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -255,4 +259,76 @@ conf_dump(const struct agora_conf *c, FILE *out)
 		else
 			fprintf(out, "%s = %lld\n", k->name, (long long)*(const int64_t *)p);
 	}
+}
+
+int
+conf_in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; (p = strstr(p, name)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+void
+conf_copy_list(struct agora_conf *dst, const struct agora_conf *src, const char *list)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (conf_in_list(list, conf_keys[i].name))
+			memcpy((char *)dst + conf_keys[i].off, (const char *)src + conf_keys[i].off,
+			       conf_keys[i].size);
+}
+
+/* A key's value as text, secrets masked. */
+static void
+conf_format(const struct agora_conf *c, const struct conf_key *k, char *out, size_t len)
+{
+	const char *p = (const char *)c + k->off;
+
+	if (k->secret)
+		snprintf(out, len, "%s", *p ? "********" : "");
+	else if (k->type == CONF_STR)
+		snprintf(out, len, "%s", p);
+	else if (k->type == CONF_INT)
+		snprintf(out, len, "%d", *(const int *)p);
+	else
+		snprintf(out, len, "%lld", (long long)*(const int64_t *)p);
+}
+
+int
+conf_reload(struct agora_conf *cur, const char *path, const char *live, const char *unused)
+{
+	struct agora_conf *nc = malloc(sizeof(*nc));
+	char err[512], was[128], now[128];
+	int applied = 0;
+
+	if (!nc || conf_load(nc, path, err, sizeof(err)) < 0) {
+		log_error("reload: %s: keeping the running configuration", nc ? err : "out of memory");
+		free(nc);
+		return -1;
+	}
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+		char *a = (char *)cur + k->off, *b = (char *)nc + k->off;
+
+		if (k->secret && !*a)
+			memset(b, 0, k->size);	/* wiped after start: not compared */
+		if (memcmp(a, b, k->type == CONF_STR ? strlen(a) + 1 : k->size) == 0 ||
+		    conf_in_list(unused, k->name))
+			continue;
+		conf_format(cur, k, was, sizeof(was));
+		conf_format(nc, k, now, sizeof(now));
+		if (conf_in_list(live, k->name)) {
+			log_info("reload: %s: %s -> %s", k->name, was, now);
+			memcpy(a, b, k->size);
+			applied++;
+		} else {
+			log_warn("reload: %s changed (%s -> %s): needs a restart, still %s", k->name, was, now, was);
+		}
+	}
+	memset(nc, 0, sizeof(*nc));	/* secrets */
+	free(nc);
+	return applied;
 }

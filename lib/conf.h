@@ -63,6 +63,7 @@ struct agora_conf {
 	int billing_claim_idle_ms;		/* take over entries pending this long */
 	char metering[8];			/* "on", or "off" for benchmarks only */
 	int workers;				/* router processes sharing the port */
+	int drain_timeout_ms;			/* SIGTERM/upgrade: in-flight limit */
 };
 
 /* Fills defaults, reads `path` (NULL: none) then AGORA_* environment
@@ -77,5 +78,28 @@ const char *conf_analytics_pg_dsn(const struct agora_conf *c);
 
 /* Writes every key with its current value and help (secrets masked). */
 void conf_dump(const struct agora_conf *c, FILE *out);
+
+/* SIGHUP: loads path + environment afresh and compares it with *cur key by
+ * key. `live` and `unused` are space-separated key names. A changed key in
+ * `live` is copied into *cur and logged; one in `unused` (not read by this
+ * process) is ignored; any other changed key is logged as needing a restart
+ * and *cur keeps its value. A secret wiped from *cur (empty) is not
+ * compared. Returns the number of keys applied, or -1 when the new
+ * configuration does not load (logged; *cur untouched). */
+int conf_reload(struct agora_conf *cur, const char *path, const char *live, const char *unused);
+/* Copies the keys named in `list` (space-separated) from src to dst. */
+void conf_copy_list(struct agora_conf *dst, const struct agora_conf *src, const char *list);
+/* 1 when `name` is one of the space-separated words of `list`. */
+int conf_in_list(const char *list, const char *name);
+
+/* Keys only agora-router reads (for the other processes' `unused`). */
+#define CONF_ROUTER_KEYS "listen workers max_body_bytes max_header_bytes max_headers " \
+	"max_connections client_header_timeout_ms client_idle_timeout_ms client_write_timeout_ms " \
+	"stream_buffer_bytes max_response_bytes upstream_connect_timeout_ms " \
+	"upstream_first_byte_timeout_ms upstream_idle_timeout_ms upstream_total_timeout_ms " \
+	"upstream_pool_idle upstream_pool_idle_ms upstream_ca_file tls_cert_file tls_key_file " \
+	"max_attempts failure_cooldown_ms breaker_failures catalog_poll_ms spool_path " \
+	"spool_max_bytes key_rpm_default key_tpm_default ratelimit_sync_ms budget_lease_nusd " \
+	"budget_lease_idle_ms health_sync_ms metering master_key master_key_file"
 
 #endif

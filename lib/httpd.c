@@ -35,6 +35,9 @@
 
 #define HTTPD_PIPELINE_BYTES (64 * 1024)	/* input kept while handling */
 #define HTTPD_LINGER_MS 2000			/* drain after an error reply */
+#define HTTPD_DRAIN_IDLE_MS 200			/* draining: idle connections close */
+#define HTTPD_MAX_LISTENERS 64
+#define HTTPD_SWEEP_MAX 4096			/* accepted at drain (> any backlog) */
 
 enum conn_state { CS_READING, CS_HANDLING, CS_STREAMING, CS_CLOSING };
 
@@ -80,7 +83,9 @@ struct httpd_conn {
 
 struct httpd {
 	struct event_base *base;
-	struct evconnlistener *listener;
+	struct evconnlistener *ls[HTTPD_MAX_LISTENERS];
+	int nls;
+	int draining;			/* answers say Connection: close */
 	struct httpd_limits lim;
 	httpd_handler_fn fn;
 	void *arg;
@@ -93,7 +98,6 @@ struct httpd {
 };
 
 static http_parser_settings httpd_settings;
-static int httpd_reuse_port;		/* SO_REUSEPORT on new listeners */
 static void conn_close(struct httpd_conn *c);
 static void conn_process(struct httpd_conn *c);
 
@@ -427,7 +431,7 @@ resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
 {
 	struct httpd_conn *c = r->conn;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	int keep = r->keep_alive && c->state != CS_CLOSING && !(len < 0 && r->http10);
+	int keep = r->keep_alive && c->state != CS_CLOSING && !c->h->draining && !(len < 0 && r->http10);
 
 	/* Pieces, not evbuffer_add_printf: a printf per header line showed in
 	 * profiles (README "Performance"). */
@@ -508,7 +512,7 @@ conn_request_done(struct httpd_conn *c)
 	c->parser.data = c;
 	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
 	bufferevent_enable(c->bev, EV_READ);
-	conn_set_timer(c, c->h->lim.idle_timeout_ms);
+	conn_set_timer(c, c->h->draining ? HTTPD_DRAIN_IDLE_MS : c->h->lim.idle_timeout_ms);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		event_active(c->resume, EV_TIMEOUT, 0);
 }
@@ -862,10 +866,47 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 	conn_set_timer(c, h->lim.idle_timeout_ms);
 }
 
-void
-httpd_set_reuse_port(int on)
+static void
+httpd_init_parser(void)
 {
-	httpd_reuse_port = on;
+	httpd_settings.on_message_begin = cb_message_begin;
+	httpd_settings.on_url = cb_url;
+	httpd_settings.on_header_field = cb_header_field;
+	httpd_settings.on_header_value = cb_header_value;
+	httpd_settings.on_headers_complete = cb_headers_complete;
+	httpd_settings.on_body = cb_body;
+	httpd_settings.on_message_complete = cb_message_complete;
+}
+
+static struct httpd *
+httpd_alloc(struct event_base *base, const struct httpd_limits *lim, httpd_handler_fn fn,
+	    void *arg, char *err, size_t errlen)
+{
+	struct httpd *h = calloc(1, sizeof(*h));
+
+	httpd_init_parser();
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->base = base;
+	h->lim = *lim;
+	h->fn = fn;
+	h->arg = arg;
+	TAILQ_INIT(&h->conns);
+	return h;
+}
+
+static int
+httpd_fd_port(evutil_socket_t fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+					: ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 struct httpd *
@@ -876,41 +917,55 @@ httpd_new(struct event_base *base, const char *addr, const struct httpd_limits *
 	int sslen = sizeof(ss);
 	struct httpd *h;
 
-	httpd_settings.on_message_begin = cb_message_begin;
-	httpd_settings.on_url = cb_url;
-	httpd_settings.on_header_field = cb_header_field;
-	httpd_settings.on_header_value = cb_header_value;
-	httpd_settings.on_headers_complete = cb_headers_complete;
-	httpd_settings.on_body = cb_body;
-	httpd_settings.on_message_complete = cb_message_complete;
 	memset(&ss, 0, sizeof(ss));
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) < 0) {
 		snprintf(err, errlen, "bad listen address '%s'", addr);
 		return NULL;
 	}
-	if (!(h = calloc(1, sizeof(*h)))) {
-		snprintf(err, errlen, "out of memory");
+	if (!(h = httpd_alloc(base, lim, fn, arg, err, errlen)))
 		return NULL;
-	}
-	h->base = base;
-	h->lim = *lim;
-	h->fn = fn;
-	h->arg = arg;
-	TAILQ_INIT(&h->conns);
-	h->listener = evconnlistener_new_bind(base, httpd_accept_cb, h,
-		LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-		(httpd_reuse_port ? LEV_OPT_REUSEABLE_PORT : 0), 1024,
+	h->ls[0] = evconnlistener_new_bind(base, httpd_accept_cb, h,
+		LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
 		(struct sockaddr *)&ss, sslen);
-	if (!h->listener) {
+	if (!h->ls[0]) {
 		snprintf(err, errlen, "listen on %s: %s", addr, strerror(errno));
 		free(h);
 		return NULL;
 	}
-	sslen = sizeof(ss);
-	getsockname(evconnlistener_get_fd(h->listener), (struct sockaddr *)&ss, (socklen_t *)&sslen);
-	h->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-					   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	h->nls = 1;
+	h->port = httpd_fd_port(evconnlistener_get_fd(h->ls[0]));
 	return h;
+}
+
+struct httpd *
+httpd_new_fds(struct event_base *base, const int *fds, int n, const struct httpd_limits *lim,
+	      httpd_handler_fn fn, void *arg, char *err, size_t errlen)
+{
+	struct httpd *h;
+
+	if (n < 1 || n > HTTPD_MAX_LISTENERS) {
+		snprintf(err, errlen, "%d listening sockets (1 to %d)", n, HTTPD_MAX_LISTENERS);
+		return NULL;
+	}
+	if (!(h = httpd_alloc(base, lim, fn, arg, err, errlen)))
+		return NULL;
+	for (; h->nls < n; h->nls++) {
+		/* backlog 0: listen() was called by whoever made the socket */
+		h->ls[h->nls] = evconnlistener_new(base, httpd_accept_cb, h, LEV_OPT_DISABLED, 0, fds[h->nls]);
+		if (!h->ls[h->nls]) {
+			snprintf(err, errlen, "listener: out of memory");
+			httpd_free(h);
+			return NULL;
+		}
+	}
+	h->port = httpd_fd_port(fds[0]);
+	return h;
+}
+
+void
+httpd_set_limits(struct httpd *h, const struct httpd_limits *lim)
+{
+	h->lim = *lim;
 }
 
 int
@@ -933,10 +988,78 @@ httpd_set_done_cb(struct httpd *h, httpd_done_fn fn, void *arg)
 }
 
 void
+httpd_start_accepting(struct httpd *h)
+{
+	for (int i = 0; i < h->nls; i++)
+		evconnlistener_enable(h->ls[i]);
+}
+
+void
 httpd_stop_accepting(struct httpd *h)
 {
-	if (h->listener)
-		evconnlistener_disable(h->listener);
+	for (int i = 0; i < h->nls; i++)
+		evconnlistener_disable(h->ls[i]);
+}
+
+/* What the kernel already accepted for us is served, not reset. */
+static void
+httpd_sweep(struct httpd *h, struct evconnlistener *l)
+{
+	evutil_socket_t lfd = evconnlistener_get_fd(l), fd;
+
+	for (int i = 0; i < HTTPD_SWEEP_MAX; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0)
+			break;
+		httpd_accept_cb(l, fd, (struct sockaddr *)&ss, (int)len, h);
+	}
+}
+
+void
+httpd_drain(struct httpd *h)
+{
+	struct httpd_conn *c, *next;
+
+	if (h->draining)
+		return;
+	h->draining = 1;
+	for (int i = 0; i < h->nls; i++) {
+		httpd_sweep(h, h->ls[i]);
+		evconnlistener_free(h->ls[i]);
+	}
+	h->nls = 0;
+	for (c = TAILQ_FIRST(&h->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == CS_READING && !c->req)
+			conn_set_timer(c, HTTPD_DRAIN_IDLE_MS);
+	}
+}
+
+int
+httpd_busy(const struct httpd *h)
+{
+	const struct httpd_conn *c;
+	int n = 0;
+
+	TAILQ_FOREACH(c, &h->conns, link)
+		n += c->state == CS_HANDLING || c->state == CS_STREAMING ||
+		     (c->state == CS_READING && c->req) ||
+		     evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+	return n;
+}
+
+void
+httpd_abort_requests(struct httpd *h)
+{
+	struct httpd_conn *c, *next;
+
+	for (c = TAILQ_FIRST(&h->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == CS_HANDLING || c->state == CS_STREAMING)
+			conn_close(c);
+	}
 }
 
 void
@@ -944,8 +1067,8 @@ httpd_free(struct httpd *h)
 {
 	if (!h)
 		return;
-	if (h->listener)
-		evconnlistener_free(h->listener);
+	for (int i = 0; i < h->nls; i++)
+		evconnlistener_free(h->ls[i]);
 	while (!TAILQ_EMPTY(&h->conns))
 		conn_close(TAILQ_FIRST(&h->conns));
 	free(h);

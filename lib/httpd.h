@@ -34,13 +34,17 @@ struct httpd_limits {
 typedef void (*httpd_handler_fn)(struct httpd_req *req, void *arg);
 typedef void (*httpd_req_fn)(struct httpd_req *req, void *arg);
 
-/* Listeners made from now on set SO_REUSEPORT (on = 1): several processes
- * each bind the same address and the kernel spreads connections. */
-void httpd_set_reuse_port(int on);
 /* Listens on addr ("host:port"; port 0 picks one). NULL on error (in err). */
 struct httpd *httpd_new(struct event_base *base, const char *addr,
 			const struct httpd_limits *lim, httpd_handler_fn fn,
 			void *arg, char *err, size_t errlen);
+/* Serves n listening sockets made elsewhere (lsock.h; not closed here),
+ * not accepting until httpd_start_accepting(). */
+struct httpd *httpd_new_fds(struct event_base *base, const int *fds, int n,
+			    const struct httpd_limits *lim, httpd_handler_fn fn,
+			    void *arg, char *err, size_t errlen);
+/* New limits: connections accepted and requests started from now on. */
+void httpd_set_limits(struct httpd *h, const struct httpd_limits *lim);
 /* Closes the listener and every connection. Requests held by handlers are
  * aborted (abort callbacks run) and freed when the handler completes them. */
 void httpd_free(struct httpd *h);
@@ -50,7 +54,8 @@ struct ssl_ctx_st;
 void httpd_set_tls(struct httpd *h, struct ssl_ctx_st *ctx);
 int httpd_port(const struct httpd *h);
 int httpd_connections(const struct httpd *h);
-/* Stops accepting; open connections finish their current request. */
+/* Accepting new connections on (httpd_new: from the start) or off. */
+void httpd_start_accepting(struct httpd *h);
 void httpd_stop_accepting(struct httpd *h);
 /* For metrics: fn runs as each answer ends (its last byte queued) with its
  * status and the microseconds since the request reached the handler (0 for
@@ -58,6 +63,16 @@ void httpd_stop_accepting(struct httpd *h);
  * first are not reported. It must not touch the request beyond reading it. */
 typedef void (*httpd_done_fn)(const struct httpd_req *r, int status, long long usec, void *arg);
 void httpd_set_done_cb(struct httpd *h, httpd_done_fn fn, void *arg);
+/* Graceful stop: accepts what already waits in the accept queue, then closes
+ * the listeners (a socket nobody else holds then refuses connections); every
+ * answer from now on says Connection: close; connections idle (no request
+ * begun) for 200 ms are closed, a request arriving before is served. */
+void httpd_drain(struct httpd *h);
+/* Requests being read, handled or streamed, and answers not yet flushed:
+ * 0 when stopping loses nothing. */
+int httpd_busy(const struct httpd *h);
+/* Cuts every request being handled or streamed (their abort callbacks run). */
+void httpd_abort_requests(struct httpd *h);
 
 const char *httpd_req_method(const struct httpd_req *r);
 const char *httpd_req_path(const struct httpd_req *r);	/* without query */

@@ -2,9 +2,13 @@
  * agora-router: the hot path. Reads the configuration, connects to
  * PostgreSQL (catalog and keys, asynchronously), listens for clients and
  * proxies chat completions to providers. One event loop; nothing blocks.
- * SIGTERM/SIGINT drain (stop accepting, let requests finish, up to 10 s).
+ * Signals (deploy/operations.md): TERM/INT drain (stop accepting, let
+ * requests finish up to drain_timeout_ms, then cut and bill them as cut),
+ * HUP reloads the configuration and certificates, USR2 starts the binary
+ * anew on the same listening sockets and drains once it serves.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,19 +24,46 @@
 #include <openssl/ssl.h>
 
 #include "log.h"
+#include "lsock.h"
 #include "router.h"
 #include "secretbox.h"
 
-#define DRAIN_MAX_MS 10000
 #define MAX_WORKERS 64
+#define DRAIN_POLL_MS 50
+#define DRAIN_SETTLE_MS 3000		/* after the requests: leases back, events out */
+#define UPGRADE_WAIT_MS 60000		/* the new binary must serve within this */
+
+/* What SIGHUP may change in a running router; anything else that changed
+ * is logged as needing a restart. */
+#define ROUTER_LIVE "log_level drain_timeout_ms max_body_bytes max_header_bytes max_headers " \
+	"max_connections client_header_timeout_ms client_idle_timeout_ms client_write_timeout_ms " \
+	"stream_buffer_bytes max_response_bytes upstream_connect_timeout_ms " \
+	"upstream_first_byte_timeout_ms upstream_idle_timeout_ms upstream_total_timeout_ms " \
+	"upstream_pool_idle upstream_pool_idle_ms upstream_ca_file tls_cert_file tls_key_file " \
+	"max_attempts failure_cooldown_ms breaker_failures catalog_poll_ms key_cache_ttl_ms " \
+	"key_rpm_default key_tpm_default"
+#define ROUTER_UNUSED "analytics_listen web_dir billing_batch billing_claim_idle_ms"
+
+enum drain_phase { DR_REQUESTS, DR_LEASES, DR_BARRIER };
 
 static struct router rt;
+static struct agora_conf conf_file;	/* as loaded: what SIGHUP compares with */
+static const char *conf_path;
+static char **saved_argv;		/* argv[0] made absolute: the upgrade execs it */
 static int64_t drain_deadline;
+static enum drain_phase drain_phase;
 static SSL_CTX *listen_tls;		/* tls_cert_file set: the listener's */
 static SSL_CTX *listen_tls_new(const char *cert, const char *key, char *err, size_t len);
 static struct event *drain_timer;
 static pid_t worker_pids[MAX_WORKERS];	/* worker 0 (the first process): the others */
-static int nworker_pids;
+static int nworker_pids, worker_index;
+static int lfds[LSOCK_MAX];		/* listening sockets held (-1: closed) */
+static int nlfds, inherited;		/* inherited: systemd or the previous binary's */
+static pid_t upgrade_pid;		/* the new binary, until it serves */
+static struct event *upgrade_ev;	/* its readiness pipe */
+static int serving;			/* accepting since the first catalog */
+
+static void drain_start(const char *why);
 
 /* ---- catalog ---- */
 
@@ -60,6 +91,12 @@ catalog_loaded_cb(PGresult *res, const char *err, void *arg)
 		rcat_unref(rt.cat);
 	rt.cat = c;
 	rt.st.catalog_reloads++;
+	if (!serving && !rt.draining) {	/* inherited sockets wait for a catalog */
+		serving = 1;
+		httpd_start_accepting(rt.httpd);
+		if (worker_index == 0)
+			lsock_ready();
+	}
 	log_info("catalog: version %lld, %d providers, %d models, %d endpoints",
 		 (long long)c->version, c->nprovs, c->nmodels, c->neps);
 }
@@ -213,42 +250,227 @@ router_handle(struct httpd_req *req, void *arg)
 	}
 }
 
-/* ---- signals ---- */
+/* ---- drain ---- */
 
+static void
+barrier_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	(void)ac;
+	(void)reply;
+	(void)arg;
+	event_base_loopexit(rt.base, NULL);
+}
+
+/* Requests end (or are cut at the deadline), then the credit leases go
+ * back (budget.h), then a PING answered means every usage event sent
+ * before it is in the Redis stream. Events not acknowledged by then are in
+ * the spool (meter.h), replayed at the next start. */
 static void
 drain_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct timeval tv = { 0, 100 * 1000 };
+	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
+	int64_t now = router_now_ms();
 
 	(void)fd;
 	(void)what;
 	(void)arg;
-	/* requests done, then credit leases given back (budget.h) */
-	if ((rt.inflight == 0 && budget_flush(rt.budget) == 0) || router_now_ms() >= drain_deadline) {
+	if (drain_phase == DR_REQUESTS && (rt.inflight > 0 || httpd_busy(rt.httpd) > 0)) {
+		if (now < drain_deadline)
+			goto again;
+		log_warn("drain: %d requests still running after %d ms: cut (billed as cut)",
+			 rt.inflight, rt.conf.drain_timeout_ms);
+		httpd_abort_requests(rt.httpd);
+	}
+	if (drain_phase == DR_REQUESTS) {
+		drain_phase = DR_LEASES;
+		drain_deadline = now + DRAIN_SETTLE_MS;
+	}
+	if (now >= drain_deadline)
+		goto out;
+	if (drain_phase == DR_LEASES && budget_flush(rt.budget) == 0) {
+		drain_phase = DR_BARRIER;
+		if (!rds_is_connected(rt.redis) ||
+		    redisAsyncCommand(rds_ctx(rt.redis), barrier_cb, NULL, "PING") != REDIS_OK)
+			goto out;
+	}
+again:
+	evtimer_add(drain_timer, &tv);
+	return;
+out:
+	event_base_loopexit(rt.base, NULL);
+}
+
+/* Closes this process's copies of the listening sockets: once nobody
+ * holds one (no new binary took it), connections to it are refused. */
+static void
+listen_close_all(void)
+{
+	for (int i = 0; i < nlfds; i++)
+		if (lfds[i] >= 0) {
+			close(lfds[i]);
+			lfds[i] = -1;
+		}
+}
+
+static void
+drain_start(const char *why)
+{
+	if (rt.draining)
+		return;
+	rt.draining = 1;
+	log_info("%s: draining %d requests (at most %d ms)", why, rt.inflight, rt.conf.drain_timeout_ms);
+	httpd_drain(rt.httpd);
+	listen_close_all();
+	drain_deadline = router_now_ms() + rt.conf.drain_timeout_ms;
+	drain_phase = DR_REQUESTS;
+	if (!(drain_timer = evtimer_new(rt.base, drain_cb, NULL))) {
 		event_base_loopexit(rt.base, NULL);
 		return;
 	}
-	evtimer_add(drain_timer, &tv);
+	drain_cb(-1, 0, NULL);
 }
+
+static void
+workers_signal(int sig)
+{
+	for (int i = 0; i < nworker_pids; i++)
+		if (worker_pids[i] > 0)
+			kill(worker_pids[i], sig);
+}
+
+/* ---- reload ---- */
+
+static void
+reload_tls(void)
+{
+	char err[256];
+	SSL_CTX *ctx;
+
+	if (!listen_tls != !rt.conf.tls_cert_file[0]) {
+		log_warn("reload: turning TLS %s needs a restart", listen_tls ? "off" : "on");
+		return;
+	}
+	if (!listen_tls)
+		return;
+	if (!(ctx = listen_tls_new(rt.conf.tls_cert_file, rt.conf.tls_key_file, err, sizeof(err)))) {
+		log_error("reload: tls: %s: keeping the certificate in use", err);
+		return;
+	}
+	httpd_set_tls(rt.httpd, ctx);	/* connections open keep the old one */
+	SSL_CTX_free(listen_tls);
+	listen_tls = ctx;
+	log_info("reload: TLS certificate %s loaded for new connections", rt.conf.tls_cert_file);
+}
+
+static void router_limits(struct httpd_limits *hl, struct upstream_limits *ul);
+
+static void
+reload(void)
+{
+	struct timeval poll;
+	struct httpd_limits hl;
+	struct upstream_limits ul;
+	char err[256];
+	int lvl;
+
+	if (conf_reload(&conf_file, conf_path, ROUTER_LIVE, ROUTER_UNUSED) < 0)
+		return;
+	conf_copy_list(&rt.conf, &conf_file, ROUTER_LIVE);
+	router_limits(&hl, &ul);
+	httpd_set_limits(rt.httpd, &hl);
+	if (upstream_pool_set_limits(rt.up, &ul, err, sizeof(err)) < 0)
+		log_error("reload: upstream: %s: keeping the CA certificates in use", err);
+	auth_set_ttl(rt.auth, rt.conf.key_cache_ttl_ms);
+	poll.tv_sec = rt.conf.catalog_poll_ms / 1000;
+	poll.tv_usec = (rt.conf.catalog_poll_ms % 1000) * 1000;
+	evtimer_add(rt.poll_timer, &poll);
+	reload_tls();
+	log_info("reload: done");
+	lvl = log_level_parse(rt.conf.log_level);	/* last: the reload is logged as before */
+	log_init("agora-router", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
+}
+
+/* ---- upgrade ---- */
+
+static void
+upgrade_end(void)
+{
+	event_free(upgrade_ev);
+	upgrade_ev = NULL;
+	upgrade_pid = 0;
+}
+
+static void
+upgrade_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char b;
+	ssize_t n = (what & EV_READ) ? read(fd, &b, 1) : -1;
+
+	(void)arg;
+	if (n < 0 && errno == EAGAIN && !(what & EV_TIMEOUT))
+		return;
+	close(fd);
+	if (n == 1) {
+		log_info("upgrade: pid %d serves: this one drains", (int)upgrade_pid);
+		upgrade_end();
+		workers_signal(SIGTERM);
+		drain_start("upgrade");
+		return;
+	}
+	log_error("upgrade: pid %d %s: still serving", (int)upgrade_pid,
+		  n == 0 ? "ended before serving" : "did not serve in time");
+	if (n != 0)
+		kill(upgrade_pid, SIGTERM);
+	upgrade_end();
+}
+
+/* SIGUSR2: the binary at argv[0] (possibly new) starts with our listening
+ * sockets; once it serves (its first catalog loaded) this one drains. */
+static void
+upgrade_start(void)
+{
+	struct timeval tv = { UPGRADE_WAIT_MS / 1000, 0 };
+	int fds[LSOCK_MAX], n = 0, rfd;
+
+	if (upgrade_pid || rt.draining) {
+		log_warn("upgrade: %s", rt.draining ? "already draining" : "already in progress");
+		return;
+	}
+	for (int i = 0; i < nlfds; i++)
+		if (lfds[i] >= 0)
+			fds[n++] = lfds[i];
+	if ((upgrade_pid = lsock_exec(saved_argv, fds, n, &rfd)) < 0) {
+		log_error("upgrade: cannot start %s: %s", saved_argv[0], strerror(errno));
+		upgrade_pid = 0;
+		return;
+	}
+	log_info("upgrade: started %s as pid %d with %d listening sockets", saved_argv[0], (int)upgrade_pid, n);
+	if (!(upgrade_ev = event_new(rt.base, rfd, EV_READ | EV_PERSIST, upgrade_cb, NULL)) ||
+	    event_add(upgrade_ev, &tv) < 0)
+		log_error("upgrade: cannot watch pid %d", (int)upgrade_pid);
+}
+
+/* ---- signals ---- */
 
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	(void)arg;
-	for (int i = 0; i < nworker_pids; i++)	/* the other workers drain too */
-		if (worker_pids[i] > 0)
-			kill(worker_pids[i], (int)sig);
-	if (drain_timer) {
+	if (sig == SIGUSR2) {
+		upgrade_start();
+		return;
+	}
+	workers_signal((int)sig);	/* the other workers drain or reload too */
+	if (sig == SIGHUP) {
+		reload();
+		return;
+	}
+	if (rt.draining) {
 		event_base_loopexit(rt.base, NULL);	/* second signal: now */
 		return;
 	}
-	log_info("signal %d: draining %d requests", (int)sig, rt.inflight);
-	rt.draining = 1;	/* /health: not ready */
-	httpd_stop_accepting(rt.httpd);
-	drain_deadline = router_now_ms() + DRAIN_MAX_MS;
-	drain_timer = evtimer_new(rt.base, drain_cb, NULL);
-	drain_cb(-1, 0, NULL);
+	drain_start(sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* ---- workers ---- */
@@ -266,11 +488,54 @@ raise_nofile(void)
 	}
 }
 
+/* The listening sockets: inherited (systemd, or the previous binary on
+ * upgrade), else bound here, one per worker with SO_REUSEPORT when
+ * workers > 1 (the kernel spreads connections over them). */
+static int
+listen_open(void)
+{
+	int n = rt.conf.workers > 1 ? rt.conf.workers : 1;
+	char err[256];
+
+	if ((nlfds = lsock_inherited(lfds, LSOCK_MAX)) > 0) {
+		inherited = 1;
+		log_info("%d listening sockets inherited (the listen key is not used)", nlfds);
+		return 0;
+	}
+	for (; nlfds < n; nlfds++)
+		if ((lfds[nlfds] = lsock_bind(rt.conf.listen, rt.conf.workers > 1, err, sizeof(err))) < 0) {
+			log_error("%s", err);
+			return -1;
+		}
+	return 0;
+}
+
+/* Worker w's sockets: every one whose index is w modulo the workers (or,
+ * fewer sockets than workers, one shared). Worker 0 keeps a copy of all
+ * (an upgrade hands them over); the others close the rest. */
+static int
+listen_mine(int *fds)
+{
+	int w = rt.conf.workers > 1 ? rt.conf.workers : 1, n = 0;
+
+	if (nlfds < w) {
+		fds[0] = lfds[worker_index % nlfds];
+		return 1;
+	}
+	for (int i = 0; i < nlfds; i++)
+		if (i % w == worker_index)
+			fds[n++] = lfds[i];
+		else if (worker_index > 0) {
+			close(lfds[i]);
+			lfds[i] = -1;
+		}
+	return n;
+}
+
 /* workers = N > 1: this process is worker 0 and forks workers 1..N-1,
- * before any loop or thread exists. Each one binds the listen address
- * with SO_REUSEPORT (the kernel spreads connections over them) and has
- * its own loop, connections, upstream pools, key cache, credit leases and
- * spool (spool_path.I): to the fleet, each worker is one more router.
+ * before any loop or thread exists. Each one has its own loop,
+ * connections, upstream pools, key cache, credit leases and spool
+ * (spool_path.I): to the fleet, each worker is one more router.
  * Returns this process's worker index. */
 static int
 fork_workers(void)
@@ -290,6 +555,7 @@ fork_workers(void)
 			prctl(PR_SET_PDEATHSIG, SIGTERM);	/* worker 0 gone: this one goes */
 			if (getppid() != parent)
 				_exit(0);
+			signal(SIGUSR2, SIG_IGN);	/* upgrades are worker 0's */
 			nworker_pids = 0;
 			snprintf(rt.conf.spool_path + n, sizeof(rt.conf.spool_path) - n, ".%d", i);
 			return i;
@@ -297,6 +563,20 @@ fork_workers(void)
 		worker_pids[nworker_pids++] = pid;
 	}
 	return 0;
+}
+
+/* Worker w ended: worker 0 closes its copies of w's own sockets, so that
+ * the kernel spreads their connections over the other workers' sockets. */
+static void
+listen_orphan(int w)
+{
+	if (nlfds < rt.conf.workers)
+		return;		/* shared sockets: still served by the others */
+	for (int i = 0; i < nlfds; i++)
+		if (i % rt.conf.workers == w && lfds[i] >= 0) {
+			close(lfds[i]);
+			lfds[i] = -1;
+		}
 }
 
 /* A worker that ended on its own (a crash): said, and reaped. */
@@ -313,21 +593,24 @@ sigchld_cb(evutil_socket_t sig, short what, void *arg)
 		for (int i = 0; i < nworker_pids; i++)
 			if (worker_pids[i] == pid) {
 				worker_pids[i] = 0;
-				if (!drain_timer)
+				if (!rt.draining)
 					log_error("worker %d (pid %d) ended (status %d)", i + 1, (int)pid, status);
+				listen_orphan(i + 1);
 			}
 }
 
-/* Worker 0, leaving: the others end (they drain in parallel), or are killed. */
+/* Worker 0, leaving: the others end (they drain in parallel: told once,
+ * a second SIGTERM would cut their streams), or are killed. */
 static void
 reap_workers(void)
 {
-	int64_t end = router_now_ms() + DRAIN_MAX_MS + 2000;
+	int64_t end = router_now_ms() + rt.conf.drain_timeout_ms + DRAIN_SETTLE_MS + 2000;
 
 	for (int i = 0; i < nworker_pids; i++) {
 		if (worker_pids[i] <= 0)
 			continue;
-		kill(worker_pids[i], SIGTERM);
+		if (!rt.draining)
+			kill(worker_pids[i], SIGTERM);
 		while (waitpid(worker_pids[i], NULL, WNOHANG) == 0) {
 			if (router_now_ms() > end) {
 				kill(worker_pids[i], SIGKILL);
@@ -341,30 +624,36 @@ reap_workers(void)
 
 /* ---- main ---- */
 
+/* The client and upstream bounds of the configuration. */
+static void
+router_limits(struct httpd_limits *hl, struct upstream_limits *ul)
+{
+	hl->max_header_bytes = (size_t)rt.conf.max_header_bytes;
+	hl->max_body_bytes = (size_t)rt.conf.max_body_bytes;
+	hl->max_headers = rt.conf.max_headers;
+	hl->max_connections = rt.conf.max_connections;
+	hl->header_timeout_ms = rt.conf.client_header_timeout_ms;
+	hl->idle_timeout_ms = rt.conf.client_idle_timeout_ms;
+	hl->write_timeout_ms = rt.conf.client_write_timeout_ms;
+	ul->connect_ms = rt.conf.upstream_connect_timeout_ms;
+	ul->first_byte_ms = rt.conf.upstream_first_byte_timeout_ms;
+	ul->idle_ms = rt.conf.upstream_idle_timeout_ms;
+	ul->total_ms = rt.conf.upstream_total_timeout_ms;
+	ul->pool_idle = rt.conf.upstream_pool_idle;
+	ul->pool_idle_ms = rt.conf.upstream_pool_idle_ms;
+	ul->ca_file = rt.conf.upstream_ca_file;
+}
+
 static int
 router_setup(void)
 {
-	struct httpd_limits hl = {
-		.max_header_bytes = (size_t)rt.conf.max_header_bytes,
-		.max_body_bytes = (size_t)rt.conf.max_body_bytes,
-		.max_headers = rt.conf.max_headers,
-		.max_connections = rt.conf.max_connections,
-		.header_timeout_ms = rt.conf.client_header_timeout_ms,
-		.idle_timeout_ms = rt.conf.client_idle_timeout_ms,
-		.write_timeout_ms = rt.conf.client_write_timeout_ms,
-	};
-	struct upstream_limits ul = {
-		.connect_ms = rt.conf.upstream_connect_timeout_ms,
-		.first_byte_ms = rt.conf.upstream_first_byte_timeout_ms,
-		.idle_ms = rt.conf.upstream_idle_timeout_ms,
-		.total_ms = rt.conf.upstream_total_timeout_ms,
-		.pool_idle = rt.conf.upstream_pool_idle,
-		.pool_idle_ms = rt.conf.upstream_pool_idle_ms,
-		.ca_file = rt.conf.upstream_ca_file,
-	};
+	struct httpd_limits hl;
+	struct upstream_limits ul;
+	int fds[LSOCK_MAX], nfds;
 	struct timeval poll = { rt.conf.catalog_poll_ms / 1000, (rt.conf.catalog_poll_ms % 1000) * 1000 };
 	char err[256];
 
+	router_limits(&hl, &ul);
 	{
 		uint8_t mk[SBOX_KEY_LEN];
 		int have = sbox_key_load(rt.conf.master_key, rt.conf.master_key_file, mk, err, sizeof(err));
@@ -394,11 +683,15 @@ router_setup(void)
 	rds_connect(rt.redis);
 	if (!(rt.up = upstream_pool_new(rt.base, &ul, err, sizeof(err))))
 		return log_error("%s", err), -1;
-	httpd_set_reuse_port(rt.conf.workers > 1);
-	if (!(rt.httpd = httpd_new(rt.base, rt.conf.listen, &hl, router_handle, NULL, err, sizeof(err))))
+	nfds = listen_mine(fds);
+	if (!(rt.httpd = httpd_new_fds(rt.base, fds, nfds, &hl, router_handle, NULL, err, sizeof(err))))
 		return log_error("%s", err), -1;
 	if (api_metrics_init(&rt) < 0)
 		return log_error("out of memory"), -1;
+	if (!inherited) {	/* else from the first catalog: the old process serves */
+		serving = 1;
+		httpd_start_accepting(rt.httpd);
+	}
 	if (rt.conf.tls_cert_file[0]) {
 		if (!(listen_tls = listen_tls_new(rt.conf.tls_cert_file, rt.conf.tls_key_file, err, sizeof(err))))
 			return log_error("tls: %s", err), -1;
@@ -408,7 +701,8 @@ router_setup(void)
 	evtimer_add(rt.poll_timer, &poll);
 	pgc_connect(rt.pg_ctl);
 	pgc_connect(rt.pg_auth);
-	log_info("listening on %s (port %d%s)", rt.conf.listen, httpd_port(rt.httpd), listen_tls ? ", TLS" : "");
+	log_info("listening on %s (port %d%s)", inherited ? "inherited sockets" : rt.conf.listen,
+		 httpd_port(rt.httpd), listen_tls ? ", TLS" : "");
 	if (strcmp(rt.conf.metering, "off") == 0)
 		log_warn("metering = off: no usage event is emitted and nothing is billed (benchmarks only)");
 	return 0;
@@ -462,6 +756,9 @@ router_teardown(void)
 	if (drain_timer)
 		event_free(drain_timer);
 	api_metrics_free(&rt);
+	if (upgrade_ev)
+		upgrade_end();
+	listen_close_all();
 }
 
 static void
@@ -471,23 +768,70 @@ usage(void)
 			"  settings: CONFIG file, then AGORA_<KEY> environment variables\n");
 }
 
+/* argv with argv[0] absolute (this binary's path at start: an upgrade
+ * runs whatever binary is at that path then). */
+static void
+save_argv(int argc, char **argv)
+{
+	static char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	saved_argv = argv;
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	if (n > 10 && strcmp(exe + n - 10, " (deleted)") == 0)
+		exe[n - 10] = '\0';	/* replaced since: the new file */
+	if (!(saved_argv = calloc((size_t)argc + 1, sizeof(char *)))) {
+		saved_argv = argv;
+		return;
+	}
+	memcpy(saved_argv, argv, (size_t)argc * sizeof(char *));
+	saved_argv[0] = exe;
+}
+
+static int
+serve(void)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGCHLD };
+	struct event *ev[5] = { NULL };
+	int rc = 1;
+
+	for (int i = 0; i < 5; i++) {
+		if (sigs[i] == SIGUSR2 && worker_index > 0)
+			continue;
+		ev[i] = evsignal_new(rt.base, sigs[i], sigs[i] == SIGCHLD ? sigchld_cb : signal_cb, NULL);
+		if (ev[i])
+			event_add(ev[i], NULL);
+	}
+	if (router_setup() == 0) {
+		event_base_dispatch(rt.base);
+		rc = 0;
+	}
+	router_teardown();
+	reap_workers();
+	for (int i = 0; i < 5; i++)
+		if (ev[i])
+			event_free(ev[i]);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
-	const char *path = getenv("AGORA_CONF");
-	struct event *sigterm, *sigint, *sigchld = NULL;
-	int dump = 0, lvl, rc = 1, worker = 0;
+	int dump = 0, lvl, rc;
 	char err[512];
 
+	conf_path = getenv("AGORA_CONF");
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-			path = argv[++i];
+			conf_path = argv[++i];
 		else if (strcmp(argv[i], "--dump-config") == 0)
 			dump = 1;
 		else
 			return usage(), 2;
 	}
-	if (conf_load(&rt.conf, path, err, sizeof(err)) < 0) {
+	if (conf_load(&rt.conf, conf_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agora-router: %s\n", err);
 		return 1;
 	}
@@ -495,33 +839,24 @@ main(int argc, char **argv)
 		conf_dump(&rt.conf, stdout);
 		return 0;
 	}
+	conf_file = rt.conf;
+	OPENSSL_cleanse(conf_file.master_key, sizeof(conf_file.master_key));
+	save_argv(argc, argv);
 	lvl = log_level_parse(rt.conf.log_level);
 	log_init("agora-router", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);	/* until the loop handles it */
 	raise_nofile();
+	if (listen_open() < 0)
+		return 1;
 	if (rt.conf.workers > 1) {
-		worker = fork_workers();
-		log_info("worker %d of %d", worker, rt.conf.workers);
+		worker_index = fork_workers();
+		log_info("worker %d of %d", worker_index, rt.conf.workers);
 	}
 	evthread_use_pthreads();	/* the spool thread wakes the loop */
 	if (!(rt.base = event_base_new()))
 		return 1;
-	sigterm = evsignal_new(rt.base, SIGTERM, signal_cb, NULL);
-	sigint = evsignal_new(rt.base, SIGINT, signal_cb, NULL);
-	event_add(sigterm, NULL);
-	event_add(sigint, NULL);
-	if (nworker_pids > 0 && (sigchld = evsignal_new(rt.base, SIGCHLD, sigchld_cb, NULL)))
-		event_add(sigchld, NULL);
-	if (router_setup() == 0) {
-		event_base_dispatch(rt.base);
-		rc = 0;
-	}
-	router_teardown();
-	reap_workers();
-	event_free(sigterm);
-	event_free(sigint);
-	if (sigchld)
-		event_free(sigchld);
+	rc = serve();
 	event_base_free(rt.base);
 	log_info("stopped");
 	return rc;

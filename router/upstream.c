@@ -741,6 +741,43 @@ upstream_pause(struct upstream_req *r, int paused)
 	req_arm(r);
 }
 
+/* The client TLS context: peers verified against ca_file or the system CAs. */
+static SSL_CTX *
+up_ssl_ctx(const char *ca_file, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (!ctx) {
+		snprintf(err, errlen, "TLS context: out of memory");
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (ca_file[0] ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
+		       : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "TLS: cannot load CA certificates %s", ca_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int
+upstream_pool_set_limits(struct upstream_pool *p, const struct upstream_limits *lim,
+			 char *err, size_t errlen)
+{
+	SSL_CTX *ssl = up_ssl_ctx(lim->ca_file ? lim->ca_file : "", err, errlen);
+
+	if (!ssl)
+		return -1;
+	SSL_CTX_free(p->ssl);	/* connections open hold their own reference */
+	p->ssl = ssl;
+	p->lim = *lim;
+	snprintf(p->ca_file, sizeof(p->ca_file), "%s", lim->ca_file ? lim->ca_file : "");
+	p->lim.ca_file = p->ca_file;
+	return 0;
+}
+
 struct upstream_pool *
 upstream_pool_new(struct event_base *base, const struct upstream_limits *lim, char *err,
 		  size_t errlen)
@@ -766,17 +803,8 @@ upstream_pool_new(struct event_base *base, const struct upstream_limits *lim, ch
 	p->lim.ca_file = p->ca_file;
 	if (!(p->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS)))
 		p->dns = evdns_base_new(base, 0);	/* no resolv.conf: IPs only */
-	if (!(p->ssl = SSL_CTX_new(TLS_client_method()))) {
-		snprintf(err, errlen, "TLS context: out of memory");
+	if (!(p->ssl = up_ssl_ctx(p->ca_file, err, errlen)))
 		goto fail;
-	}
-	SSL_CTX_set_verify(p->ssl, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_min_proto_version(p->ssl, TLS1_2_VERSION);
-	if (p->ca_file[0] ? SSL_CTX_load_verify_locations(p->ssl, p->ca_file, NULL) != 1
-			  : SSL_CTX_set_default_verify_paths(p->ssl) != 1) {
-		snprintf(err, errlen, "TLS: cannot load CA certificates %s", p->ca_file);
-		goto fail;
-	}
 	return p;
 fail:
 	upstream_pool_free(p);

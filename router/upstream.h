@@ -46,6 +46,11 @@ struct upstream_pool *upstream_pool_new(struct event_base *base,
 					const struct upstream_limits *lim,
 					char *err, size_t errlen);
 void upstream_pool_free(struct upstream_pool *p);
+/* SIGHUP: new time-outs and pool bounds for requests from now on, and a new
+ * CA bundle for new connections (-1 and nothing changed when it does not
+ * load; connections open keep theirs). */
+int upstream_pool_set_limits(struct upstream_pool *p, const struct upstream_limits *lim,
+			     char *err, size_t errlen);
 
 /* Sends a request to url ("http[s]://host[:port]/path"). headers is a
  * NULL-terminated list of "Name: value" lines (Host, Content-Length and

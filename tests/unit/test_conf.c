@@ -152,6 +152,32 @@ test_dsn_fallbacks(void **state)
 	assert_int_equal(c.retention_months, 13);
 }
 
+/* SIGHUP's reload: live keys applied, others kept, a broken file refused. */
+static void
+test_reload(void **state)
+{
+	struct agora_conf c, before;
+	char err[256];
+
+	(void)state;
+	write_conf("max_attempts = 3\nlisten = 127.0.0.1:1\n");
+	assert_int_equal(conf_load(&c, path, err, sizeof(err)), 0);
+	write_conf("max_attempts = 5\nlisten = 127.0.0.1:2\nbilling_batch = 7\n");
+	assert_int_equal(conf_reload(&c, path, "log_level max_attempts", "billing_batch"), 1);
+	assert_int_equal(c.max_attempts, 5);			/* live */
+	assert_string_equal(c.listen, "127.0.0.1:1");		/* needs a restart */
+	assert_int_equal(c.billing_batch, 2000);		/* not this process's */
+	before = c;
+	write_conf("max_attempts = 9\nno_such_key = 1\n");
+	assert_int_equal(conf_reload(&c, path, "max_attempts", ""), -1);
+	assert_memory_equal(&c, &before, sizeof(c));		/* untouched */
+	assert_true(conf_in_list("a max_attempts b", "max_attempts"));
+	assert_false(conf_in_list("max_attempts_x attempts", "max_attempts"));
+	assert_false(conf_in_list("", "max_attempts"));
+	conf_copy_list(&before, &c, "listen");
+	assert_string_equal(before.listen, c.listen);
+}
+
 int
 main(void)
 {
@@ -161,6 +187,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secret_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dsn_fallbacks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
