@@ -133,7 +133,7 @@ def test_sigterm_drains_a_stream_refuses_new_connections_and_bills_once(stack):
         time.sleep(0.05)
         busy.request("GET", "/health")             # on a kept-alive connection, during the drain
         late = busy.getresponse()
-        assert late.status == 200 and late.getheader("Connection") == "close"
+        assert late.status == 503 and late.getheader("Connection") == "close"   # not ready
         late.read()
         assert wait_for(lambda: refused(r.port), 2), "new connections are still accepted"
         raw = resp.read()                                 # the stream runs to its end

@@ -117,10 +117,13 @@ def test_health_not_ready_while_draining(stack):
     proc, port = stack.extra_router("drain")
     for name in ("alpha", "beta", "gamma"):
         stack.mock(name).config(tps=10, words=20)     # a stream of about two seconds
-    keep = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    keep.request("GET", "/health")
-    r = keep.getresponse()
-    assert r.status == 200 and json.loads(r.read()) == {"status": "ok"}
+    # During the drain the listener is closed and every answer closes its
+    # connection: one kept-alive connection per question asked after SIGTERM.
+    keeps = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(3)]
+    for keep in keeps:
+        keep.request("GET", "/health")
+        r = keep.getresponse()
+        assert r.status == 200 and json.loads(r.read()) == {"status": "ok"}
     out = {}
 
     def slow():
@@ -135,22 +138,23 @@ def test_health_not_ready_while_draining(stack):
     try:
         assert wait_for(lambda: value(scrape(port), "agora_router_streams_in_flight") == 1, 5)
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        keep.request("GET", "/health")
-        r = keep.getresponse()
+        time.sleep(0.05)          # idle connections are closed after 200 ms of the drain
+        keeps[0].request("GET", "/health")
+        keeps[1].request("GET", "/health/live")
+        keeps[2].request("GET", "/metrics")
+        r = keeps[0].getresponse()
         assert r.status == 503 and b"draining" in r.read()
-        keep.request("GET", "/health/live")
-        r = keep.getresponse()
+        r = keeps[1].getresponse()
         assert r.status == 200 and r.read()
-        keep.request("GET", "/metrics")
-        r = keep.getresponse()
+        r = keeps[2].getresponse()
         m = parse(r.read().decode())
         assert value(m, "agora_router_draining") == 1 and value(m, "agora_router_ready") == 0
         t.join(20)
         assert out.get("status") == 200 and out["body"].rstrip().endswith(b"data: [DONE]")
         assert proc.wait(15) == 0
     finally:
-        keep.close()
+        for keep in keeps:
+            keep.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -146,7 +146,7 @@ def test_pgbouncer_transaction_mode(st, bouncer):
     with open(os.path.join(st.dir, "run", "billing.pid")) as f:
         os.kill(int(f.read()), signal.SIGTERM)
     env = dict(AGORA_PG_DSN=pooled, AGORA_PG_LISTEN_DSN=direct)
-    bill = spawn(st, "billing-pooled", "agora-billing", **env)
+    bill = spawn(st, "billing-pooled", "agora-billing", AGORA_BILLING_LISTEN="127.0.0.1:%d" % free_ports(1)[0], **env)
     router, rport = st.extra_router("router-pooled", AGORA_KEY_CACHE_TTL_MS="600000", **env)
     ana, aport = analytics(st, "analytics-pooled", **env)
     try:
