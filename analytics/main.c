@@ -376,12 +376,13 @@ static int
 setup(void)
 {
 	const struct agora_conf *c = &A.conf;
+	char err[256] = "out of memory";
 
 	if (!(A.base = event_base_new()) ||
 	    !(A.pg_auth = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 1024)) ||
 	    !(A.auth = auth_new(A.pg_auth, c->key_secret, c->key_cache_ttl_ms)) ||
-	    !(A.rd = rds_new(A.base, c->redis_host, c->redis_port)))
-		return -1;
+	    !(A.rd = rds_new(A.base, c, err, sizeof(err))))
+		return log_error("setup: %s", err), -1;
 	for (int i = 0; i < ANA_PG_POOL; i++) {
 		if (!(A.pg[i] = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 256)))
 			return -1;

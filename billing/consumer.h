@@ -1,5 +1,6 @@
 /*
- * consumer: moves usage events from the Redis stream `usage` into PostgreSQL.
+ * consumer: moves usage events from the Redis stream `usage` (or its shards,
+ * usage_shards > 1: see rds_slot.h) into PostgreSQL.
  * Reads batches through the consumer group `billing` (its own pending
  * entries first, then new ones), writes each batch in ONE statement (events,
  * ledger charges, key usage and daily rollups: one transaction), and XACKs
@@ -22,7 +23,7 @@ struct consumer_stats {
 };
 
 struct consumer *consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd,
-			      const char *name, int batch, int claim_idle_ms);
+			      const char *name, int batch, int claim_idle_ms, int shards);
 void consumer_free(struct consumer *c);
 /* Call after each Redis (re)connect. */
 void consumer_redis_up(struct consumer *c);

@@ -130,13 +130,21 @@ main(int argc, char **argv)
 	if (!(base = event_base_new()))
 		return 1;
 	pg = pgc_new(base, conf.pg_dsn, conf.pg_timeout_ms, 1024);
-	rd = rds_new(base, conf.redis_host, conf.redis_port);
+	{
+		char rerr[256];
+
+		if (!(rd = rds_new(base, &conf, rerr, sizeof(rerr)))) {
+			log_error("redis: %s", rerr);
+			return 1;
+		}
+	}
 	{
 		char name[160], host[64] = "host";
 
 		gethostname(host, sizeof(host) - 1);
 		snprintf(name, sizeof(name), "%s-%d", host, (int)getpid());
-		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms)))
+		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms,
+								   conf.usage_shards)))
 			return 1;
 	}
 	rds_set_connect_cb(rd, redis_connected, NULL);

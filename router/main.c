@@ -389,9 +389,11 @@ router_setup(void)
 		return log_error("out of memory"), -1;
 	pgc_set_connect_cb(rt.pg_ctl, ctl_connected_cb, NULL);
 	pgc_set_notify_cb(rt.pg_ctl, notify_cb, NULL);
-	if (!(rt.redis = rds_new(rt.base, rt.conf.redis_host, rt.conf.redis_port)) ||
-	    !(rt.meter = meter_new(rt.base, rt.redis, rt.conf.spool_path, rt.conf.spool_max_bytes, err, sizeof(err))))
-		return log_error("metering: %s", rt.redis ? err : "out of memory"), -1;
+	if (!(rt.redis = rds_new(rt.base, &rt.conf, err, sizeof(err))) ||
+	    !(rt.meter = meter_new(rt.base, rt.redis, rt.conf.usage_shards, rt.conf.spool_path, rt.conf.spool_max_bytes,
+				   err, sizeof(err))))
+		return log_error("metering: %s", err), -1;
+	meter_set_wait(rt.meter, rt.conf.redis_wait_replicas);
 	if (!(rt.ratelimit = ratelimit_new(rt.base, rt.redis, rt.conf.ratelimit_sync_ms)))
 		return log_error("out of memory"), -1;
 	if (!(rt.budget = budget_new(rt.base, rt.redis, rt.conf.budget_lease_nusd, rt.conf.budget_lease_idle_ms)))
