@@ -27,6 +27,7 @@
 #define RDS_MAX_SEEDS 16
 #define RDS_MAX_REDIRECTS 5
 #define RDS_MAX_INFLIGHT (1 << 20)	/* commands awaiting a reply, all nodes */
+#define RDS_MAX_OLD 8			/* links to a former master still closing */
 
 enum rds_kind { RDS_STANDALONE, RDS_SENTINEL, RDS_CLUSTER };
 
@@ -62,6 +63,7 @@ struct rds {
 	redisAsyncContext *sub;		/* sentinel: +switch-master subscription */
 	struct event *sub_timer;
 	int sidx, sub_idx;
+	redisAsyncContext *old[RDS_MAX_OLD];	/* detached, answering what they owe */
 	int freeing;
 	long long inflight;
 	rds_connect_fn fn;
@@ -145,6 +147,26 @@ seeds_parse(struct rds *r, const char *list, char *err, size_t errlen)
 	return 0;
 }
 
+/* A hiredis link to a, attached to the loop; NULL (logged) on failure. */
+static redisAsyncContext *
+ctx_open(struct rds *r, const struct rds_addr *a, void *data, redisConnectCallback *on_connect,
+	 redisDisconnectCallback *on_disconnect)
+{
+	redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
+
+	if (!ac || ac->err) {
+		log_warn("redis: %s:%d: %s", a->host, a->port, ac ? ac->errstr : "out of memory");
+		if (ac)
+			redisAsyncFree(ac);
+		return NULL;
+	}
+	ac->data = data;
+	redisLibeventAttach(ac, r->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	return ac;
+}
+
 /* ---- nodes ---- */
 
 static void
@@ -204,7 +226,7 @@ node_on_connect(const redisAsyncContext *ac, int status)
 {
 	struct rds_node *n = ac->data;
 
-	if (!n)
+	if (!n || n->ac != ac)
 		return;
 	if (status != REDIS_OK) {
 		log_warn("redis: connect to %s:%d failed: %s", n->a.host, n->a.port, ac->errstr);
@@ -235,6 +257,12 @@ node_on_disconnect(const redisAsyncContext *ac, int status)
 
 	if (!n)
 		return;
+	if (n->ac != ac) {	/* a detached link has closed */
+		for (int i = 0; i < RDS_MAX_OLD; i++)
+			if (n->r->old[i] == ac)
+				n->r->old[i] = NULL;
+		return;
+	}
 	n->ac = NULL;
 	n->up = 0;
 	if (n->r->freeing)
@@ -248,32 +276,37 @@ node_connect(struct rds_node *n)
 {
 	if (n->ac)
 		return 0;
-	n->ac = redisAsyncConnect(n->a.host, n->a.port);
-	if (!n->ac || n->ac->err) {
-		log_warn("redis: %s:%d: %s", n->a.host, n->a.port, n->ac ? n->ac->errstr : "out of memory");
-		if (n->ac)
-			redisAsyncFree(n->ac);
-		n->ac = NULL;
+	if (!(n->ac = ctx_open(n->r, &n->a, n, node_on_connect, node_on_disconnect))) {
 		timer_in(n->retry, RDS_BACKOFF_MS);
 		return -1;
 	}
-	n->ac->data = n;
-	redisLibeventAttach(n->ac, n->r->base);
-	redisAsyncSetConnectCallback(n->ac, node_on_connect);
-	redisAsyncSetDisconnectCallback(n->ac, node_on_disconnect);
 	return 0;
 }
 
-/* Forgets a node's link without calling its callbacks (a new master). */
+/* Leaves a node's link (a new master): it closes once its replies are in,
+ * and is freed by rds_free() if it has not by then. */
 static void
 node_detach(struct rds_node *n)
 {
-	if (!n->ac)
+	redisAsyncContext *ac = n->ac;
+	int i;
+
+	if (!ac)
 		return;
-	n->ac->data = NULL;
-	redisAsyncDisconnect(n->ac);
-	n->ac = NULL;
+	n->ac = NULL;		/* first: the disconnect may run at once */
 	n->up = 0;
+	if (!(ac->c.flags & REDIS_CONNECTED)) {	/* nothing sent yet worth waiting for */
+		ac->data = NULL;
+		redisAsyncFree(ac);	/* its queued commands answer NULL */
+		return;
+	}
+	for (i = 0; i < RDS_MAX_OLD && n->r->old[i]; i++)
+		;
+	if (i < RDS_MAX_OLD)
+		n->r->old[i] = ac;
+	else
+		ac->data = NULL;	/* untracked: its callbacks no longer know us */
+	redisAsyncDisconnect(ac);
 }
 
 static int
@@ -660,17 +693,10 @@ sentinel_ask(struct rds *r)
 		return;
 	a = &r->seeds[r->sidx];
 	r->sidx = (r->sidx + 1) % r->nseeds;
-	ac = redisAsyncConnect(a->host, a->port);
-	if (!ac || ac->err) {
-		if (ac)
-			redisAsyncFree(ac);
+	if (!(ac = ctx_open(r, a, r, sent_on_connect, sent_on_disconnect))) {
 		timer_in(r->timer, RDS_BACKOFF_MS);
 		return;
 	}
-	ac->data = r;
-	redisLibeventAttach(ac, r->base);
-	redisAsyncSetConnectCallback(ac, sent_on_connect);
-	redisAsyncSetDisconnectCallback(ac, sent_on_disconnect);
 	r->sac = ac;
 	if (redisAsyncCommand(ac, sent_cb, r, "SENTINEL get-master-addr-by-name %s", r->master_name) != REDIS_OK) {
 		r->sac = NULL;
@@ -728,17 +754,10 @@ sub_connect(struct rds *r)
 	if (r->sub || r->freeing)
 		return;
 	r->sub_idx = (r->sub_idx + 1) % r->nseeds;
-	ac = redisAsyncConnect(a->host, a->port);
-	if (!ac || ac->err) {
-		if (ac)
-			redisAsyncFree(ac);
+	if (!(ac = ctx_open(r, a, r, sub_on_connect, sub_on_disconnect))) {
 		timer_in(r->sub_timer, RDS_BACKOFF_MS);
 		return;
 	}
-	ac->data = r;
-	redisLibeventAttach(ac, r->base);
-	redisAsyncSetConnectCallback(ac, sub_on_connect);
-	redisAsyncSetDisconnectCallback(ac, sub_on_disconnect);
 	r->sub = ac;
 	redisAsyncCommand(ac, sub_cb, r, "SUBSCRIBE +switch-master");
 }
@@ -872,6 +891,13 @@ rds_free(struct rds *r)
 	if (!r)
 		return;
 	r->freeing = 1;
+	for (int i = 0; i < RDS_MAX_OLD; i++) {
+		redisAsyncContext *ac = r->old[i];
+
+		r->old[i] = NULL;
+		if (ac)
+			redisAsyncFree(ac);
+	}
 	if (r->sac)
 		redisAsyncFree(r->sac);
 	if (r->sub)

@@ -235,12 +235,7 @@ def test_cluster_sharded_usage_with_a_slot_moved_under_traffic(stack, cluster):
         assert len(rl) >= 2 and len({int(cli(ports[0], "CLUSTER", "KEYSLOT", k)) for k in rl}) == 1, rl
         print("cluster: %d requests, %d nano-USD billed exactly; shard streams %s" % (n, cost, streams))
     finally:
-        router.terminate()
-        router.wait(timeout=30)
-        for b in billing:
-            b.terminate()
-        for b in billing:
-            b.wait(timeout=30)
+        stop_all([router] + billing)
 
 
 # ---- Redis Sentinel ----
@@ -309,9 +304,4 @@ def test_sentinel_failover_under_traffic_bills_exactly(stack, sentinels):
         n, cost = check_billing(stack, results, accounts)
         print("sentinel: %d requests across the fail-over, %d nano-USD billed exactly" % (n, cost))
     finally:
-        router.terminate()
-        router.wait(timeout=30)
-        for b in billing:
-            b.terminate()
-        for b in billing:
-            b.wait(timeout=30)
+        stop_all([router] + billing)
