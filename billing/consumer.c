@@ -66,7 +66,7 @@ struct consumer {
 	int rr;				/* next shard to read new entries from */
 	int empty_run;			/* new-entry reads in a row that found nothing */
 	int claim_due, claim_left;
-	int groups_left, groups_failed;	/* XGROUP CREATE replies awaited */
+	int groups_left, groups_failed;	/* XGROUP CREATE replies awaited, failed */
 	int prefetching, prefetch_stale, ack_waiting;
 	char **ids;			/* the batch's stream ids, for XACK */
 	int nids;
@@ -570,11 +570,39 @@ claim_shard(struct consumer *c, int s)
 			   sh->len, GROUP, c->name, idle, count);
 }
 
+/* Sends the next read: a claim, our pending entries, or new entries, of
+ * one shard. -1 when that shard cannot be asked now (its cluster node is
+ * away): it is passed over, so a lost node stalls only its own shards (its
+ * pending entries come back through XAUTOCLAIM). */
+static int
+read_next(struct consumer *c)
+{
+	int s;
+
+	if (c->claim_left > 0) {
+		c->reading = --c->claim_left;
+		return claim_shard(c, c->reading);
+	}
+	if ((s = any_pending(c)) >= 0) {
+		c->reading = s;
+		if (read_shard(c, s, "0", NULL, read_cb) == 0)
+			return 0;
+		c->shards[s].pending_mode = 0;
+		return -1;
+	}
+	c->reading = c->rr;
+	c->rr = (c->rr + 1) % c->nshards;
+	/* block only when every other shard was just found empty */
+	if (read_shard(c, c->reading, ">", c->empty_run + 1 >= c->nshards
+		       ? (c->nshards == 1 ? BLOCK_ONE_MS : BLOCK_MANY_MS) : NULL, read_cb) == 0)
+		return 0;
+	c->empty_run++;
+	return -1;
+}
+
 static void
 consumer_next(struct consumer *c)
 {
-	int rc, s;
-
 	if (!rds_is_connected(c->rd)) {
 		c->phase = CP_DOWN;
 		return;
@@ -584,28 +612,19 @@ consumer_next(struct consumer *c)
 		c->claim_due = 0;
 		c->claim_left = c->nshards;
 	}
-	if (c->claim_left > 0) {
-		c->reading = --c->claim_left;
-		rc = claim_shard(c, c->reading);
-	} else if ((s = any_pending(c)) >= 0) {
-		c->reading = s;
-		rc = read_shard(c, s, "0", NULL, read_cb);
-	} else {
-		c->reading = c->rr;
-		c->rr = (c->rr + 1) % c->nshards;
-		/* block only when every other shard was just found empty */
-		rc = read_shard(c, c->reading, ">", c->empty_run + 1 >= c->nshards
-				? (c->nshards == 1 ? BLOCK_ONE_MS : BLOCK_MANY_MS) : NULL, read_cb);
-	}
-	if (rc < 0)
-		consumer_pause(c);
+	for (int tries = 0; tries < 3 * c->nshards; tries++)	/* claims, pending, new */
+		if (read_next(c) == 0)
+			return;
+	consumer_pause(c);
 }
 
-/* Every shard's XGROUP CREATE answered: start, from our pending entries. */
+/* Every shard's XGROUP CREATE answered: start, from our pending entries
+ * (a shard that could not be asked gets its group at the next start; until
+ * then its reads fail and it is passed over). */
 static void
 groups_settle(struct consumer *c)
 {
-	if (c->groups_failed) {
+	if (c->groups_failed == c->nshards) {
 		consumer_pause(c);
 		return;
 	}
@@ -621,7 +640,7 @@ group_cb(struct rds *rd, redisReply *r, void *arg)
 
 	(void)rd;
 	if (!r)
-		c->groups_failed = 1;
+		c->groups_failed++;
 	else if (r->type == REDIS_REPLY_ERROR && !strstr(r->str, "BUSYGROUP"))
 		log_warn("billing: XGROUP CREATE: %s", r->str);
 	if (--c->groups_left == 0)
@@ -642,7 +661,7 @@ consumer_redis_up(struct consumer *c)
 
 		if (rds_command(c->rd, sh->key, sh->len, group_cb, c, "XGROUP CREATE %b %s 0 MKSTREAM", sh->key, sh->len,
 				GROUP) < 0)
-			c->groups_failed = 1;
+			c->groups_failed++;
 		else
 			c->groups_left++;
 	}
