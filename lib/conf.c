@@ -45,7 +45,7 @@ static const struct conf_key conf_keys[] = {
 	I("usage_shards", usage_shards, 1, 64, "1",
 	  "usage stream shards by account (1: the stream `usage`; more: usage:{tag} keys spread over the slot space); the same in every router and billing worker"),
 	I("redis_wait_replicas", redis_wait_replicas, 0, 16, "0",
-	  "a usage event counts as delivered once WAIT says this many replicas hold it, else it is spooled and sent again (0: off; 1 with Sentinel, so a fail-over loses no event)"),
+	  "a usage event counts as delivered once WAIT says this many replicas hold it; until then it is kept (WAIT asked again every second) and sent again if its link to the master is lost (0: off; 1 with Sentinel, so a fail-over loses no event)"),
 	SECRET("key_secret", key_secret, "", "HMAC secret for API key hashes"),
 	S("key_secret_file", key_secret_file, "", "file holding key_secret (first line)"),
 	SECRET("master_key", master_key, "", "64 hex: encrypts provider credentials at rest (AES-256-GCM)"),

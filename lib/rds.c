@@ -42,6 +42,7 @@ struct rds_node {
 	redisAsyncContext *ac;
 	int up;				/* connected (sentinel: ROLE said master) */
 	int lost;			/* its link failed since the last connect */
+	unsigned gen;			/* links made so far (rds_link) */
 	struct event *retry;
 };
 
@@ -276,6 +277,7 @@ node_connect(struct rds_node *n)
 {
 	if (n->ac)
 		return 0;
+	n->gen++;
 	if (!(n->ac = ctx_open(n->r, &n->a, n, node_on_connect, node_on_disconnect))) {
 		timer_in(n->retry, RDS_BACKOFF_MS);
 		return -1;
@@ -493,6 +495,14 @@ cmd_submit(struct rds *r, const char *key, size_t keylen, rds_reply_fn fn, void 
 	r->inflight++;
 	r->st.sent++;
 	return 0;
+}
+
+uint64_t
+rds_link(struct rds *r, const char *key, size_t keylen)
+{
+	struct rds_node *n = node_for(r, key && r->kind == RDS_CLUSTER ? rds_slot(key, keylen) : -1);
+
+	return n ? (uint64_t)(node_index(r, n) + 1) << 32 | n->gen : 0;
 }
 
 int

@@ -23,6 +23,7 @@
 #define AGORA_RDS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -56,6 +57,13 @@ int rds_command(struct rds *r, const char *key, size_t keylen, rds_reply_fn fn, 
 		const char *fmt, ...);
 int rds_command_argv(struct rds *r, const char *key, size_t keylen, rds_reply_fn fn, void *priv,
 		     int argc, const char **argv, const size_t *argvlen);
+
+/* Which link a command for key would go to now: the value changes when
+ * that link is replaced (a reconnect, a new master, the slot now on another
+ * node); 0 when there is none. With WAIT, which covers the writes made on
+ * its own link only, it tells whether an earlier write can still be
+ * confirmed there. */
+uint64_t rds_link(struct rds *r, const char *key, size_t keylen);
 
 struct rds_stats {
 	long long sent, moved, ask, refreshes, resolves, failed;

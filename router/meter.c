@@ -28,6 +28,7 @@
 #define METER_MAX_INFLIGHT 100000	/* XADDs awaiting a reply */
 #define METER_KEY_LEN 40		/* usage:{tag} */
 #define METER_WAIT_MS 500		/* WAIT's time-out for the replicas' copies */
+#define METER_REWAIT_MS 1000		/* WAIT again after one short of replicas */
 #define METER_RETRY_MS 1000		/* spooled while connected: replayed after this */
 #define METER_LIVE_TTL "7200"		/* live counters: two hours of minutes */
 #define METER_LIVE_MS 500		/* live counts are summed and sent this often */
@@ -43,6 +44,8 @@ struct meter {
 	int wait_replicas;		/* > 0: an XADD counts once WAIT says so */
 	struct xadd_ctx *unsure[RDS_SHARDS_MAX];	/* answered, awaiting a WAIT */
 	struct event *wait_ev;		/* sends the WAITs after this loop turn */
+	struct event *rewait_ev;	/* and again later while replicas lack */
+	int wait_short;			/* the last WAIT was short (logged once) */
 	struct event *retry_ev;		/* replays what failed while Redis stayed up */
 	char path[512], replay_path[520];
 	int64_t spool_max;
@@ -222,6 +225,7 @@ replay_release(struct meter *m)
 struct xadd_ctx {
 	struct meter *m;
 	int replay, shard;
+	uint64_t link;			/* rds_link it was written on (WAIT) */
 	struct xadd_ctx *next;		/* awaiting the same WAIT */
 	char json[];
 };
@@ -250,27 +254,55 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 	free(x);
 }
 
-/* WAIT <replicas> answered: the XADDs sent before it on that link are on
- * enough replicas to survive a fail-over, or they are spooled and sent
- * again (billing drops the duplicates by generation id). */
+/* With redis_wait_replicas, an answered XADD waits for a WAIT on its link
+ * (WAIT covers the writes made on its own connection). WAIT says enough
+ * replicas have it: delivered. Too few: it stays on the master, and WAIT is
+ * asked again a second later (a new master's replica still syncing, or a
+ * replica away: events wait in memory, bounded by METER_MAX_INFLIGHT, then
+ * in the spool). Its link gone (a fail-over moved the master, a reconnect):
+ * it may never reach the master that now counts, so it is spooled and sent
+ * again; billing drops the duplicate by generation id. */
 struct wait_ctx {
 	struct meter *m;
+	int shard;
 	struct xadd_ctx *list;
 };
+
+static void
+settle_all(struct meter *m, struct xadd_ctx *list, int ok)
+{
+	for (struct xadd_ctx *x = list, *nx; x; x = nx) {
+		nx = x->next;
+		xadd_done(m, x, ok);
+	}
+}
 
 static void
 wait_reply_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct wait_ctx *w = arg;
-	int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer >= w->m->wait_replicas;
+	struct meter *m = w->m;
+	struct timeval tv = { METER_REWAIT_MS / 1000, (METER_REWAIT_MS % 1000) * 1000 };
 
 	(void)rd;
-	if (!ok)
-		log_warn("meter: WAIT %d: %s; those events are spooled", w->m->wait_replicas,
-			 r && r->type == REDIS_REPLY_ERROR ? r->str : r ? "too few replicas have them" : "link lost");
-	for (struct xadd_ctx *x = w->list, *nx; x; x = nx) {
-		nx = x->next;
-		xadd_done(w->m, x, ok);
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= m->wait_replicas) {
+		m->wait_short = 0;
+		settle_all(m, w->list, 1);
+	} else if (r && r->type == REDIS_REPLY_INTEGER) {
+		if (!m->wait_short++)
+			log_warn("meter: WAIT %d: %lld replicas have the last events; asking again every %d ms",
+				 m->wait_replicas, r->integer, METER_REWAIT_MS);
+		while (w->list) {
+			struct xadd_ctx *x = w->list;
+
+			w->list = x->next;
+			x->next = m->unsure[w->shard];
+			m->unsure[w->shard] = x;
+		}
+		if (!evtimer_pending(m->rewait_ev, NULL))
+			evtimer_add(m->rewait_ev, &tv);
+	} else {
+		settle_all(m, w->list, 0);	/* link lost or an error: sent again */
 	}
 	free(w);
 }
@@ -279,21 +311,34 @@ static void
 wait_send(struct meter *m, int shard)
 {
 	struct wait_ctx *w = malloc(sizeof(*w));
-	struct xadd_ctx *list = m->unsure[shard];
+	uint64_t link = rds_link(m->rd, m->shard_key[shard], m->shard_len[shard]);
+	struct xadd_ctx *x, *gone = NULL, *here = NULL;
 
-	m->unsure[shard] = NULL;
+	while ((x = m->unsure[shard])) {
+		m->unsure[shard] = x->next;
+		if (x->link == link && link) {
+			x->next = here;
+			here = x;
+		} else {
+			x->next = gone;
+			gone = x;
+		}
+	}
+	settle_all(m, gone, 0);
+	if (!here) {
+		free(w);
+		return;
+	}
 	if (w) {
 		w->m = m;
-		w->list = list;
+		w->shard = shard;
+		w->list = here;
 		if (rds_command(m->rd, m->shard_key[shard], m->shard_len[shard], wait_reply_cb, w, "WAIT %d %d",
 				m->wait_replicas, METER_WAIT_MS) == 0)
 			return;
 		free(w);
 	}
-	for (struct xadd_ctx *x = list, *nx; x; x = nx) {
-		nx = x->next;
-		xadd_done(m, x, 0);
-	}
+	settle_all(m, here, 0);
 }
 
 static void
@@ -349,6 +394,10 @@ xadd(struct meter *m, const char *json, size_t len, int64_t account_id, int repl
 	x->replay = replay;
 	x->shard = shard;
 	x->next = NULL;
+	/* the link it is written on, now: replies on a link left since (a new
+	 * master) may come after the switch, and WAIT on the new link would not
+	 * cover it */
+	x->link = m->wait_replicas > 0 ? rds_link(m->rd, argv[1], argl[1]) : 0;
 	memcpy(x->json, json, len);
 	x->json[len] = '\0';
 	argv[4] = x->json;
@@ -650,6 +699,7 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 	pthread_cond_init(&m->cv, NULL);
 	if (!(m->replay_ev = event_new(base, -1, 0, replay_ready_cb, m)) ||
 	    !(m->wait_ev = event_new(base, -1, 0, wait_ev_cb, m)) ||
+	    !(m->rewait_ev = evtimer_new(base, wait_ev_cb, m)) ||
 	    !(m->retry_ev = evtimer_new(base, retry_cb, m)) ||
 	    !(m->live_ev = evtimer_new(base, live_flush_cb, m)) ||
 	    pthread_create(&m->thread, NULL, thread_main, m) != 0) {
@@ -658,6 +708,8 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 			event_free(m->replay_ev);
 		if (m->wait_ev)
 			event_free(m->wait_ev);
+		if (m->rewait_ev)
+			event_free(m->rewait_ev);
 		if (m->retry_ev)
 			event_free(m->retry_ev);
 		if (m->live_ev)
@@ -689,6 +741,7 @@ meter_free(struct meter *m)
 	pthread_join(m->thread, NULL);	/* writes what is pending first */
 	event_free(m->replay_ev);
 	event_free(m->wait_ev);
+	event_free(m->rewait_ev);
 	event_free(m->retry_ev);
 	event_free(m->live_ev);	/* unsent live counts go (the Redis link is gone) */
 	free(m->replay_data);
