@@ -436,13 +436,16 @@ setup(void)
 {
 	const struct agora_conf *c = &A.conf;
 	char *read_dsn = replica_read_dsn(c);
+	char err[256] = "out of memory";
 
 	if (!read_dsn || !(M = ametrics_new()) || !(A.base = event_base_new()) ||
 	    !(A.pg_auth = pgc_new(A.base, conf_pg_listen_dsn(c), c->pg_timeout_ms, 1024)) ||
 	    !(A.pg_write = pgc_new(A.base, c->pg_dsn, c->pg_timeout_ms, 256)) ||
 	    !(A.auth = auth_new(A.pg_auth, c->key_secret, c->key_cache_ttl_ms)) ||
-	    !(A.rd = rds_new(A.base, c->redis_host, c->redis_port)) || !(A.lag = replica_lag_new(&A, 2000)))
+	    !(A.rd = rds_new(A.base, c, err, sizeof(err))) || !(A.lag = replica_lag_new(&A, 2000))) {
+		log_error("setup: %s", err);
 		goto fail;
+	}
 	for (int i = 0; i < ANA_PG_POOL; i++) {
 		if (!(A.pg[i] = pgc_new(A.base, read_dsn, c->pg_timeout_ms, 256)))
 			goto fail;

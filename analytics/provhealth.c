@@ -343,13 +343,12 @@ live_answer(struct live *l)
 }
 
 static void
-live_cb(redisAsyncContext *ac, void *reply, void *arg)
+live_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct live *l = arg;
-	const redisReply *r = reply;
 	int idx = l->replies++;
 
-	(void)ac;
+	(void)rd;
 	if (!r || r->type == REDIS_REPLY_ERROR)
 		l->failed = 1;
 	else if (r->type == REDIS_REPLY_ARRAY)
@@ -365,13 +364,12 @@ live_cb(redisAsyncContext *ac, void *reply, void *arg)
 void
 api_live(struct areq *x)
 {
-	redisAsyncContext *ac = rds_ctx(x->a->rd);
 	struct live *l;
 	int64_t n;
 
 	if (ana_common(x) < 0 || ana_param_int(x, "minutes", 1, 120, 15, &n) < 0)
 		return;
-	if (!ac) {
+	if (!rds_is_connected(x->a->rd)) {
 		ana_fail(x, 503, "live counters unavailable: Redis is not connected");
 		return;
 	}
@@ -386,7 +384,10 @@ api_live(struct areq *x)
 	l->first = (int64_t)time(NULL) / 60 - n + 1;
 	x->a->st.live_reads++;
 	for (int i = 0; i < l->n; i++) {
-		if (redisAsyncCommand(ac, live_cb, l, "HGETALL live:%lld", (long long)(l->first + i)) != REDIS_OK)
+		char key[32];
+		size_t kl = (size_t)snprintf(key, sizeof(key), "live:%lld", (long long)(l->first + i));
+
+		if (rds_command(x->a->rd, key, kl, live_cb, l, "HGETALL %s", key) < 0)
 			break;
 		l->expected++;
 	}

@@ -1,12 +1,20 @@
 /*
  * consumer: the billing loop (see consumer.h).
  *
- *   CLAIM (every claim_idle_ms) ─┐
- *   READ_PENDING ("0") ──────────┼─entries─▶ WRITE (one statement) ─commit─▶ ACK ─▶ next
- *   READ_NEW (">", BLOCK 1 s) ───┘   none: READ_PENDING → READ_NEW
+ *   CLAIM (every claim_idle_ms, each shard) ─┐
+ *   READ_PENDING ("0", each shard) ──────────┼─entries─▶ WRITE (one statement) ─commit─▶ ACK ─▶ next
+ *   READ_NEW (">", shards in turn) ──────────┘   none: READ_PENDING → READ_NEW
+ *
+ * With usage_shards > 1 the shards' streams (and the old `usage`, so that
+ * nothing queued before the change is stranded) are read one at a time, in
+ * turn: in Redis Cluster a multi-stream XREADGROUP would span slots. A read
+ * blocks (BLOCK) only when every other shard was found empty, so a quiet
+ * shard never holds up a busy one. One batch is written at a time; the next
+ * one is read ahead (from the next shard) while PostgreSQL works.
  *
  * A failed write leaves the batch pending; after a pause the consumer reads
- * its pending entries again, so nothing is skipped and nothing is acked early.
+ * its pending entries of every shard again, so nothing is skipped and
+ * nothing is acked early.
  */
 #include "consumer.h"
 
@@ -20,20 +28,29 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "rds_slot.h"
 
-#define STREAM "usage"
 #define GROUP "billing"
 #define RETRY_MS 1000
-#define BLOCK_MS "1000"
+#define BLOCK_ONE_MS "1000"		/* one stream: as before sharding */
+#define BLOCK_MANY_MS "100"		/* several: the others wait at most this */
+#define KEY_LEN 40
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE };
 
-/* A batch ready to write: its stream ids and its events as one JSON array. */
+/* A batch ready to write: its shard, stream ids and events as one JSON array. */
 struct batch {
+	int shard;
 	char **ids;
 	int nids;
 	long long events;
 	struct evbuffer *json;
+};
+
+struct shard {
+	char key[KEY_LEN];
+	size_t len;
+	int pending_mode;		/* re-reading our own pending entries */
 };
 
 struct consumer {
@@ -43,8 +60,15 @@ struct consumer {
 	char name[128];
 	int batch, claim_idle_ms;
 	enum consumer_phase phase;
-	int pending_mode;		/* re-reading our own pending entries */
-	int claim_due;
+	struct shard shards[RDS_SHARDS_MAX + 1];
+	int nshards;
+	int cur;			/* shard of the batch written and acked */
+	int reading;			/* shard of the read on its way */
+	int rr;				/* next shard to read new entries from */
+	int empty_run;			/* new-entry reads in a row that found nothing */
+	int claim_due, claim_left;
+	int groups_left, groups_failed;	/* XGROUP CREATE replies awaited, failed */
+	int prefetching, prefetch_stale, ack_waiting;
 	char **ids;			/* the batch's stream ids, for XACK */
 	int nids;
 	int validate;			/* the last batch was refused: check each entry */
@@ -211,26 +235,26 @@ consumer_pause(struct consumer *c)
 	batch_clear(c);
 	batch_drop(&c->next);	/* its entries are ours, pending: re-read below */
 	c->phase = CP_PAUSE;
-	c->pending_mode = 1;	/* the unacked batch comes back from "0" */
+	for (int i = 0; i < c->nshards; i++)
+		c->shards[i].pending_mode = 1;	/* the unacked batches come back from "0" */
+	c->prefetch_stale = c->prefetching;
+	c->ack_waiting = 0;
 	evtimer_add(c->timer, &tv);
 }
 
-static void
-ack_cb(redisAsyncContext *ac, void *reply, void *arg)
+static int
+any_pending(const struct consumer *c)
 {
-	struct consumer *c = arg;
-	redisReply *r = reply;
+	for (int i = 0; i < c->nshards; i++)
+		if (c->shards[i].pending_mode)
+			return i;
+	return -1;
+}
 
-	(void)ac;
-	if (!r || r->type == REDIS_REPLY_ERROR) {
-		c->st.redis_errors++;
-		log_warn("billing: XACK failed: %s (the batch will be re-read; it is already billed)",
-			 r ? r->str : "disconnected");
-		consumer_pause(c);
-		return;
-	}
-	c->st.acked += r->integer;
-	batch_clear(c);
+/* After the XACK and the read-ahead: the next batch, or the next read. */
+static void
+ack_continue(struct consumer *c)
+{
 	if (c->next.json) {
 		struct batch b = c->next;
 
@@ -243,25 +267,57 @@ ack_cb(redisAsyncContext *ac, void *reply, void *arg)
 }
 
 static void
-consumer_ack(struct consumer *c)
+ack_cb(struct rds *rd, redisReply *r, void *arg)
 {
-	redisAsyncContext *ac = rds_ctx(c->rd);
-	const char **argv;
-	int argc = c->nids + 3;
+	struct consumer *c = arg;
 
-	if (!ac || !(argv = calloc((size_t)argc, sizeof(*argv)))) {
+	(void)rd;
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		c->st.redis_errors++;
+		log_warn("billing: XACK failed: %s (the batch will be re-read; it is already billed)",
+			 r ? r->str : "disconnected");
 		consumer_pause(c);
 		return;
 	}
+	c->st.acked += r->integer;
+	batch_clear(c);
+	if (c->prefetching) {
+		c->ack_waiting = 1;	/* the read-ahead answers first */
+		return;
+	}
+	ack_continue(c);
+}
+
+static void
+consumer_ack(struct consumer *c)
+{
+	const struct shard *sh = &c->shards[c->cur];
+	const char **argv;
+	size_t *argl;
+	int argc = c->nids + 3;
+
+	argv = calloc((size_t)argc, sizeof(*argv));
+	argl = calloc((size_t)argc, sizeof(*argl));
+	if (!argv || !argl)
+		goto fail;
 	argv[0] = "XACK";
-	argv[1] = STREAM;
+	argv[1] = sh->key;
 	argv[2] = GROUP;
-	for (int i = 0; i < c->nids; i++)
-		argv[i + 3] = c->ids[i];
+	for (int i = 0; i < argc; i++) {
+		if (i >= 3)
+			argv[i] = c->ids[i - 3];
+		argl[i] = strlen(argv[i]);
+	}
 	c->phase = CP_ACK;
-	if (redisAsyncCommandArgv(ac, ack_cb, c, argc, argv, NULL) != REDIS_OK)
-		consumer_pause(c);
+	if (rds_command_argv(c->rd, sh->key, sh->len, ack_cb, c, argc, argv, argl) < 0)
+		goto fail;
 	free(argv);
+	free(argl);
+	return;
+fail:
+	free(argv);
+	free(argl);
+	consumer_pause(c);
 }
 
 /* Stats of a committed batch, and the metrics' callback. */
@@ -347,9 +403,10 @@ entry_event(const redisReply *e)
  * parses them; after it refused a batch, each is checked first and bad ones
  * skipped). Returns 0 or -1. */
 static int
-batch_build(struct consumer *c, const redisReply *entries, struct batch *b)
+batch_build(struct consumer *c, int shard, const redisReply *entries, struct batch *b)
 {
 	memset(b, 0, sizeof(*b));
+	b->shard = shard;
 	if (!(b->json = evbuffer_new()) || !(b->ids = calloc(entries->elements ? entries->elements : 1, sizeof(char *)))) {
 		batch_drop(b);
 		return -1;
@@ -376,18 +433,44 @@ batch_build(struct consumer *c, const redisReply *entries, struct batch *b)
 	return 0;
 }
 
-static void prefetch_cb(redisAsyncContext *ac, void *reply, void *arg);
+static void prefetch_cb(struct rds *rd, redisReply *reply, void *arg);
+
+/* The entries of an XREADGROUP reply (nil, or [[stream, entries]]), or NULL. */
+static const redisReply *
+read_entries(const redisReply *r)
+{
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+	    r->element[0]->elements > 1 && r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+		return r->element[0]->element[1];
+	return NULL;
+}
+
+/* XREADGROUP of shard s: from "0" (our pending entries) or ">" (new ones,
+ * blocking for block_ms when not NULL). */
+static int
+read_shard(struct consumer *c, int s, const char *from, const char *block_ms, rds_reply_fn fn)
+{
+	const struct shard *sh = &c->shards[s];
+	char count[16];
+
+	snprintf(count, sizeof(count), "%d", c->batch);
+	if (block_ms)
+		return rds_command(c->rd, sh->key, sh->len, fn, c, "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %b %s",
+				   GROUP, c->name, count, block_ms, sh->key, sh->len, from);
+	return rds_command(c->rd, sh->key, sh->len, fn, c, "XREADGROUP GROUP %s %s COUNT %s STREAMS %b %s", GROUP,
+			   c->name, count, sh->key, sh->len, from);
+}
 
 /* Writes a built batch (it becomes the current one). While PostgreSQL
- * works, the next new entries are read ahead (without blocking: a blocked
- * read would hold up the XACK behind it on the connection). */
+ * works, the next shard's new entries are read ahead (without blocking: a
+ * blocked read would hold up the XACK behind it on the connection). */
 static int
 batch_send(struct consumer *c, struct batch *b)
 {
 	const char *params[1];
-	redisAsyncContext *ac;
 	int rc;
 
+	c->cur = b->shard;
 	c->ids = b->ids;
 	c->nids = b->nids;
 	b->ids = NULL;
@@ -400,51 +483,64 @@ batch_send(struct consumer *c, struct batch *b)
 	batch_drop(b);
 	if (rc < 0)
 		return -1;
-	if (!c->pending_mode && (ac = rds_ctx(c->rd))) {
-		char count[16];
-
-		snprintf(count, sizeof(count), "%d", c->batch);
-		redisAsyncCommand(ac, prefetch_cb, c, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s >",
-				  GROUP, c->name, count, STREAM);
+	if (any_pending(c) < 0 && !c->prefetching) {
+		c->reading = c->rr;
+		c->rr = (c->rr + 1) % c->nshards;
+		if (read_shard(c, c->reading, ">", NULL, prefetch_cb) == 0)
+			c->prefetching = 1;
 	}
 	return c->nids;
 }
 
 static int
-batch_take(struct consumer *c, const redisReply *entries)
+batch_take(struct consumer *c, int shard, const redisReply *entries)
 {
 	struct batch b;
 
-	if (batch_build(c, entries, &b) < 0)
+	if (batch_build(c, shard, entries, &b) < 0)
 		return -1;
 	return batch_send(c, &b);
 }
 
-/* The read-ahead: kept until the current batch is acknowledged (replies
- * come in order, so this one always arrives before that XACK's). */
+/* The read-ahead: kept until the current batch is acknowledged. */
 static void
-prefetch_cb(redisAsyncContext *ac, void *reply, void *arg)
+prefetch_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct consumer *c = arg;
-	redisReply *r = reply, *entries = NULL;
+	const redisReply *entries;
 
-	(void)ac;
-	if (!r || r->type != REDIS_REPLY_ARRAY || c->phase == CP_PAUSE || c->phase == CP_DOWN)
-		return;		/* anything read is pending for us: re-read from "0" */
-	if (r->elements > 0 && r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements > 1)
-		entries = r->element[0]->element[1];
-	if (entries && entries->elements > 0 && batch_build(c, entries, &c->next) < 0)
-		c->pending_mode = 1;	/* out of memory: they come back from "0" */
+	(void)rd;
+	c->prefetching = 0;
+	if (c->prefetch_stale || !r || r->type != REDIS_REPLY_ARRAY || c->phase == CP_PAUSE || c->phase == CP_DOWN) {
+		c->prefetch_stale = 0;	/* anything read is pending for us: re-read from "0" */
+		if (c->ack_waiting) {
+			c->ack_waiting = 0;
+			consumer_next(c);
+		}
+		return;
+	}
+	entries = read_entries(r);
+	if (entries && entries->elements > 0) {
+		c->empty_run = 0;
+		if (batch_build(c, c->reading, entries, &c->next) < 0)
+			c->shards[c->reading].pending_mode = 1;	/* out of memory: back from "0" */
+	} else {
+		c->empty_run++;
+	}
+	if (c->ack_waiting) {
+		c->ack_waiting = 0;
+		ack_continue(c);
+	}
 }
 
-/* XREADGROUP reply: nil, or [[stream, entries]]. */
 static void
-read_cb(redisAsyncContext *ac, void *reply, void *arg)
+read_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct consumer *c = arg;
-	redisReply *r = reply, *entries = NULL;
+	struct shard *sh = &c->shards[c->reading];
+	const redisReply *entries;
 
-	(void)ac;
+	(void)rd;
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		c->st.redis_errors++;
 		if (r && strstr(r->str, "NOGROUP"))
@@ -453,92 +549,149 @@ read_cb(redisAsyncContext *ac, void *reply, void *arg)
 			consumer_pause(c);
 		return;
 	}
-	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->elements > 1)
-		entries = r->element[0]->element[1];
+	entries = read_entries(r);
 	if (!entries || entries->elements == 0) {
-		c->pending_mode = 0;
+		if (sh->pending_mode)
+			sh->pending_mode = 0;
+		else
+			c->empty_run++;
 		consumer_next(c);
 		return;
 	}
-	if (batch_take(c, entries) < 0)
+	if (!sh->pending_mode)
+		c->empty_run = 0;
+	if (batch_take(c, c->reading, entries) < 0)
 		consumer_pause(c);
 }
 
 /* XAUTOCLAIM reply: [next-id, entries, deleted-ids]. */
 static void
-claim_cb(redisAsyncContext *ac, void *reply, void *arg)
+claim_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct consumer *c = arg;
-	redisReply *r = reply;
 
-	(void)ac;
-	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[1]->elements == 0) {
+	(void)rd;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[1]->type != REDIS_REPLY_ARRAY ||
+	    r->element[1]->elements == 0) {
 		consumer_next(c);
 		return;
 	}
 	c->st.claimed += (long long)r->element[1]->elements;
-	log_info("billing: claimed %zu entries of a stopped consumer", r->element[1]->elements);
-	if (batch_take(c, r->element[1]) < 0)
+	log_info("billing: claimed %zu entries of a stopped consumer from %s", r->element[1]->elements,
+		 c->shards[c->reading].key);
+	if (batch_take(c, c->reading, r->element[1]) < 0)
 		consumer_pause(c);
+}
+
+static int
+claim_shard(struct consumer *c, int s)
+{
+	const struct shard *sh = &c->shards[s];
+	char count[16], idle[16];
+
+	snprintf(count, sizeof(count), "%d", c->batch);
+	snprintf(idle, sizeof(idle), "%d", c->claim_idle_ms);
+	return rds_command(c->rd, sh->key, sh->len, claim_cb, c, "XAUTOCLAIM %b %s %s %s 0-0 COUNT %s", sh->key,
+			   sh->len, GROUP, c->name, idle, count);
+}
+
+/* Sends the next read: a claim, our pending entries, or new entries, of
+ * one shard. -1 when that shard cannot be asked now (its cluster node is
+ * away): it is passed over, so a lost node stalls only its own shards (its
+ * pending entries come back through XAUTOCLAIM). */
+static int
+read_next(struct consumer *c)
+{
+	int s;
+
+	if (c->claim_left > 0) {
+		c->reading = --c->claim_left;
+		return claim_shard(c, c->reading);
+	}
+	if ((s = any_pending(c)) >= 0) {
+		c->reading = s;
+		if (read_shard(c, s, "0", NULL, read_cb) == 0)
+			return 0;
+		c->shards[s].pending_mode = 0;
+		return -1;
+	}
+	c->reading = c->rr;
+	c->rr = (c->rr + 1) % c->nshards;
+	/* block only when every other shard was just found empty */
+	if (read_shard(c, c->reading, ">", c->empty_run + 1 >= c->nshards
+		       ? (c->nshards == 1 ? BLOCK_ONE_MS : BLOCK_MANY_MS) : NULL, read_cb) == 0)
+		return 0;
+	c->empty_run++;
+	return -1;
 }
 
 static void
 consumer_next(struct consumer *c)
 {
-	redisAsyncContext *ac = rds_ctx(c->rd);
-	char count[16], idle[16];
-	int rc;
-
-	if (!ac) {
+	if (!rds_is_connected(c->rd)) {
 		c->phase = CP_DOWN;
 		return;
 	}
-	snprintf(count, sizeof(count), "%d", c->batch);
 	c->phase = CP_READ;
 	if (c->claim_due) {
 		c->claim_due = 0;
-		snprintf(idle, sizeof(idle), "%d", c->claim_idle_ms);
-		rc = redisAsyncCommand(ac, claim_cb, c, "XAUTOCLAIM %s %s %s %s 0-0 COUNT %s",
-				       STREAM, GROUP, c->name, idle, count);
-	} else if (c->pending_mode) {
-		rc = redisAsyncCommand(ac, read_cb, c, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s 0",
-				       GROUP, c->name, count, STREAM);
-	} else {
-		rc = redisAsyncCommand(ac, read_cb, c, "XREADGROUP GROUP %s %s COUNT %s BLOCK " BLOCK_MS
-				       " STREAMS %s >", GROUP, c->name, count, STREAM);
+		c->claim_left = c->nshards;
 	}
-	if (rc != REDIS_OK)
+	for (int tries = 0; tries < 3 * c->nshards; tries++)	/* claims, pending, new */
+		if (read_next(c) == 0)
+			return;
+	consumer_pause(c);
+}
+
+/* Every shard's XGROUP CREATE answered: start, from our pending entries
+ * (a shard that could not be asked gets its group at the next start; until
+ * then its reads fail and it is passed over). */
+static void
+groups_settle(struct consumer *c)
+{
+	if (c->groups_failed == c->nshards) {
 		consumer_pause(c);
+		return;
+	}
+	for (int i = 0; i < c->nshards; i++)
+		c->shards[i].pending_mode = 1;
+	consumer_next(c);
 }
 
 static void
-group_cb(redisAsyncContext *ac, void *reply, void *arg)
+group_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct consumer *c = arg;
-	redisReply *r = reply;
 
-	(void)ac;
-	if (!r) {
-		c->phase = CP_DOWN;
-		return;
-	}
-	if (r->type == REDIS_REPLY_ERROR && !strstr(r->str, "BUSYGROUP"))
+	(void)rd;
+	if (!r)
+		c->groups_failed++;
+	else if (r->type == REDIS_REPLY_ERROR && !strstr(r->str, "BUSYGROUP"))
 		log_warn("billing: XGROUP CREATE: %s", r->str);
-	c->pending_mode = 1;
-	consumer_next(c);
+	if (--c->groups_left == 0)
+		groups_settle(c);
 }
 
 void
 consumer_redis_up(struct consumer *c)
 {
-	redisAsyncContext *ac = rds_ctx(c->rd);
-
-	if (!ac || (c->phase != CP_DOWN && c->phase != CP_PAUSE))
+	if (!rds_is_connected(c->rd) || (c->phase != CP_DOWN && c->phase != CP_PAUSE))
 		return;
 	evtimer_del(c->timer);
 	c->phase = CP_READ;
-	if (redisAsyncCommand(ac, group_cb, c, "XGROUP CREATE %s %s 0 MKSTREAM", STREAM, GROUP) != REDIS_OK)
-		c->phase = CP_DOWN;
+	c->groups_left = 1;	/* guard: released after the loop */
+	c->groups_failed = 0;
+	for (int i = 0; i < c->nshards; i++) {
+		const struct shard *sh = &c->shards[i];
+
+		if (rds_command(c->rd, sh->key, sh->len, group_cb, c, "XGROUP CREATE %b %s 0 MKSTREAM", sh->key, sh->len,
+				GROUP) < 0)
+			c->groups_failed++;
+		else
+			c->groups_left++;
+	}
+	if (--c->groups_left == 0)
+		groups_settle(c);
 }
 
 static void
@@ -560,9 +713,21 @@ claim_tick_cb(evutil_socket_t fd, short what, void *arg)
 	((struct consumer *)arg)->claim_due = 1;
 }
 
+/* Shards 0..n-1, and with n > 1 the stream `usage` of before sharding. */
+static void
+shards_init(struct consumer *c, int n)
+{
+	n = n < 1 ? 1 : n > RDS_SHARDS_MAX ? RDS_SHARDS_MAX : n;
+	for (int i = 0; i < n; i++)
+		c->shards[i].len = rds_shard_key(i, n, c->shards[i].key, KEY_LEN);
+	c->nshards = n;
+	if (n > 1)
+		c->shards[c->nshards++].len = rds_shard_key(0, 1, c->shards[n].key, KEY_LEN);
+}
+
 struct consumer *
 consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char *name,
-	     int batch, int claim_idle_ms)
+	     int batch, int claim_idle_ms, int shards)
 {
 	struct consumer *c = calloc(1, sizeof(*c));
 	struct timeval tv = { claim_idle_ms / 1000, (claim_idle_ms % 1000) * 1000 };
@@ -575,6 +740,7 @@ consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char
 	c->batch = batch;
 	c->claim_idle_ms = claim_idle_ms;
 	c->claim_due = 1;
+	shards_init(c, shards);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->timer = evtimer_new(base, pause_cb, c);
 	c->claim_timer = event_new(base, -1, EV_PERSIST, claim_tick_cb, c);

@@ -1,5 +1,6 @@
 /*
- * consumer: moves usage events from the Redis stream `usage` into PostgreSQL.
+ * consumer: moves usage events from the Redis stream `usage` (or its shards,
+ * usage_shards > 1: see rds_slot.h) into PostgreSQL.
  * Reads batches through the consumer group `billing` (its own pending
  * entries first, then new ones), writes each batch in ONE statement (events,
  * ledger charges, key usage and daily rollups: one transaction), and XACKs
@@ -28,7 +29,7 @@ struct consumer_stats {
 typedef void (*consumer_batch_fn)(int entries, long long events, long long commit_us, void *arg);
 
 struct consumer *consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd,
-			      const char *name, int batch, int claim_idle_ms);
+			      const char *name, int batch, int claim_idle_ms, int shards);
 void consumer_free(struct consumer *c);
 /* SIGHUP: batch size and claim idle time for the batches to come. */
 void consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms);

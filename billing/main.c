@@ -138,7 +138,7 @@ listen_setup(const char *addr)
 	struct httpd_limits hl = { 8192, 1024, 32, 64, 5000, 30000, 10000 };
 	char err[256];
 
-	if (!(metrics = bmetrics_new(base, pg, rd, cons)))
+	if (!(metrics = bmetrics_new(base, pg, rd, cons, conf.usage_shards)))
 		return log_error("out of memory"), -1;
 	if (!addr[0])
 		return 0;
@@ -176,13 +176,21 @@ main(int argc, char **argv)
 	if (!(base = event_base_new()))
 		return 1;
 	pg = pgc_new(base, conf.pg_dsn, conf.pg_timeout_ms, 1024);
-	rd = rds_new(base, conf.redis_host, conf.redis_port);
+	{
+		char rerr[256];
+
+		if (!(rd = rds_new(base, &conf, rerr, sizeof(rerr)))) {
+			log_error("redis: %s", rerr);
+			return 1;
+		}
+	}
 	{
 		char name[160], host[64] = "host";
 
 		gethostname(host, sizeof(host) - 1);
 		snprintf(name, sizeof(name), "%s-%d", host, (int)getpid());
-		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms)))
+		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms,
+								   conf.usage_shards)))
 			return 1;
 	}
 	if (listen_setup(conf.billing_listen) < 0)

@@ -12,8 +12,8 @@
 #include <hiredis/hiredis.h>
 
 #include "prom.h"
+#include "rds_slot.h"
 
-#define STREAM "usage"
 #define GROUP "billing"
 #define POLL_MS 2000
 
@@ -25,8 +25,10 @@ struct bmetrics {
 	struct consumer *cons;
 	struct event *timer;
 	struct prom_hist batch_size, commit;
-	double pending, lag, length;	/* the stream, for the group (NAN: unknown) */
-	int polling;			/* a poll's replies are outstanding */
+	int shards;			/* usage stream shards (rds_slot.h) */
+	double pending, lag, length;	/* all shards, for the group (NAN: unknown) */
+	double sum_pending, sum_lag, sum_length;	/* the poll under way */
+	int polling;			/* a poll's replies outstanding */
 	int freed;			/* replies after bmetrics_free: ignored */
 };
 
@@ -40,15 +42,13 @@ batch_cb(int entries, long long events, long long commit_us, void *arg)
 	prom_hist_observe(&m->commit, (double)commit_us / 1e6);
 }
 
-/* XINFO GROUPS: [[name, "billing", "pending", n, "lag", n|nil, ...], ...] */
+/* The group's pending and lag from one shard's XINFO GROUPS:
+ * [[name, "billing", "pending", n, "lag", n|nil, ...], ...]. */
 static void
-groups_cb(redisAsyncContext *ac, void *reply, void *arg)
+groups_read(struct bmetrics *m, const redisReply *r)
 {
-	struct bmetrics *m = arg;
-	redisReply *r = reply;
+	int seen = 0;
 
-	(void)ac;
-	m->pending = m->lag = NAN;
 	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
 		const redisReply *g = r->element[i];
 		int ours = 0;
@@ -62,46 +62,90 @@ groups_cb(redisAsyncContext *ac, void *reply, void *arg)
 			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_INTEGER)
 				continue;
 			if (strcmp(k->str, "pending") == 0)
-				m->pending = (double)v->integer;
+				m->sum_pending += (double)v->integer, seen |= 1;
 			else if (strcmp(k->str, "lag") == 0)
-				m->lag = (double)v->integer;
+				m->sum_lag += (double)v->integer, seen |= 2;
 		}
 	}
+	if (!(seen & 1))
+		m->sum_pending = NAN;
+	if (!(seen & 2))
+		m->sum_lag = NAN;
+}
+
+/* Every shard answered (or failed): the sums become the gauges. */
+static void
+poll_reply_done(struct bmetrics *m)
+{
+	if (--m->polling > 0)
+		return;
+	if (m->freed) {
+		free(m);
+		return;
+	}
+	m->pending = m->sum_pending;
+	m->lag = m->sum_lag;
+	m->length = m->sum_length;
 }
 
 static void
-xlen_cb(redisAsyncContext *ac, void *reply, void *arg)
+groups_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct bmetrics *m = arg;
-	redisReply *r = reply;
 
-	(void)ac;
-	m->polling = 0;
-	m->length = r && r->type == REDIS_REPLY_INTEGER ? (double)r->integer : NAN;
-	if (m->freed)
-		free(m);
+	(void)rd;
+	if (!m->freed)
+		groups_read(m, r);
+	poll_reply_done(m);
 }
 
+static void
+xlen_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct bmetrics *m = arg;
+
+	(void)rd;
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		m->sum_length += (double)r->integer;
+	else
+		m->sum_length = NAN;
+	poll_reply_done(m);
+}
+
+/* XINFO GROUPS and XLEN of every shard, summed (NAN if any is unknown). */
 static void
 poll_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct bmetrics *m = arg;
-	redisAsyncContext *ac = rds_ctx(m->rd);
+	char key[64];
 
 	(void)fd;
 	(void)what;
-	if (m->polling || !ac) {
-		if (!ac)
-			m->pending = m->lag = m->length = NAN;
+	if (m->polling)
+		return;
+	if (!rds_is_connected(m->rd)) {
+		m->pending = m->lag = m->length = NAN;
 		return;
 	}
-	if (redisAsyncCommand(ac, groups_cb, m, "XINFO GROUPS %s", STREAM) == REDIS_OK &&
-	    redisAsyncCommand(ac, xlen_cb, m, "XLEN %s", STREAM) == REDIS_OK)
-		m->polling = 1;
+	m->sum_pending = m->sum_lag = m->sum_length = 0;
+	m->polling = 1;		/* held until every command is sent */
+	for (int i = 0; i < m->shards; i++) {
+		size_t n = rds_shard_key(i, m->shards, key, sizeof(key));
+
+		if (rds_command(m->rd, key, n, groups_cb, m, "XINFO GROUPS %b", key, n) == 0)
+			m->polling++;
+		else
+			m->sum_pending = m->sum_lag = NAN;
+		if (rds_command(m->rd, key, n, xlen_cb, m, "XLEN %b", key, n) == 0)
+			m->polling++;
+		else
+			m->sum_length = NAN;
+	}
+	poll_reply_done(m);
 }
 
 struct bmetrics *
-bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct consumer *cons)
+bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct consumer *cons, int shards)
 {
 	struct bmetrics *m = calloc(1, sizeof(*m));
 	struct timeval tv = { POLL_MS / 1000, (POLL_MS % 1000) * 1000 };
@@ -111,6 +155,7 @@ bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct con
 	m->pg = pg;
 	m->rd = rd;
 	m->cons = cons;
+	m->shards = shards < 1 ? 1 : shards;
 	m->pending = m->lag = m->length = NAN;
 	prom_hist_init(&m->batch_size, batch_le, (int)(sizeof(batch_le) / sizeof(batch_le[0])));
 	prom_hist_init(&m->commit, prom_seconds_le, PROM_SECONDS_N);

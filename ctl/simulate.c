@@ -30,11 +30,14 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 
 #include "days.h"
 #include "keyhash.h"
 #include "money.h"
+#include "rds.h"
+#include "rds_slot.h"
 #include "simulate.h"
 
 #define SIM_MAX_EPS 512
@@ -80,7 +83,9 @@ struct sim_model {
 
 struct sim {
 	PGconn *db;
-	redisContext *rc;
+	struct event_base *base;	/* Redis through rds: any mode, pipelined */
+	struct rds *rd;
+	int up;
 	const struct agora_conf *conf;
 	uint64_t seed, rng;
 	int days, rate, emit;
@@ -545,41 +550,96 @@ event_json(struct sim *s, const struct sim_event *e)
 
 /* ---- Redis ---- */
 
+static void
+redis_reply_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct sim *s = arg;
+
+	(void)rd;
+	s->pending--;
+	if ((!r || r->type == REDIS_REPLY_ERROR) && !s->failed) {
+		fprintf(stderr, "agoractl: simulate: Redis: %s\n", r ? r->str : "link lost");
+		s->failed = 1;
+	}
+}
+
+/* Runs the private loop until every reply is in. */
 static int
 redis_drain(struct sim *s)
 {
-	for (; s->pending > 0; s->pending--) {
-		redisReply *r = NULL;
+	while (s->pending > 0 && event_base_loop(s->base, EVLOOP_ONCE) == 0)
+		;
+	return s->failed || s->pending > 0 ? -1 : 0;
+}
 
-		if (redisGetReply(s->rc, (void **)&r) != REDIS_OK) {
-			fprintf(stderr, "agoractl: simulate: Redis: %s\n", s->rc->errstr);
-			return -1;
-		}
-		if (r && r->type == REDIS_REPLY_ERROR && !s->failed) {
-			fprintf(stderr, "agoractl: simulate: Redis: %s\n", r->str);
-			s->failed = 1;
-		}
-		freeReplyObject(r);
+/* One pipelined command (argv, NUL-terminated strings) routed by argv[1]. */
+static int
+redis_cmd(struct sim *s, int argc, const char **argv)
+{
+	if (rds_command_argv(s->rd, argv[1], strlen(argv[1]), redis_reply_cb, s, argc, argv, NULL) < 0) {
+		fprintf(stderr, "agoractl: simulate: Redis: cannot send\n");
+		return -1;
 	}
-	return s->failed ? -1 : 0;
+	s->pending++;
+	return 0;
 }
 
 static int
 redis_send(struct sim *s, const struct sim_event *e, const char *json)
 {
-	char key[40];
+	int n = s->conf->usage_shards;
+	char key[40], stream[40], f[160], v[24];
+	const char *xadd[] = { "XADD", stream, "*", "e", json }, *incr[] = { "HINCRBY", key, f, "1" },
+		   *expire[] = { "EXPIRE", key, "7200" };
 
-	redisAppendCommand(s->rc, "XADD usage * e %b", json, strlen(json));
-	s->pending++;
+	/* the stream of the account's shard, as the router does */
+	rds_shard_key(rds_shard_of(s->account_id[e->client], n), n, stream, sizeof(stream));
+	if (redis_cmd(s, 5, xadd) < 0)
+		return -1;
 	if (e->ts >= s->now_ms - SIM_LIVE_MS) {		/* the router's live counters */
 		snprintf(key, sizeof(key), "live:%lld", (long long)(e->ts / 60000));
-		redisAppendCommand(s->rc, "HINCRBY %s r|%s|%s 1", key, s->models[e->model].id, s->eps[e->ep].provider);
-		redisAppendCommand(s->rc, "HINCRBY %s t|%s|%s %lld", key, s->models[e->model].id,
-				   s->eps[e->ep].provider, (long long)(e->pt + e->ct));
-		redisAppendCommand(s->rc, "EXPIRE %s 7200", key);
-		s->pending += 3;
+		snprintf(f, sizeof(f), "r|%s|%s", s->models[e->model].id, s->eps[e->ep].provider);
+		if (redis_cmd(s, 4, incr) < 0)
+			return -1;
+		f[0] = 't';
+		snprintf(v, sizeof(v), "%lld", (long long)(e->pt + e->ct));
+		incr[3] = v;
+		if (redis_cmd(s, 4, incr) < 0 || redis_cmd(s, 3, expire) < 0)
+			return -1;
 	}
 	return s->pending >= SIM_PIPELINE ? redis_drain(s) : 0;
+}
+
+static void
+redis_up_cb(struct rds *rd, void *arg)
+{
+	struct sim *s = arg;
+
+	(void)rd;
+	s->up = 1;
+	event_base_loopbreak(s->base);
+}
+
+/* Connects (any mode: rds_new reads the configuration), waiting up to 5 s. */
+static int
+redis_open(struct sim *s)
+{
+	struct timeval tv = { 5, 0 };
+	char err[256] = "out of memory";
+
+	if (!(s->base = event_base_new()) || !(s->rd = rds_new(s->base, s->conf, err, sizeof(err)))) {
+		fprintf(stderr, "agoractl: simulate: %s\n", err);
+		return -1;
+	}
+	rds_set_connect_cb(s->rd, redis_up_cb, s);
+	rds_connect(s->rd);
+	event_base_loopexit(s->base, &tv);
+	event_base_dispatch(s->base);
+	if (!s->up) {
+		fprintf(stderr, "agoractl: simulate: cannot reach Redis (%s mode)\n", rds_mode(s->rd));
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- the passes ---- */
@@ -842,7 +902,6 @@ describe(const struct sim *s)
 static int
 simulate(struct sim *s, sim_credit_fn credit, int wait)
 {
-	struct timeval tv = { 5, 0 };
 	int y, m, d;
 
 	if (load_catalog(s) < 0 || ensure_clients(s) < 0 || make_partitions(s) < 0)
@@ -852,12 +911,8 @@ simulate(struct sim *s, sim_credit_fn credit, int wait)
 	s->month0 = y * 12 + m - 1;
 	sim_pass(s, 0);
 	top_up(s, credit);
-	s->rc = redisConnectWithTimeout(s->conf->redis_host, s->conf->redis_port, tv);
-	if (!s->rc || s->rc->err) {
-		fprintf(stderr, "agoractl: simulate: cannot reach Redis at %s:%d: %s\n", s->conf->redis_host,
-			s->conf->redis_port, s->rc ? s->rc->errstr : "out of memory");
+	if (redis_open(s) < 0)
 		return 1;
-	}
 	if (sim_pass(s, 1) < 0)
 		return 1;
 	describe(s);
@@ -895,8 +950,9 @@ ctl_simulate(PGconn *db, const struct agora_conf *conf, sim_credit_fn credit, in
 	snprintf(s->prefix, sizeof(s->prefix), "gen-sim%llu-%lld", (unsigned long long)s->seed,
 		 (long long)(s->start_ms / HOUR_MS));
 	rc = simulate(s, credit, wait);
-	if (s->rc)
-		redisFree(s->rc);
+	rds_free(s->rd);	/* after the loop: every reply is in */
+	if (s->base)
+		event_base_free(s->base);
 	free(s);
 	return rc;
 }

@@ -71,6 +71,8 @@ start_pg() {
 	[ "$(psql_pg "SELECT 1 FROM pg_database WHERE datname = 'agora'")" = 1 ] || psql_pg "CREATE DATABASE agora OWNER agora"
 }
 
+# AOF, fsynced every second, no RDB snapshots: deploy/redis.md says why and
+# what the other choices cost (and how to run Sentinel or a Cluster instead).
 start_redis() {
 	alive "$run/redis.pid" && return 0
 	mkdir -p "$dir/redis"

@@ -22,6 +22,11 @@ struct agora_conf {
 	int retention_months;			/* agoractl partitions retain default (0: none) */
 	char redis_host[128];			/* numeric address */
 	int redis_port;
+	char redis_sentinels[512];		/* ip:port,...: Sentinel mode */
+	char redis_master_name[128];		/* the master the sentinels watch */
+	char redis_cluster[512];		/* ip:port,... seeds: Cluster mode */
+	int usage_shards;			/* usage stream shards (1: `usage`) */
+	int redis_wait_replicas;		/* usage XADDs confirmed by WAIT */
 	char key_secret[256];			/* HMAC secret for API key hashes */
 	char key_secret_file[512];		/* or read the secret from this file */
 	char master_key[80];			/* 64 hex: provider credentials at rest */

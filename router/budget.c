@@ -116,11 +116,11 @@ budget_grant(int64_t credits, int64_t value, int64_t asked, int64_t min_need, in
 
 /* ---- the table ---- */
 
-static void
+static size_t
 key_of(int64_t account_id, char *out, size_t len)
 {
 	/* {id} hash tag: an account's counter lives in one Redis Cluster slot */
-	snprintf(out, len, "budget:{%lld}", (long long)account_id);
+	return (size_t)snprintf(out, len, "budget:{%lld}", (long long)account_id);
 }
 
 static struct budget_entry *
@@ -159,33 +159,34 @@ entry_room(const struct budget_entry *e)
 	return e->seen >= 0 ? e->credits - e->seen : e->credits - e->billed;
 }
 
-static void fetch_cb(redisAsyncContext *ac, void *reply, void *arg);
+static void fetch_cb(struct rds *rd, redisReply *r, void *arg);
 
 /* Asks Redis for a lease: SET NX seeds a missing counter with the billed
  * usage, INCRBY takes, EXPIRE keeps it; one round trip. */
 static int
 fetch(struct budget *b, struct budget_entry *e, int64_t min_need, int64_t need_all)
 {
-	redisAsyncContext *ac = rds_ctx(b->rd);
 	struct budget_reply *x;
 	int64_t want = budget_want(b->lease_nusd, need_all, entry_room(e));
 	char key[64];
+	size_t kl;
 
-	if (!ac || want <= 0 || !(x = malloc(sizeof(*x))))
+	if (!rds_is_connected(b->rd) || want <= 0 || !(x = malloc(sizeof(*x))))
 		return -1;
 	x->b = b;
 	x->account_id = e->account_id;
 	x->asked = want;
 	x->min_need = min_need;
 	x->credits = e->credits;
-	key_of(e->account_id, key, sizeof(key));
-	if (redisAsyncCommand(ac, NULL, NULL, "SET %s %lld NX EX %d", key, (long long)(e->billed > 0 ? e->billed : 0),
-			      BUDGET_KEY_TTL_S) != REDIS_OK ||
-	    redisAsyncCommand(ac, fetch_cb, x, "INCRBY %s %lld", key, (long long)want) != REDIS_OK) {
+	kl = key_of(e->account_id, key, sizeof(key));
+	/* one key: the three go to one node, in order (a redirect keeps it) */
+	if (rds_command(b->rd, key, kl, NULL, NULL, "SET %s %lld NX EX %d", key,
+			(long long)(e->billed > 0 ? e->billed : 0), BUDGET_KEY_TTL_S) < 0 ||
+	    rds_command(b->rd, key, kl, fetch_cb, x, "INCRBY %s %lld", key, (long long)want) < 0) {
 		free(x);
 		return -1;
 	}
-	redisAsyncCommand(ac, NULL, NULL, "EXPIRE %s %d", key, BUDGET_KEY_TTL_S);
+	rds_command(b->rd, key, kl, NULL, NULL, "EXPIRE %s %d", key, BUDGET_KEY_TTL_S);
 	e->fetching = 1;
 	e->touched_ms = now_ms();
 	b->pending++;
@@ -270,27 +271,27 @@ call_all(struct budget_hold *list, enum budget_result r, int64_t available)
 }
 
 static void
-fetch_cb(redisAsyncContext *ac, void *reply, void *arg)
+fetch_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct budget_reply *x = arg;
 	struct budget *b = x->b;
 	struct budget_entry *e = entry_find(b, x->account_id, 0);
-	redisReply *r = reply;
 	struct budget_hold *served = NULL, *refused = NULL, *fell = NULL;
 	int64_t give = 0, got = 0, room = 0;
 	char key[64];
+	size_t kl;
 
 	b->pending--;
-	key_of(x->account_id, key, sizeof(key));
+	kl = key_of(x->account_id, key, sizeof(key));
 	if (!e) {	/* cannot happen: a lease request keeps its entry */
 		if (r && r->type == REDIS_REPLY_INTEGER)
-			redisAsyncCommand(ac, NULL, NULL, "DECRBY %s %lld", key, (long long)x->asked);
+			rds_command(rd, key, kl, NULL, NULL, "DECRBY %s %lld", key, (long long)x->asked);
 		free(x);
 		return;
 	}
 	if (r && r->type == REDIS_REPLY_INTEGER) {
 		got = budget_grant(x->credits, r->integer, x->asked, x->min_need, &give);
-		if (give > 0 && redisAsyncCommand(ac, NULL, NULL, "DECRBY %s %lld", key, (long long)give) != REDIS_OK)
+		if (give > 0 && rds_command(rd, key, kl, NULL, NULL, "DECRBY %s %lld", key, (long long)give) < 0)
 			log_warn("budget: account %lld: %lld nusd could not be given back", (long long)x->account_id,
 				 (long long)give);
 		e->seen = r->integer - give;
@@ -410,11 +411,11 @@ budget_done(struct budget *b, struct budget_hold *h, int64_t cost)
 /* ---- giving idle leases back ---- */
 
 static void
-given_back_cb(redisAsyncContext *ac, void *reply, void *arg)
+given_back_cb(struct rds *rd, redisReply *reply, void *arg)
 {
 	struct budget *b = arg;
 
-	(void)ac;
+	(void)rd;
 	(void)reply;
 	b->pending--;
 }
@@ -422,15 +423,14 @@ given_back_cb(redisAsyncContext *ac, void *reply, void *arg)
 static void
 give_back(struct budget *b, struct budget_entry *e, int64_t now)
 {
-	redisAsyncContext *ac = rds_ctx(b->rd);
 	char key[64], amount[24], ttl[16];
+	size_t kl = key_of(e->account_id, key, sizeof(key));
 
-	if (!ac)
-		return;	/* kept (and usable) until Redis returns */
-	key_of(e->account_id, key, sizeof(key));
 	snprintf(amount, sizeof(amount), "%lld", (long long)e->avail);
 	snprintf(ttl, sizeof(ttl), "%d", BUDGET_KEY_TTL_S);
-	if (redisAsyncCommand(ac, given_back_cb, b, "EVAL %s 1 %s %s %s", giveback_lua, key, amount, ttl) != REDIS_OK)
+	/* KEYS: the one counter (single slot); -1 while Redis is away: the
+	 * lease is kept (and usable) until Redis returns */
+	if (rds_command(b->rd, key, kl, given_back_cb, b, "EVAL %s 1 %s %s %s", giveback_lua, key, amount, ttl) < 0)
 		return;
 	b->pending++;
 	/* A reply lost on the way is taken as applied: at worst the lease
@@ -456,11 +456,10 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 			if (idle && e->avail != 0) {
 				give_back(b, e, now);
 			} else if ((e->avail != 0 || e->inflight) && now - e->touched_ms >= BUDGET_REFRESH_MS) {
-				redisAsyncContext *ac = rds_ctx(b->rd);
 				char key[64];
+				size_t kl = key_of(e->account_id, key, sizeof(key));
 
-				key_of(e->account_id, key, sizeof(key));
-				if (ac && redisAsyncCommand(ac, NULL, NULL, "EXPIRE %s %d", key, BUDGET_KEY_TTL_S) == REDIS_OK)
+				if (rds_command(b->rd, key, kl, NULL, NULL, "EXPIRE %s %d", key, BUDGET_KEY_TTL_S) == 0)
 					e->touched_ms = now;
 			}
 			if (idle && e->avail == 0 && e->inflight == 0) {

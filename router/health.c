@@ -261,25 +261,25 @@ now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static void
+static size_t
 key_of(int64_t ep_id, char *buf, size_t len)
 {
 	/* {id} hash tag: one endpoint's hash lives in one Redis Cluster slot */
-	snprintf(buf, len, "eph:{%lld}", (long long)ep_id);
+	return (size_t)snprintf(buf, len, "eph:{%lld}", (long long)ep_id);
 }
 
 static void
-hgetall_cb(redisAsyncContext *ac, void *reply, void *arg)
+hgetall_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct health_reply *x = arg;
 	struct health *hs = x->hs;
-	redisReply *r = reply;
 	struct health_entry others[HEALTH_MAX_ROUTERS], own;
 	struct health_fleet f;
 	struct rcat_endpoint *e;
 	int64_t now = now_ms();
 	int n = 0, gc = 0;
 	char key[48];
+	size_t kl;
 
 	hs->pending--;
 	if (!r || r->type != REDIS_REPLY_ARRAY || !*hs->cat ||
@@ -287,7 +287,7 @@ hgetall_cb(redisAsyncContext *ac, void *reply, void *arg)
 		free(x);
 		return;
 	}
-	key_of(x->ep_id, key, sizeof(key));
+	kl = key_of(x->ep_id, key, sizeof(key));
 	for (size_t i = 0; i + 1 < r->elements; i += 2) {
 		const redisReply *k = r->element[i], *v = r->element[i + 1];
 		struct health_entry en;
@@ -299,7 +299,7 @@ hgetall_cb(redisAsyncContext *ac, void *reply, void *arg)
 		if (health_entry_parse(v->str, v->len, &en) < 0 || en.updated_ms < now - HEALTH_GC_MS) {
 			/* a router gone for good (or garbage): tidy up, a few at a time */
 			if (gc++ < 16)
-				redisAsyncCommand(ac, NULL, NULL, "HDEL %s %b", key, k->str, k->len);
+				rds_command(rd, key, kl, NULL, NULL, "HDEL %s %b", key, k->str, k->len);
 			continue;
 		}
 		if (n < HEALTH_MAX_ROUTERS)
@@ -312,23 +312,23 @@ hgetall_cb(redisAsyncContext *ac, void *reply, void *arg)
 }
 
 static void
-sync_endpoint(struct health *hs, redisAsyncContext *ac, const struct rcat_endpoint *e, int64_t now)
+sync_endpoint(struct health *hs, const struct rcat_endpoint *e, int64_t now)
 {
 	struct health_entry own;
 	struct health_reply *x;
 	char key[48], val[128];
+	size_t kl = key_of(e->id, key, sizeof(key));
 
-	key_of(e->id, key, sizeof(key));
 	health_entry_own(&e->health, now, &own);
 	if ((own.samples > 0 || own.until_ms > 0) && health_entry_format(&own, val, sizeof(val)) > 0) {
-		redisAsyncCommand(ac, NULL, NULL, "HSET %s %s %s", key, hs->id, val);
-		redisAsyncCommand(ac, NULL, NULL, "EXPIRE %s %d", key, HEALTH_KEY_TTL_S);
+		rds_command(hs->rd, key, kl, NULL, NULL, "HSET %s %s %s", key, hs->id, val);
+		rds_command(hs->rd, key, kl, NULL, NULL, "EXPIRE %s %d", key, HEALTH_KEY_TTL_S);
 	}
 	if (!(x = malloc(sizeof(*x))))
 		return;
 	x->hs = hs;
 	x->ep_id = e->id;
-	if (redisAsyncCommand(ac, hgetall_cb, x, "HGETALL %s", key) != REDIS_OK) {
+	if (rds_command(hs->rd, key, kl, hgetall_cb, x, "HGETALL %s", key) < 0) {
 		free(x);
 		return;
 	}
@@ -340,7 +340,6 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct health *hs = arg;
 	struct rcat *c = *hs->cat;
-	redisAsyncContext *ac = rds_ctx(hs->rd);
 	int64_t now = now_ms();
 
 	(void)fd;
@@ -358,12 +357,12 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 			h->fleet_at_ms = 0;
 		}
 	}
-	if (!ac || hs->pending > 0)
+	if (!rds_is_connected(hs->rd) || hs->pending > 0)
 		return;			/* no Redis, or it is still answering the last tick */
 	if (hs->cursor >= c->neps)
 		hs->cursor = 0;
 	for (int k = 0; k < HEALTH_BATCH && k < c->neps; k++) {
-		sync_endpoint(hs, ac, &c->eps[hs->cursor], now);
+		sync_endpoint(hs, &c->eps[hs->cursor], now);
 		hs->cursor = (hs->cursor + 1) % c->neps;
 	}
 }

@@ -252,19 +252,11 @@ router_handle(struct httpd_req *req, void *arg)
 
 /* ---- drain ---- */
 
-static void
-barrier_cb(redisAsyncContext *ac, void *reply, void *arg)
-{
-	(void)ac;
-	(void)reply;
-	(void)arg;
-	event_base_loopexit(rt.base, NULL);
-}
-
 /* Requests end (or are cut at the deadline), then the credit leases go
- * back (budget.h), then a PING answered means every usage event sent
- * before it is in the Redis stream. Events not acknowledged by then are in
- * the spool (meter.h), replayed at the next start. */
+ * back (budget.h), then every usage event sent is settled in its stream
+ * (answered on whichever node holds its shard; confirmed by replicas with
+ * redis_wait_replicas). Events not settled by then go to the spool
+ * (meter.h) as the connection closes, replayed at the next start. */
 static void
 drain_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -287,12 +279,10 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (now >= drain_deadline)
 		goto out;
-	if (drain_phase == DR_LEASES && budget_flush(rt.budget) == 0) {
+	if (drain_phase == DR_LEASES && budget_flush(rt.budget) == 0)
 		drain_phase = DR_BARRIER;
-		if (!rds_is_connected(rt.redis) ||
-		    redisAsyncCommand(rds_ctx(rt.redis), barrier_cb, NULL, "PING") != REDIS_OK)
-			goto out;
-	}
+	if (drain_phase == DR_BARRIER && (meter_unsettled(rt.meter) == 0 || !rds_is_connected(rt.redis)))
+		goto out;
 again:
 	evtimer_add(drain_timer, &tv);
 	return;
@@ -670,9 +660,11 @@ router_setup(void)
 		return log_error("out of memory"), -1;
 	pgc_set_connect_cb(rt.pg_ctl, ctl_connected_cb, NULL);
 	pgc_set_notify_cb(rt.pg_ctl, notify_cb, NULL);
-	if (!(rt.redis = rds_new(rt.base, rt.conf.redis_host, rt.conf.redis_port)) ||
-	    !(rt.meter = meter_new(rt.base, rt.redis, rt.conf.spool_path, rt.conf.spool_max_bytes, err, sizeof(err))))
-		return log_error("metering: %s", rt.redis ? err : "out of memory"), -1;
+	if (!(rt.redis = rds_new(rt.base, &rt.conf, err, sizeof(err))) ||
+	    !(rt.meter = meter_new(rt.base, rt.redis, rt.conf.usage_shards, rt.conf.spool_path, rt.conf.spool_max_bytes,
+				   err, sizeof(err))))
+		return log_error("metering: %s", err), -1;
+	meter_set_wait(rt.meter, rt.conf.redis_wait_replicas);
 	if (!(rt.ratelimit = ratelimit_new(rt.base, rt.redis, rt.conf.ratelimit_sync_ms)))
 		return log_error("out of memory"), -1;
 	if (!(rt.budget = budget_new(rt.base, rt.redis, rt.conf.budget_lease_nusd, rt.conf.budget_lease_idle_ms)))

@@ -23,9 +23,13 @@
 
 #include "jsonw.h"
 #include "log.h"
+#include "rds_slot.h"
 
 #define METER_MAX_INFLIGHT 100000	/* XADDs awaiting a reply */
-#define METER_STREAM "usage"
+#define METER_KEY_LEN 40		/* usage:{tag} */
+#define METER_WAIT_MS 500		/* WAIT's time-out for the replicas' copies */
+#define METER_REWAIT_MS 1000		/* WAIT again after one short of replicas */
+#define METER_RETRY_MS 1000		/* spooled while connected: replayed after this */
 #define METER_LIVE_TTL "7200"		/* live counters: two hours of minutes */
 #define METER_LIVE_MS 500		/* live counts are summed and sent this often */
 #define METER_LIVE_SLOTS 64		/* model|provider|minute sums held at once */
@@ -34,6 +38,15 @@
 struct meter {
 	struct event_base *base;
 	struct rds *rd;
+	int nshards;			/* usage stream shards, by account */
+	char shard_key[RDS_SHARDS_MAX][METER_KEY_LEN];
+	size_t shard_len[RDS_SHARDS_MAX];
+	int wait_replicas;		/* > 0: an XADD counts once WAIT says so */
+	struct xadd_ctx *unsure[RDS_SHARDS_MAX];	/* answered, awaiting a WAIT */
+	struct event *wait_ev;		/* sends the WAITs after this loop turn */
+	struct event *rewait_ev;	/* and again later while replicas lack */
+	int wait_short;			/* the last WAIT was short (logged once) */
+	struct event *retry_ev;		/* replays what failed while Redis stayed up */
 	char path[512], replay_path[520];
 	int64_t spool_max;
 	long long inflight;
@@ -211,21 +224,24 @@ replay_release(struct meter *m)
 
 struct xadd_ctx {
 	struct meter *m;
-	int replay;
+	int replay, shard;
+	uint64_t link;			/* rds_link it was written on (WAIT) */
+	struct xadd_ctx *next;		/* awaiting the same WAIT */
 	char json[];
 };
 
+/* An XADD settled: delivered (ok), or spooled to be sent again. */
 static void
-xadd_cb(redisAsyncContext *ac, void *reply, void *arg)
+xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 {
-	struct xadd_ctx *x = arg;
-	struct meter *m = x->m;
-	redisReply *r = reply;
-
-	(void)ac;
 	m->inflight--;
-	if (!r || r->type == REDIS_REPLY_ERROR) {
+	if (!ok) {
 		m->st.xadd_errors++;
+		if (!evtimer_pending(m->retry_ev, NULL)) {
+			struct timeval tv = { METER_RETRY_MS / 1000, (METER_RETRY_MS % 1000) * 1000 };
+
+			evtimer_add(m->retry_ev, &tv);
+		}
 		if (spool_append(m, x->json) < 0)
 			log_error("meter: event %.40s lost: Redis failed and the spool is full", x->json);
 	} else if (x->replay) {
@@ -238,24 +254,156 @@ xadd_cb(redisAsyncContext *ac, void *reply, void *arg)
 	free(x);
 }
 
-static int
-xadd(struct meter *m, const char *json, size_t len, int replay)
+/* With redis_wait_replicas, an answered XADD waits for a WAIT on its link
+ * (WAIT covers the writes made on its own connection). WAIT says enough
+ * replicas have it: delivered. Too few: it stays on the master, and WAIT is
+ * asked again a second later (a new master's replica still syncing, or a
+ * replica away: events wait in memory, bounded by METER_MAX_INFLIGHT, then
+ * in the spool). Its link gone (a fail-over moved the master, a reconnect):
+ * it may never reach the master that now counts, so it is spooled and sent
+ * again; billing drops the duplicate by generation id. */
+struct wait_ctx {
+	struct meter *m;
+	int shard;
+	struct xadd_ctx *list;
+};
+
+static void
+settle_all(struct meter *m, struct xadd_ctx *list, int ok)
 {
-	redisAsyncContext *ac = rds_ctx(m->rd);
-	const char *argv[5] = { "XADD", METER_STREAM, "*", "e", NULL };
-	size_t argl[5] = { 4, sizeof(METER_STREAM) - 1, 1, 1, 0 };
+	for (struct xadd_ctx *x = list, *nx; x; x = nx) {
+		nx = x->next;
+		xadd_done(m, x, ok);
+	}
+}
+
+static void
+wait_reply_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct wait_ctx *w = arg;
+	struct meter *m = w->m;
+	struct timeval tv = { METER_REWAIT_MS / 1000, (METER_REWAIT_MS % 1000) * 1000 };
+
+	(void)rd;
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= m->wait_replicas) {
+		m->wait_short = 0;
+		settle_all(m, w->list, 1);
+	} else if (r && r->type == REDIS_REPLY_INTEGER) {
+		if (!m->wait_short++)
+			log_warn("meter: WAIT %d: %lld replicas have the last events; asking again every %d ms",
+				 m->wait_replicas, r->integer, METER_REWAIT_MS);
+		while (w->list) {
+			struct xadd_ctx *x = w->list;
+
+			w->list = x->next;
+			x->next = m->unsure[w->shard];
+			m->unsure[w->shard] = x;
+		}
+		if (!evtimer_pending(m->rewait_ev, NULL))
+			evtimer_add(m->rewait_ev, &tv);
+	} else {
+		settle_all(m, w->list, 0);	/* link lost or an error: sent again */
+	}
+	free(w);
+}
+
+static void
+wait_send(struct meter *m, int shard)
+{
+	struct wait_ctx *w = malloc(sizeof(*w));
+	uint64_t link = rds_link(m->rd, m->shard_key[shard], m->shard_len[shard]);
+	struct xadd_ctx *x, *gone = NULL, *here = NULL;
+
+	while ((x = m->unsure[shard])) {
+		m->unsure[shard] = x->next;
+		if (x->link == link && link) {
+			x->next = here;
+			here = x;
+		} else {
+			x->next = gone;
+			gone = x;
+		}
+	}
+	settle_all(m, gone, 0);
+	if (!here) {
+		free(w);
+		return;
+	}
+	if (w) {
+		w->m = m;
+		w->shard = shard;
+		w->list = here;
+		if (rds_command(m->rd, m->shard_key[shard], m->shard_len[shard], wait_reply_cb, w, "WAIT %d %d",
+				m->wait_replicas, METER_WAIT_MS) == 0)
+			return;
+		free(w);
+	}
+	settle_all(m, here, 0);
+}
+
+static void
+wait_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct meter *m = arg;
+
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < m->nshards; i++)
+		if (m->unsure[i])
+			wait_send(m, i);
+}
+
+static void
+xadd_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct xadd_ctx *x = arg;
+	struct meter *m = x->m;
+	int ok = r && r->type != REDIS_REPLY_ERROR;
+
+	(void)rd;
+	if (ok && m->wait_replicas > 0) {
+		x->next = m->unsure[x->shard];
+		m->unsure[x->shard] = x;
+		event_active(m->wait_ev, EV_TIMEOUT, 0);	/* one WAIT per shard and loop turn */
+		return;
+	}
+	xadd_done(m, x, ok);
+}
+
+/* The account of an event's JSON (ours: "account" is the third member),
+ * for a replayed line; 0 when missing. */
+static int64_t
+json_account(const char *json, size_t len)
+{
+	const char *p = memmem(json, len, "\"account\":", 10);
+
+	return p ? strtoll(p + 10, NULL, 10) : 0;
+}
+
+static int
+xadd(struct meter *m, const char *json, size_t len, int64_t account_id, int replay)
+{
+	int shard = rds_shard_of(account_id, m->nshards);
+	const char *argv[5] = { "XADD", m->shard_key[shard], "*", "e", NULL };
+	size_t argl[5] = { 4, m->shard_len[shard], 1, 1, 0 };
 	struct xadd_ctx *x;
 
-	if (!ac || m->inflight >= METER_MAX_INFLIGHT || !(x = malloc(sizeof(*x) + len + 1)))
+	if (!rds_is_connected(m->rd) || m->inflight >= METER_MAX_INFLIGHT || !(x = malloc(sizeof(*x) + len + 1)))
 		return -1;
 	x->m = m;
 	x->replay = replay;
+	x->shard = shard;
+	x->next = NULL;
+	/* the link it is written on, now: replies on a link left since (a new
+	 * master) may come after the switch, and WAIT on the new link would not
+	 * cover it */
+	x->link = m->wait_replicas > 0 ? rds_link(m->rd, argv[1], argl[1]) : 0;
 	memcpy(x->json, json, len);
 	x->json[len] = '\0';
 	argv[4] = x->json;
 	argl[4] = len;
 	/* argv, not a format string: hiredis parses a format on every call */
-	if (redisAsyncCommandArgv(ac, xadd_cb, x, 5, argv, argl) != REDIS_OK) {
+	if (rds_command_argv(m->rd, argv[1], argl[1], xadd_cb, x, 5, argv, argl) < 0) {
 		free(x);
 		return -1;
 	}
@@ -272,9 +420,9 @@ xadd(struct meter *m, const char *json, size_t len, int replay)
 static void
 live_flush(struct meter *m)
 {
-	redisAsyncContext *ac = rds_ctx(m->rd);
+	int up = rds_is_connected(m->rd);
 
-	for (int i = 0; ac && i < m->nlive; i++) {
+	for (int i = 0; up && i < m->nlive; i++) {
 		struct live_slot *l = &m->live[i];
 		char key[40], req[24], tok[24], rf[METER_LIVE_FIELD + 2], tf[METER_LIVE_FIELD + 2];
 		const char *argv[4] = { "HINCRBY", key, rf, req };
@@ -286,14 +434,14 @@ live_flush(struct meter *m)
 		memcpy(tf, "t|", 2);
 		memcpy(tf + 2, l->field, l->flen);
 		argl[3] = (size_t)snprintf(req, sizeof(req), "%lld", (long long)l->requests);
-		redisAsyncCommandArgv(ac, NULL, NULL, 4, argv, argl);
+		rds_command_argv(m->rd, key, argl[1], NULL, NULL, 4, argv, argl);
 		argv[2] = tf;
 		argv[3] = tok;
 		argl[3] = (size_t)snprintf(tok, sizeof(tok), "%lld", (long long)l->tokens);
-		redisAsyncCommandArgv(ac, NULL, NULL, 4, argv, argl);
+		rds_command_argv(m->rd, key, argl[1], NULL, NULL, 4, argv, argl);
 		if (m->live_expired != l->minute) {
 			m->live_expired = l->minute;
-			redisAsyncCommand(ac, NULL, NULL, "EXPIRE %s " METER_LIVE_TTL, key);
+			rds_command(m->rd, key, argl[1], NULL, NULL, "EXPIRE %s " METER_LIVE_TTL, key);
 		}
 	}
 	m->nlive = 0;
@@ -315,7 +463,7 @@ live_count(struct meter *m, const struct usage_event *ev)
 	struct live_slot *l = NULL;
 	int n;
 
-	if (!rds_ctx(m->rd) || !ev->model || !ev->provider || m->inflight >= METER_MAX_INFLIGHT)
+	if (!rds_is_connected(m->rd) || !ev->model || !ev->provider || m->inflight >= METER_MAX_INFLIGHT)
 		return;
 	n = snprintf(field, sizeof(field), "%s|%s", ev->model, ev->provider);
 	if (n < 0 || (size_t)n >= sizeof(field))
@@ -351,7 +499,7 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 	if (!json)
 		return -1;
 	live_count(m, ev);
-	if (xadd(m, json, strlen(json), 0) < 0 && spool_append(m, json) < 0) {
+	if (xadd(m, json, strlen(json), ev->account_id, 0) < 0 && spool_append(m, json) < 0) {
 		log_error("meter: event %s lost: Redis away and the spool is full", ev->id);
 		rc = -1;
 	}
@@ -380,7 +528,7 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 			break;	/* a torn last line (crash mid-write): dropped */
 		if (nl == line)
 			continue;
-		if (xadd(m, line, (size_t)(nl - line), 1) == 0) {
+		if (xadd(m, line, (size_t)(nl - line), json_account(line, (size_t)(nl - line)), 1) == 0) {
 			m->replay_left++;
 		} else {
 			*nl = '\0';
@@ -401,6 +549,23 @@ meter_redis_up(struct meter *m)
 	m->want_replay = 1;
 	pthread_cond_signal(&m->cv);
 	pthread_mutex_unlock(&m->mu);
+}
+
+/* Events spooled while Redis answered (an error reply, a WAIT short of
+ * replicas, a cluster node away) are replayed without waiting for a
+ * reconnect; a reconnect replays anyway. */
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct meter *m = arg;
+	struct timeval tv = { METER_RETRY_MS / 1000, (METER_RETRY_MS % 1000) * 1000 };
+
+	(void)fd;
+	(void)what;
+	if (m->replaying)
+		evtimer_add(m->retry_ev, &tv);
+	else if (rds_is_connected(m->rd))
+		meter_redis_up(m);
 }
 
 /* ---- the writer thread ---- */
@@ -512,7 +677,7 @@ file_size(const char *path)
 }
 
 struct meter *
-meter_new(struct event_base *base, struct rds *rd, const char *spool_path, int64_t spool_max,
+meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool_path, int64_t spool_max,
 	  char *err, size_t errlen)
 {
 	struct meter *m = calloc(1, sizeof(*m));
@@ -523,6 +688,9 @@ meter_new(struct event_base *base, struct rds *rd, const char *spool_path, int64
 	}
 	m->base = base;
 	m->rd = rd;
+	m->nshards = shards < 1 ? 1 : shards > RDS_SHARDS_MAX ? RDS_SHARDS_MAX : shards;
+	for (int i = 0; i < m->nshards; i++)
+		m->shard_len[i] = rds_shard_key(i, m->nshards, m->shard_key[i], METER_KEY_LEN);
 	m->spool_max = spool_max;
 	snprintf(m->path, sizeof(m->path), "%s", spool_path);
 	snprintf(m->replay_path, sizeof(m->replay_path), "%s.replay", spool_path);
@@ -530,11 +698,20 @@ meter_new(struct event_base *base, struct rds *rd, const char *spool_path, int64
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	if (!(m->replay_ev = event_new(base, -1, 0, replay_ready_cb, m)) ||
+	    !(m->wait_ev = event_new(base, -1, 0, wait_ev_cb, m)) ||
+	    !(m->rewait_ev = evtimer_new(base, wait_ev_cb, m)) ||
+	    !(m->retry_ev = evtimer_new(base, retry_cb, m)) ||
 	    !(m->live_ev = evtimer_new(base, live_flush_cb, m)) ||
 	    pthread_create(&m->thread, NULL, thread_main, m) != 0) {
 		snprintf(err, errlen, "meter: cannot start the spool thread");
 		if (m->replay_ev)
 			event_free(m->replay_ev);
+		if (m->wait_ev)
+			event_free(m->wait_ev);
+		if (m->rewait_ev)
+			event_free(m->rewait_ev);
+		if (m->retry_ev)
+			event_free(m->retry_ev);
 		if (m->live_ev)
 			event_free(m->live_ev);
 		free(m);
@@ -550,17 +727,39 @@ meter_free(struct meter *m)
 {
 	if (!m)
 		return;
+	for (int i = 0; i < m->nshards; i++) {	/* never confirmed: spooled */
+		for (struct xadd_ctx *x = m->unsure[i], *nx; x; x = nx) {
+			nx = x->next;
+			xadd_done(m, x, 0);
+		}
+		m->unsure[i] = NULL;
+	}
 	pthread_mutex_lock(&m->mu);
 	m->stop = 1;
 	pthread_cond_signal(&m->cv);
 	pthread_mutex_unlock(&m->mu);
 	pthread_join(m->thread, NULL);	/* writes what is pending first */
 	event_free(m->replay_ev);
+	event_free(m->wait_ev);
+	event_free(m->rewait_ev);
+	event_free(m->retry_ev);
 	event_free(m->live_ev);	/* unsent live counts go (the Redis link is gone) */
 	free(m->replay_data);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	free(m);
+}
+
+void
+meter_set_wait(struct meter *m, int replicas)
+{
+	m->wait_replicas = replicas;
+}
+
+long long
+meter_unsettled(const struct meter *m)
+{
+	return m->inflight;
 }
 
 void

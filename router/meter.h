@@ -1,7 +1,8 @@
 /*
  * meter: the router's usage events. When a generation ends, one event (ids,
  * tokens, integer nano-USD costs, timings; never prompt or completion text)
- * is appended to the Redis stream `usage` with a pipelined asynchronous XADD;
+ * is appended to the Redis stream `usage` (or, with usage_shards > 1, its
+ * account's shard) with a pipelined asynchronous XADD;
  * a request never waits on Redis. While Redis is away, or an XADD fails,
  * events go to a local append-only spool file (flushed and fsync'd off the
  * loop by a writer thread) that is replayed in order when Redis returns.
@@ -40,7 +41,9 @@ struct meter_stats {
 	long long emitted, spooled, replayed, spool_bytes, xadd_errors, spool_full;
 };
 
-struct meter *meter_new(struct event_base *base, struct rds *rd, const char *spool_path,
+/* shards: usage_shards; an event goes to the stream of its account's shard
+ * (rds_shard_key), replayed ones too. */
+struct meter *meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool_path,
 			int64_t spool_max_bytes, char *err, size_t errlen);
 void meter_free(struct meter *m);
 /* Records one event. Returns -1 only when neither Redis nor the spool can
@@ -51,6 +54,13 @@ int meter_blocked(const struct meter *m);
 /* Call after every Redis (re)connect: replays the spool. */
 void meter_redis_up(struct meter *m);
 void meter_stats(const struct meter *m, struct meter_stats *st);
+/* Events sent to Redis and not yet settled (answered, and confirmed by
+ * WAIT with redis_wait_replicas): 0 means every one is in its stream. */
+long long meter_unsettled(const struct meter *m);
+/* replicas > 0: an XADD counts as delivered only once WAIT says that many
+ * replicas hold it (else it is spooled and sent again), so a fail-over that
+ * promotes a replica loses no event (redis_wait_replicas). */
+void meter_set_wait(struct meter *m, int replicas);
 
 /* The event as the compact JSON stored in the stream field `e` (exposed for
  * tests and for billing's parser). Caller frees with free(). */

@@ -107,13 +107,12 @@ ratelimit_tokens(struct ratelimit *rl, int64_t key_id, int64_t tokens)
 }
 
 static void
-reply_cb(redisAsyncContext *ac, void *reply, void *arg)
+reply_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct rl_reply *x = arg;
-	redisReply *r = reply;
 	struct rl_entry *e = entry(x->rl, x->key_id, now_minute(NULL), 0);
 
-	(void)ac;
+	(void)rd;
 	if (e && e->minute == x->minute) {
 		if (x->tokens)
 			e->sent_tok -= x->delta;
@@ -135,11 +134,12 @@ reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 }
 
 static void
-send_delta(struct ratelimit *rl, redisAsyncContext *ac, struct rl_entry *e, int tokens)
+send_delta(struct ratelimit *rl, struct rl_entry *e, int tokens)
 {
 	int64_t *nw = tokens ? &e->new_tok : &e->new_req, *sent = tokens ? &e->sent_tok : &e->sent_req;
 	struct rl_reply *x;
 	char key[96];
+	size_t kl;
 
 	/* Nothing new: still read the fleet's count (INCRBY 0), unless a reply
 	 * is on its way anyway. */
@@ -151,12 +151,13 @@ send_delta(struct ratelimit *rl, redisAsyncContext *ac, struct rl_entry *e, int 
 	x->tokens = tokens;
 	x->delta = *nw;
 	/* {key} hash tag: one key's counters live in one Redis Cluster slot */
-	snprintf(key, sizeof(key), "rl:{%lld}:%lld:%c", (long long)e->key_id, (long long)e->minute, tokens ? 't' : 'r');
-	if (redisAsyncCommand(ac, reply_cb, x, "INCRBY %s %lld", key, (long long)x->delta) != REDIS_OK) {
+	kl = (size_t)snprintf(key, sizeof(key), "rl:{%lld}:%lld:%c", (long long)e->key_id, (long long)e->minute,
+			      tokens ? 't' : 'r');
+	if (rds_command(rl->rd, key, kl, reply_cb, x, "INCRBY %s %lld", key, (long long)x->delta) < 0) {
 		free(x);
 		return;
 	}
-	redisAsyncCommand(ac, NULL, NULL, "EXPIRE %s 180", key);
+	rds_command(rl->rd, key, kl, NULL, NULL, "EXPIRE %s 180", key);
 	*sent += *nw;
 	*nw = 0;
 }
@@ -165,12 +166,11 @@ static void
 sync_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ratelimit *rl = arg;
-	redisAsyncContext *ac = rds_ctx(rl->rd);
 	int64_t minute = now_minute(NULL);
 
 	(void)fd;
 	(void)what;
-	if (!ac)
+	if (!rds_is_connected(rl->rd))
 		return;
 	/* Only the slots in use (a scan of all RL_SLOTS, 4 MiB, five times a
 	 * second showed in profiles); slots of past minutes leave the list. */
@@ -185,8 +185,8 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 		i++;
 		if (e->minute != minute)
 			continue;
-		send_delta(rl, ac, e, 0);
-		send_delta(rl, ac, e, 1);
+		send_delta(rl, e, 0);
+		send_delta(rl, e, 1);
 	}
 }
 

@@ -108,7 +108,7 @@ static void
 test_redis_away_falls_back(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct rds *rd = rds_new(base, "127.0.0.1", 1);	/* never connected */
+	struct rds *rd = rds_new_standalone(base, "127.0.0.1", 1);	/* never connected */
 	struct budget *b = budget_new(base, rd, USD / 2, 1000);
 	struct budget_hold h1, h2;
 	int64_t avail;
