@@ -36,7 +36,16 @@
 #define BLOCK_MANY_MS "100"		/* several: the others wait at most this */
 #define KEY_LEN 40
 
-enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE };
+/* A batch of fewer than half `batch` entries means the stream is nearly
+ * empty: the next read waits until LINGER_MS after that batch's statement
+ * was sent, so that a steady flow is billed in batches of a few hundred
+ * rather than a few dozen. Each transaction costs PostgreSQL a plan of the
+ * whole statement: at 14,000 events/s, batches of 40 spent more CPU on
+ * that than on the rows, on the cores the routers use (README
+ * "Performance"). Billing lags at most LINGER_MS more for it. */
+#define LINGER_MS 25
+
+enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE, CP_LINGER };
 
 /* A batch ready to write: its shard, stream ids and events as one JSON array. */
 struct batch {
@@ -74,6 +83,8 @@ struct consumer {
 	int validate;			/* the last batch was refused: check each entry */
 	struct batch next;		/* read ahead while the current one is written */
 	struct event *timer;		/* pause after errors */
+	struct event *linger;		/* a small batch: the next read waits */
+	int last_nids;			/* entries of the last batch sent */
 	struct event *claim_timer;
 	struct consumer_stats st;
 	struct timespec t_write;	/* the batch's statement sent */
@@ -251,6 +262,39 @@ any_pending(const struct consumer *c)
 	return -1;
 }
 
+/* After a small batch: 0 to read now, 1 when the read waits (LINGER_MS). */
+static int
+consumer_linger(struct consumer *c)
+{
+	struct timespec t;
+	long long ms;
+
+	if (c->last_nids >= c->batch / 2)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	ms = (t.tv_sec - c->t_write.tv_sec) * 1000LL + (t.tv_nsec - c->t_write.tv_nsec) / 1000000;
+	if (ms >= LINGER_MS)
+		return 0;
+	{
+		struct timeval tv = { 0, (suseconds_t)(LINGER_MS - ms) * 1000 };
+
+		c->phase = CP_LINGER;
+		evtimer_add(c->linger, &tv);
+	}
+	return 1;
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct consumer *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->phase == CP_LINGER)
+		consumer_next(c);
+}
+
 /* After the XACK and the read-ahead: the next batch, or the next read. */
 static void
 ack_continue(struct consumer *c)
@@ -263,7 +307,8 @@ ack_continue(struct consumer *c)
 			consumer_pause(c);
 		return;
 	}
-	consumer_next(c);
+	if (consumer_linger(c) == 0)
+		consumer_next(c);
 }
 
 static void
@@ -473,6 +518,7 @@ batch_send(struct consumer *c, struct batch *b)
 	c->cur = b->shard;
 	c->ids = b->ids;
 	c->nids = b->nids;
+	c->last_nids = b->nids;
 	b->ids = NULL;
 	b->nids = 0;
 	c->st.events += b->events;
@@ -483,7 +529,7 @@ batch_send(struct consumer *c, struct batch *b)
 	batch_drop(b);
 	if (rc < 0)
 		return -1;
-	if (any_pending(c) < 0 && !c->prefetching) {
+	if (any_pending(c) < 0 && !c->prefetching && c->nids >= c->batch / 2) {	/* else: linger */
 		c->reading = c->rr;
 		c->rr = (c->rr + 1) % c->nshards;
 		if (read_shard(c, c->reading, ">", NULL, prefetch_cb) == 0)
@@ -743,8 +789,9 @@ consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char
 	shards_init(c, shards);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->timer = evtimer_new(base, pause_cb, c);
+	c->linger = evtimer_new(base, linger_cb, c);
 	c->claim_timer = event_new(base, -1, EV_PERSIST, claim_tick_cb, c);
-	if (!c->timer || !c->claim_timer) {
+	if (!c->timer || !c->linger || !c->claim_timer) {
 		consumer_free(c);
 		return NULL;
 	}
@@ -787,6 +834,8 @@ consumer_free(struct consumer *c)
 	batch_drop(&c->next);
 	if (c->timer)
 		event_free(c->timer);
+	if (c->linger)
+		event_free(c->linger);
 	if (c->claim_timer)
 		event_free(c->claim_timer);
 	free(c);

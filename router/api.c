@@ -253,6 +253,22 @@ endpoint_metrics(struct evbuffer *b, const struct rcat *c, int64_t now)
 }
 
 /* Connections, in-flight work, upstream pool and metering. */
+/* The Redis client (lib/rds): commands, and in cluster or sentinel mode
+ * the redirections and topology lookups that show a moving cluster. */
+static void
+redis_metrics(struct evbuffer *b, const struct rds *r)
+{
+	struct rds_stats st;
+
+	rds_stats(r, &st);
+	prom_counter(b, "agora_router_redis_commands", "Redis commands sent", st.sent);
+	prom_counter(b, "agora_router_redis_failed", "Redis commands answered by a lost link or not sendable", st.failed);
+	prom_counter(b, "agora_router_redis_moved", "cluster MOVED redirections followed", st.moved);
+	prom_counter(b, "agora_router_redis_ask", "cluster ASK redirections followed", st.ask);
+	prom_counter(b, "agora_router_redis_slot_refreshes", "cluster slot map reloads", st.refreshes);
+	prom_counter(b, "agora_router_redis_master_resolves", "sentinel master lookups", st.resolves);
+}
+
 static void
 router_gauges(struct router *rt, struct evbuffer *b)
 {
@@ -283,6 +299,7 @@ router_gauges(struct router *rt, struct evbuffer *b)
 		   (double)rt->conf.spool_max_bytes);
 	prom_counter(b, "agora_router_xadd_errors", "XADDs Redis refused (the event went to the spool)", ms.xadd_errors);
 	prom_gauge(b, "agora_router_redis_up", "1 while Redis is connected", rds_is_connected(rt->redis));
+	redis_metrics(b, rt->redis);
 }
 
 void

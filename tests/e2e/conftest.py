@@ -197,6 +197,17 @@ class Stack:
         assert wait_for(up, 10), "router %s did not start" % name
         return proc, port
 
+    def extra_billing(self, name, **overrides):
+        """Another agora-billing worker on the stack's PostgreSQL and Redis,
+        with its own metrics listener on a free port and AGORA_* overrides;
+        its log is log/<name>.log: (process, log path). The caller terminates it."""
+        log = os.path.join(self.dir, "log", name + ".log")
+        env = dict(self.env, AGORA_BILLING_LISTEN="127.0.0.1:%d" % free_ports(1)[0])
+        env.update(overrides)
+        proc = subprocess.Popen([os.path.join(BUILD, "agora-billing"), "-c", os.path.join(self.dir, "agora.conf")],
+                                env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        return proc, log
+
     def log(self, name):
         with open(os.path.join(self.dir, "log", name + ".log")) as f:
             return f.read()

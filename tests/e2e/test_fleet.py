@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, free_ports, wait_for
+from conftest import wait_for
 from test_budget import burst, charges, new_account, worst_case
 from test_health import endpoint
 from test_ratelimit import away_from_minute_edge
@@ -25,12 +25,7 @@ RATELIMIT_SYNC_S = 0.2          # conftest: the default ratelimit_sync_ms
 
 
 def billing_worker(stack, name):
-    env = dict(stack.env, AGORA_LOG_LEVEL="debug",   # one line per batch
-               AGORA_BILLING_LISTEN="127.0.0.1:%d" % free_ports(1)[0])
-    log = os.path.join(stack.dir, "log", name + ".log")
-    proc = subprocess.Popen([os.path.join(BUILD, "agora-billing"), "-c", os.path.join(stack.dir, "agora.conf")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-    return proc, log
+    return stack.extra_billing(name, AGORA_LOG_LEVEL="debug")   # one line per batch
 
 
 def new_events(log):

@@ -55,9 +55,7 @@ def stop_all(procs):
 
 
 def start_billing(stack, name, env):
-    log = open(os.path.join(stack.dir, "log", name + ".log"), "w")
-    return subprocess.Popen([os.path.join(BUILD, "agora-billing"), "-c", os.path.join(stack.dir, "agora.conf")],
-                            env=dict(stack.env, **env), stdout=subprocess.DEVNULL, stderr=log)
+    return stack.extra_billing(name, **env)[0]
 
 
 def shard_of(account, n):
