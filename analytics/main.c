@@ -40,7 +40,7 @@
 
 /* What SIGHUP may change here; keys only others read are ignored. */
 #define ANA_LIVE "log_level key_cache_ttl_ms drain_timeout_ms"
-#define ANA_UNUSED CONF_ROUTER_KEYS " billing_batch billing_claim_idle_ms"
+#define ANA_UNUSED CONF_ROUTER_KEYS " billing_batch billing_claim_idle_ms billing_linger_ms"
 
 static struct ana A;
 static struct ametrics *M;	/* requests by endpoint class (ametrics.c) */

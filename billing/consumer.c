@@ -35,15 +35,7 @@
 #define BLOCK_ONE_MS "1000"		/* one stream: as before sharding */
 #define BLOCK_MANY_MS "100"		/* several: the others wait at most this */
 #define KEY_LEN 40
-
-/* A batch of fewer than half `batch` entries means the stream is nearly
- * empty: the next read waits until LINGER_MS after that batch's statement
- * was sent, so that a steady flow is billed in batches of a few hundred
- * rather than a few dozen. Each transaction costs PostgreSQL a plan of the
- * whole statement: at 14,000 events/s, batches of 40 spent more CPU on
- * that than on the rows, on the cores the routers use (README
- * "Performance"). Billing lags at most LINGER_MS more for it. */
-#define LINGER_MS 25
+#define LINGER_MIN 32			/* batches this big: the flow is heavy */
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE, CP_LINGER };
 
@@ -85,6 +77,17 @@ struct consumer {
 	struct event *timer;		/* pause after errors */
 	struct event *linger;		/* a small batch: the next read waits */
 	int last_nids;			/* entries of the last batch sent */
+	/* A batch of LINGER_MIN entries or more, but fewer than half `batch`,
+	 * means a heavy flow read faster than it comes: the next read waits
+	 * until linger_ms after that batch's statement was sent, so the flow
+	 * is billed in batches of hundreds rather than dozens. Each
+	 * transaction costs PostgreSQL a plan of the whole statement: at
+	 * 14,000 events/s, batches of 40 spent more CPU on that than on the
+	 * rows (README "Performance"). A light flow (smaller batches) is
+	 * billed at once: there the overhead is cheap, and a burst of work
+	 * every linger_ms showed up in single-connection latency instead.
+	 * Billing lags up to linger_ms more a shard read in turn for it. */
+	int linger_ms;
 	struct event *claim_timer;
 	struct consumer_stats st;
 	struct timespec t_write;	/* the batch's statement sent */
@@ -262,21 +265,21 @@ any_pending(const struct consumer *c)
 	return -1;
 }
 
-/* After a small batch: 0 to read now, 1 when the read waits (LINGER_MS). */
+/* After a small batch: 0 to read now, 1 when the read waits (linger_ms). */
 static int
 consumer_linger(struct consumer *c)
 {
 	struct timespec t;
 	long long ms;
 
-	if (c->last_nids >= c->batch / 2)
+	if (c->linger_ms <= 0 || c->last_nids < LINGER_MIN || c->last_nids >= c->batch / 2)
 		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	ms = (t.tv_sec - c->t_write.tv_sec) * 1000LL + (t.tv_nsec - c->t_write.tv_nsec) / 1000000;
-	if (ms >= LINGER_MS)
+	if (ms >= c->linger_ms)
 		return 0;
 	{
-		struct timeval tv = { 0, (suseconds_t)(LINGER_MS - ms) * 1000 };
+		struct timeval tv = { (c->linger_ms - ms) / 1000, (suseconds_t)((c->linger_ms - ms) % 1000) * 1000 };
 
 		c->phase = CP_LINGER;
 		evtimer_add(c->linger, &tv);
@@ -529,7 +532,8 @@ batch_send(struct consumer *c, struct batch *b)
 	batch_drop(b);
 	if (rc < 0)
 		return -1;
-	if (any_pending(c) < 0 && !c->prefetching && c->nids >= c->batch / 2) {	/* else: linger */
+	if (any_pending(c) < 0 && !c->prefetching &&
+	    (c->linger_ms <= 0 || c->nids < LINGER_MIN || c->nids >= c->batch / 2)) {	/* else it lingers */
 		c->reading = c->rr;
 		c->rr = (c->rr + 1) % c->nshards;
 		if (read_shard(c, c->reading, ">", NULL, prefetch_cb) == 0)
@@ -819,10 +823,11 @@ consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg)
 }
 
 void
-consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms)
+consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms, int linger_ms)
 {
 	c->batch = batch;
 	c->claim_idle_ms = claim_idle_ms;
+	c->linger_ms = linger_ms;
 }
 
 void

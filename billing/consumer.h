@@ -32,7 +32,7 @@ struct consumer *consumer_new(struct event_base *base, struct pgc *pg, struct rd
 			      const char *name, int batch, int claim_idle_ms, int shards);
 void consumer_free(struct consumer *c);
 /* SIGHUP: batch size and claim idle time for the batches to come. */
-void consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms);
+void consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms, int linger_ms);
 /* Call after each Redis (re)connect. */
 void consumer_redis_up(struct consumer *c);
 void consumer_stats(const struct consumer *c, struct consumer_stats *st);

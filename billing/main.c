@@ -3,7 +3,8 @@
  * through the consumer (consumer.c): batches from the group `billing`, one
  * transaction each, XACK after COMMIT. Several workers can run at once.
  * SIGTERM lets the batch in flight commit and ack, then stops; SIGHUP
- * reloads the configuration (log_level, billing_batch, billing_claim_idle_ms
+ * reloads the configuration (log_level, billing_batch, billing_claim_idle_ms,
+ * billing_linger_ms
  * live; the rest is logged as needing a restart).
  * On billing_listen (empty: none) it answers /health and /metrics (metrics.c).
  */
@@ -25,7 +26,7 @@
 #include "rds.h"
 
 #define STATUS_MS 30000
-#define BILLING_LIVE "log_level billing_batch billing_claim_idle_ms"
+#define BILLING_LIVE "log_level billing_batch billing_claim_idle_ms billing_linger_ms"
 #define BILLING_UNUSED CONF_ROUTER_KEYS " analytics_listen web_dir key_secret key_secret_file " \
 	"key_cache_ttl_ms drain_timeout_ms"
 
@@ -109,7 +110,7 @@ reload(void)
 
 	if (conf_reload(&conf, conf_path, BILLING_LIVE, BILLING_UNUSED) < 0)
 		return;
-	consumer_set_batch(cons, conf.billing_batch, conf.billing_claim_idle_ms);
+	consumer_set_batch(cons, conf.billing_batch, conf.billing_claim_idle_ms, conf.billing_linger_ms);
 	log_info("reload: done (batches of %d)", conf.billing_batch);
 	lvl = log_level_parse(conf.log_level);	/* last: the reload is logged as before */
 	log_init("agora-billing", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
@@ -192,6 +193,7 @@ main(int argc, char **argv)
 		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms,
 								   conf.usage_shards)))
 			return 1;
+		consumer_set_batch(cons, conf.billing_batch, conf.billing_claim_idle_ms, conf.billing_linger_ms);
 	}
 	if (listen_setup(conf.billing_listen) < 0)
 		return 1;

@@ -91,6 +91,7 @@ static const struct conf_key conf_keys[] = {
 	I("health_sync_ms", health_sync_ms, 10, 60000, "1000", "how often endpoint health is shared through Redis"),
 	I("billing_batch", billing_batch, 1, 100000, "2000", "usage events per billing transaction"),
 	I("billing_claim_idle_ms", billing_claim_idle_ms, 1000, 86400000, "30000", "billing takes over entries another worker left pending this long"),
+	I("billing_linger_ms", billing_linger_ms, 0, 1000, "25", "after a batch under half billing_batch, billing waits this long before reading again: fewer, larger transactions (0: read at once)"),
 	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
 	S("metering", metering, "on", "on; off only for benchmarks: usage events are not emitted, nothing is billed"),
 	I("workers", workers, 1, 64, "1", "router processes sharing the listen port (SO_REUSEPORT), each with its own loop"),

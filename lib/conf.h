@@ -66,6 +66,7 @@ struct agora_conf {
 	int budget_lease_idle_ms;		/* unused leases go back after this */
 	int health_sync_ms;			/* endpoint health to and from Redis */
 	int billing_claim_idle_ms;		/* take over entries pending this long */
+	int billing_linger_ms;			/* wait after a small batch */
 	char metering[8];			/* "on", or "off" for benchmarks only */
 	int workers;				/* router processes sharing the port */
 	int drain_timeout_ms;			/* SIGTERM/upgrade: in-flight limit */

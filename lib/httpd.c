@@ -1025,16 +1025,19 @@ httpd_drain(struct httpd *h)
 	if (h->draining)
 		return;
 	h->draining = 1;
-	for (int i = 0; i < h->nls; i++) {
-		httpd_sweep(h, h->ls[i]);
-		evconnlistener_free(h->ls[i]);
-	}
-	h->nls = 0;
+	/* idle keep-alive connections first: those swept from the accept
+	 * queue below keep their header time-out (a TLS handshake, a slow
+	 * first request is served, not cut) */
 	for (c = TAILQ_FIRST(&h->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
 		if (c->state == CS_READING && !c->req)
 			conn_set_timer(c, HTTPD_DRAIN_IDLE_MS);
 	}
+	for (int i = 0; i < h->nls; i++) {
+		httpd_sweep(h, h->ls[i]);
+		evconnlistener_free(h->ls[i]);
+	}
+	h->nls = 0;
 }
 
 int

@@ -81,7 +81,12 @@ lsock_child(char *const argv[], const int *fds, int n, int wfd)
 	for (int i = 0; i <= n; i++)
 		if (dup2(tmp[i], LSOCK_FIRST + i) < 0)
 			_exit(127);
-	syscall(SYS_close_range, LSOCK_FIRST + n + 1, ~0U, 0);
+	if (syscall(SYS_close_range, LSOCK_FIRST + n + 1, ~0U, 0) != 0) {	/* before Linux 5.9 */
+		long max = sysconf(_SC_OPEN_MAX);
+
+		for (long fd = LSOCK_FIRST + n + 1; fd < (max > 0 && max < 1048576 ? max : 1048576); fd++)
+			close((int)fd);
+	}
 	snprintf(v, sizeof(v), "%d", n);
 	setenv("LISTEN_FDS", v, 1);
 	snprintf(v, sizeof(v), "%d", (int)getpid());

@@ -10,6 +10,7 @@
  */
 #include "rds.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,16 @@ rds_up(struct rds *r)
 
 /* ---- addresses ---- */
 
+/* hiredis resolves names with a blocking getaddrinfo(): only numeric
+ * addresses reach it, so the loop never waits on DNS. */
+static int
+addr_numeric(const char *host)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
 static int
 addr_parse(const char *s, size_t len, struct rds_addr *a)
 {
@@ -121,7 +132,7 @@ addr_parse(const char *s, size_t len, struct rds_addr *a)
 	memcpy(port, colon + 1, (size_t)(s + len - colon - 1));
 	port[s + len - colon - 1] = '\0';
 	a->port = atoi(port);
-	return a->port > 0 && a->port < 65536 ? 0 : -1;
+	return a->port > 0 && a->port < 65536 && addr_numeric(a->host) ? 0 : -1;
 }
 
 /* "ip:port,ip:port,..." into r->seeds. */
@@ -452,6 +463,8 @@ node_for(struct rds *r, int slot)
 {
 	struct rds_node *n = NULL;
 
+	if (r->freeing)		/* rds_free: no new link */
+		return NULL;
 	if (r->kind != RDS_CLUSTER) {
 		n = r->nnodes ? r->nodes[0] : NULL;
 	} else if (slot >= 0 && r->slots[slot] >= 0) {
@@ -461,7 +474,8 @@ node_for(struct rds *r, int slot)
 			if (r->nodes[i]->up)
 				n = r->nodes[i];
 	}
-	if (n && !n->ac && !evtimer_pending(n->retry, NULL))
+	/* (a sentinel's master is dialled only once the sentinels named it) */
+	if (n && !n->ac && r->kind != RDS_SENTINEL && !evtimer_pending(n->retry, NULL))
 		node_connect(n);
 	/* a cluster node still connecting takes commands (hiredis queues them;
 	 * a failed connect answers them NULL); a sentinel's master only once
@@ -699,8 +713,12 @@ sentinel_ask(struct rds *r)
 	struct rds_addr *a;
 	redisAsyncContext *ac;
 
-	if (r->sac || r->freeing || r->nodes[0]->up || r->nodes[0]->ac)
+	if (r->sac || r->freeing || r->nodes[0]->up)
 		return;
+	if (r->nodes[0]->ac) {		/* a master still connecting: ask later */
+		timer_in(r->timer, RDS_RESOLVE_MS);
+		return;
+	}
 	a = &r->seeds[r->sidx];
 	r->sidx = (r->sidx + 1) % r->nseeds;
 	if (!(ac = ctx_open(r, a, r, sent_on_connect, sent_on_disconnect))) {
@@ -875,6 +893,8 @@ rds_set_connect_cb(struct rds *r, rds_connect_fn fn, void *arg)
 int
 rds_is_connected(const struct rds *r)
 {
+	if (r->freeing)
+		return 0;
 	if (r->kind != RDS_CLUSTER)
 		return r->nnodes && r->nodes[0]->up;
 	for (int i = 0; r->mapped && i < r->nnodes; i++)
@@ -912,14 +932,21 @@ rds_free(struct rds *r)
 		redisAsyncFree(r->sac);
 	if (r->sub)
 		redisAsyncFree(r->sub);
+	/* every link first: pending callbacks get NULL and may still ask
+	 * (rds_is_connected, rds_command) while later nodes are freed */
 	for (int i = 0; i < r->nnodes; i++) {
-		struct rds_node *n = r->nodes[i];
+		redisAsyncContext *ac = r->nodes[i]->ac;
 
-		if (n->ac)
-			redisAsyncFree(n->ac);	/* pending callbacks get NULL */
-		event_free(n->retry);
-		free(n);
+		r->nodes[i]->ac = NULL;
+		r->nodes[i]->up = 0;
+		if (ac)
+			redisAsyncFree(ac);
 	}
+	for (int i = 0; i < r->nnodes; i++) {
+		event_free(r->nodes[i]->retry);
+		free(r->nodes[i]);
+	}
+	r->nnodes = 0;
 	if (r->timer)
 		event_free(r->timer);
 	if (r->sub_timer)

@@ -42,7 +42,7 @@
 	"upstream_pool_idle upstream_pool_idle_ms upstream_ca_file tls_cert_file tls_key_file " \
 	"max_attempts failure_cooldown_ms breaker_failures catalog_poll_ms key_cache_ttl_ms " \
 	"key_rpm_default key_tpm_default"
-#define ROUTER_UNUSED "analytics_listen web_dir billing_batch billing_claim_idle_ms"
+#define ROUTER_UNUSED "analytics_listen web_dir billing_batch billing_claim_idle_ms billing_linger_ms"
 
 enum drain_phase { DR_REQUESTS, DR_LEASES, DR_BARRIER };
 

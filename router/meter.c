@@ -45,6 +45,10 @@ struct meter {
 	struct xadd_ctx *unsure[RDS_SHARDS_MAX];	/* answered, awaiting a WAIT */
 	struct event *wait_ev;		/* sends the WAITs after this loop turn */
 	struct event *rewait_ev;	/* and again later while replicas lack */
+	/* WAIT blocks the node's connection, which every other command to that
+	 * node shares: at most one in flight per shard, and after a short one
+	 * (replicas lacking) none until rewait_ev */
+	unsigned char wait_busy[RDS_SHARDS_MAX], wait_hold[RDS_SHARDS_MAX];
 	int wait_short;			/* the last WAIT was short (logged once) */
 	struct event *retry_ev;		/* replays what failed while Redis stayed up */
 	char path[512], replay_path[520];
@@ -72,6 +76,7 @@ struct meter {
 	int want_replay, want_unlink, stop;	/* requests to the thread */
 	char *replay_data;		/* thread -> loop (guarded by mu) */
 	size_t replay_len;
+	int replay_failed;		/* the spool aside could not be read: kept */
 };
 
 /* ---- the event as JSON ---- */
@@ -285,10 +290,12 @@ wait_reply_cb(struct rds *rd, redisReply *r, void *arg)
 	struct timeval tv = { METER_REWAIT_MS / 1000, (METER_REWAIT_MS % 1000) * 1000 };
 
 	(void)rd;
+	m->wait_busy[w->shard] = 0;
 	if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= m->wait_replicas) {
 		m->wait_short = 0;
 		settle_all(m, w->list, 1);
 	} else if (r && r->type == REDIS_REPLY_INTEGER) {
+		m->wait_hold[w->shard] = 1;
 		if (!m->wait_short++)
 			log_warn("meter: WAIT %d: %lld replicas have the last events; asking again every %d ms",
 				 m->wait_replicas, r->integer, METER_REWAIT_MS);
@@ -304,16 +311,22 @@ wait_reply_cb(struct rds *rd, redisReply *r, void *arg)
 	} else {
 		settle_all(m, w->list, 0);	/* link lost or an error: sent again */
 	}
+	if (m->unsure[w->shard] && !m->wait_hold[w->shard])
+		event_active(m->wait_ev, EV_TIMEOUT, 0);	/* answered meanwhile */
 	free(w);
 }
 
 static void
 wait_send(struct meter *m, int shard)
 {
-	struct wait_ctx *w = malloc(sizeof(*w));
-	uint64_t link = rds_link(m->rd, m->shard_key[shard], m->shard_len[shard]);
+	struct wait_ctx *w;
+	uint64_t link;
 	struct xadd_ctx *x, *gone = NULL, *here = NULL;
 
+	if (m->wait_busy[shard] || m->wait_hold[shard])
+		return;		/* its reply, or rewait_ev, sends the next */
+	w = malloc(sizeof(*w));
+	link = rds_link(m->rd, m->shard_key[shard], m->shard_len[shard]);
 	while ((x = m->unsure[shard])) {
 		m->unsure[shard] = x->next;
 		if (x->link == link && link) {
@@ -334,8 +347,10 @@ wait_send(struct meter *m, int shard)
 		w->shard = shard;
 		w->list = here;
 		if (rds_command(m->rd, m->shard_key[shard], m->shard_len[shard], wait_reply_cb, w, "WAIT %d %d",
-				m->wait_replicas, METER_WAIT_MS) == 0)
+				m->wait_replicas, METER_WAIT_MS) == 0) {
+			m->wait_busy[shard] = 1;
 			return;
+		}
 		free(w);
 	}
 	settle_all(m, here, 0);
@@ -351,6 +366,16 @@ wait_ev_cb(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < m->nshards; i++)
 		if (m->unsure[i])
 			wait_send(m, i);
+}
+
+/* A second after a short WAIT: the held shards ask again. */
+static void
+rewait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct meter *m = arg;
+
+	memset(m->wait_hold, 0, sizeof(m->wait_hold));
+	wait_ev_cb(fd, what, arg);
 }
 
 static void
@@ -517,11 +542,18 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	int failed;
+
 	pthread_mutex_lock(&m->mu);
 	data = m->replay_data;
 	len = m->replay_len;
+	failed = m->replay_failed;
 	m->replay_data = NULL;
 	pthread_mutex_unlock(&m->mu);
+	if (failed) {		/* the file stays: the next reconnect or retry reads it */
+		m->replaying = 0;
+		return;
+	}
 	m->replay_left = 1;	/* guard: released after the loop below */
 	for (line = data; data && line < data + len; line = nl + 1) {
 		if (!(nl = memchr(line, '\n', (size_t)(data + len - line))))
@@ -596,25 +628,45 @@ thread_write(struct meter *m, const char *buf, size_t len)
 }
 
 static char *
-thread_read_replay(struct meter *m, size_t *len)
+thread_read_replay(struct meter *m, size_t *len, int *failed)
 {
 	struct stat st;
 	char *buf = NULL;
-	ssize_t r;
+	size_t got = 0;
 	int fd;
 
 	*len = 0;
+	*failed = 0;
 	if (access(m->replay_path, F_OK) != 0 && rename(m->path, m->replay_path) != 0)
 		return NULL;	/* nothing spooled */
-	if ((fd = open(m->replay_path, O_RDONLY | O_CLOEXEC)) < 0)
-		return NULL;
-	if (fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size <= m->spool_max &&
-	    (buf = malloc((size_t)st.st_size))) {
-		r = read(fd, buf, (size_t)st.st_size);
-		*len = r > 0 ? (size_t)r : 0;
+	if ((fd = open(m->replay_path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0)
+		goto fail;
+	/* the whole file, even past a spool_max_bytes lowered since it was
+	 * written: what is on disk was accepted and must be billed */
+	if (st.st_size > 0 && !(buf = malloc((size_t)st.st_size)))
+		goto fail;
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			goto fail;
+		if (r == 0)
+			break;
+		got += (size_t)r;
 	}
 	close(fd);
+	*len = got;
 	return buf;
+fail:
+	log_error("meter: cannot read the spool %s: %s (kept; tried again at the next replay)", m->replay_path,
+		  strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	*failed = 1;
+	return NULL;
 }
 
 static void *
@@ -652,10 +704,13 @@ thread_main(void *arg)
 
 			m->want_replay = 0;
 			pthread_mutex_unlock(&m->mu);
-			data = thread_read_replay(m, &len);
+			int failed;
+
+			data = thread_read_replay(m, &len, &failed);
 			pthread_mutex_lock(&m->mu);
 			m->replay_data = data;
 			m->replay_len = len;
+			m->replay_failed = failed;
 			event_active(m->replay_ev, EV_TIMEOUT, 0);
 			continue;
 		}
@@ -699,7 +754,7 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 	pthread_cond_init(&m->cv, NULL);
 	if (!(m->replay_ev = event_new(base, -1, 0, replay_ready_cb, m)) ||
 	    !(m->wait_ev = event_new(base, -1, 0, wait_ev_cb, m)) ||
-	    !(m->rewait_ev = evtimer_new(base, wait_ev_cb, m)) ||
+	    !(m->rewait_ev = evtimer_new(base, rewait_cb, m)) ||
 	    !(m->retry_ev = evtimer_new(base, retry_cb, m)) ||
 	    !(m->live_ev = evtimer_new(base, live_flush_cb, m)) ||
 	    pthread_create(&m->thread, NULL, thread_main, m) != 0) {
