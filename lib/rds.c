@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -29,6 +30,11 @@
 #define RDS_MAX_REDIRECTS 5
 #define RDS_MAX_INFLIGHT (1 << 20)	/* commands awaiting a reply, all nodes */
 #define RDS_MAX_OLD 8			/* links to a former master still closing */
+/* hiredis 0.14 has no time-outs: a watchdog gives up on a link that has
+ * not connected, or not answered its PING, for this long (commands then
+ * answer NULL and callers fall back), and on a sentinel query as long. */
+#define RDS_LINK_TIMEOUT_MS 5000
+#define RDS_WATCH_MS 1000
 
 enum rds_kind { RDS_STANDALONE, RDS_SENTINEL, RDS_CLUSTER };
 
@@ -45,6 +51,8 @@ struct rds_node {
 	int lost;			/* its link failed since the last connect */
 	unsigned gen;			/* links made so far (rds_link) */
 	struct event *retry;
+	int64_t opened_ms, pong_ms;	/* the link's start, its last PING answer */
+	int ping_out;			/* a watchdog PING awaits its answer */
 };
 
 struct rds {
@@ -62,6 +70,8 @@ struct rds {
 	int next_node;			/* cluster: who answers the next CLUSTER SLOTS */
 	struct event *timer;		/* cluster: refresh; sentinel: resolve */
 	redisAsyncContext *sac;		/* sentinel: the one being asked */
+	int64_t sac_ms;			/* since when */
+	struct event *watch;		/* the watchdog (RDS_LINK_TIMEOUT_MS) */
 	redisAsyncContext *sub;		/* sentinel: +switch-master subscription */
 	struct event *sub_timer;
 	int sidx, sub_idx;
@@ -94,6 +104,15 @@ timer_in(struct event *ev, int ms)
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	evtimer_add(ev, &tv);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 static void
@@ -289,6 +308,8 @@ node_connect(struct rds_node *n)
 	if (n->ac)
 		return 0;
 	n->gen++;
+	n->opened_ms = n->pong_ms = now_ms();
+	n->ping_out = 0;
 	if (!(n->ac = ctx_open(n->r, &n->a, n, node_on_connect, node_on_disconnect))) {
 		timer_in(n->retry, RDS_BACKOFF_MS);
 		return -1;
@@ -726,6 +747,7 @@ sentinel_ask(struct rds *r)
 		return;
 	}
 	r->sac = ac;
+	r->sac_ms = now_ms();
 	if (redisAsyncCommand(ac, sent_cb, r, "SENTINEL get-master-addr-by-name %s", r->master_name) != REDIS_OK) {
 		r->sac = NULL;
 		redisAsyncFree(ac);
@@ -813,6 +835,66 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		cluster_refresh(r);
 }
 
+/* ---- watchdog ---- */
+
+static void
+ping_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct rds_node *n = arg;
+
+	if (!reply || n->r->freeing || n->ac != ac)
+		return;
+	n->pong_ms = now_ms();
+	n->ping_out = 0;
+}
+
+/* Gives up on a node's link: its commands answer NULL, the node is lost
+ * (reconnect, or ask the sentinels / refresh the slot map again). */
+static void
+node_drop(struct rds_node *n, const char *why)
+{
+	redisAsyncContext *ac = n->ac;
+
+	log_warn("redis: %s:%d %s for %d ms: link dropped", n->a.host, n->a.port, why, RDS_LINK_TIMEOUT_MS);
+	n->ac = NULL;
+	n->up = 0;
+	ac->data = NULL;	/* its disconnect callback: not ours any more */
+	redisAsyncFree(ac);
+	node_lost(n);
+}
+
+static void
+watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rds *r = arg;
+	int64_t now = now_ms();
+
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < r->nnodes && !r->freeing; i++) {
+		struct rds_node *n = r->nodes[i];
+
+		if (!n->ac)
+			continue;
+		if (!(n->ac->c.flags & REDIS_CONNECTED)) {
+			if (now - n->opened_ms > RDS_LINK_TIMEOUT_MS)
+				node_drop(n, "not connected");
+		} else if (n->ping_out) {
+			if (now - n->pong_ms > RDS_LINK_TIMEOUT_MS)
+				node_drop(n, "not answering");
+		} else if (redisAsyncCommand(n->ac, ping_cb, n, "PING") == REDIS_OK) {
+			n->ping_out = 1;	/* behind a blocking read it answers late, not never */
+		}
+	}
+	if (r->sac && now - r->sac_ms > RDS_LINK_TIMEOUT_MS) {
+		redisAsyncContext *ac = r->sac;
+
+		log_warn("redis: sentinel not answering for %d ms: the next one", RDS_LINK_TIMEOUT_MS);
+		r->sac = NULL;
+		redisAsyncFree(ac);	/* its query answers NULL: asks the next sentinel */
+	}
+}
+
 static struct rds *
 rds_alloc(struct event_base *base, enum rds_kind kind)
 {
@@ -824,10 +906,12 @@ rds_alloc(struct event_base *base, enum rds_kind kind)
 	r->kind = kind;
 	for (int s = 0; s < RDS_SLOTS; s++)
 		r->slots[s] = -1;
-	if (!(r->timer = evtimer_new(base, timer_cb, r)) || !(r->sub_timer = evtimer_new(base, sub_timer_cb, r))) {
+	if (!(r->timer = evtimer_new(base, timer_cb, r)) || !(r->sub_timer = evtimer_new(base, sub_timer_cb, r)) ||
+	    !(r->watch = event_new(base, -1, EV_PERSIST, watch_cb, r))) {
 		rds_free(r);
 		return NULL;
 	}
+	timer_in(r->watch, RDS_WATCH_MS);
 	return r;
 }
 
@@ -951,5 +1035,7 @@ rds_free(struct rds *r)
 		event_free(r->timer);
 	if (r->sub_timer)
 		event_free(r->sub_timer);
+	if (r->watch)
+		event_free(r->watch);
 	free(r);
 }

@@ -10,6 +10,7 @@ import decimal
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -339,3 +340,34 @@ def test_sentinel_failover_under_traffic_bills_exactly(stack, sentinels):
         print("sentinel: %d requests across the fail-over, %d nano-USD billed exactly" % (n, cost))
     finally:
         stop_all([router] + billing)
+
+
+# ---- a Redis that stops answering ----
+
+def test_hung_redis_is_given_up_on_and_usage_spooled(stack, tmp_path):
+    """A Redis that accepts nothing and answers nothing (SIGSTOP, as a
+    frozen host): the router keeps answering, its watchdog drops the link
+    after RDS_LINK_TIMEOUT_MS (lib/rds.c) so usage goes to the spool, and
+    after SIGCONT the spool replays: billing exact."""
+    port = free_ports(1)[0]
+    redis = start_redis(str(tmp_path), port)
+    env = {"AGORA_REDIS_PORT": str(port)}
+    accounts = accounts_on_every_shard(stack, "hung")
+    billing = [start_billing(stack, "billing-hung", env)]
+    router, rport = stack.extra_router("router-hung", **env)
+    try:
+        traffic = Traffic(stack, rport, accounts)
+        assert wait_for(lambda: traffic.count() >= 20, 60)
+        redis.send_signal(signal.SIGSTOP)
+        assert wait_for(lambda: "not answering for" in stack.log("router-hung"), 20), stack.log("router-hung")[-2000:]
+        start = traffic.count()
+        assert wait_for(lambda: traffic.count() >= start + 20, 60)     # served while Redis is frozen
+        redis.send_signal(signal.SIGCONT)
+        assert wait_for(lambda: "spool replay done" in stack.log("router-hung"), 30)
+        results = traffic.stop()
+        n, cost = check_billing(stack, results, accounts)
+        print("hung redis: %d requests, %d nano-USD billed exactly" % (n, cost))
+    finally:
+        if redis.poll() is None:
+            redis.send_signal(signal.SIGCONT)
+        stop_all([router, redis] + billing)
