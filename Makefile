@@ -36,7 +36,7 @@ BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 BINS = $(BUILD)/agora-router $(BUILD)/agora-billing $(BUILD)/agora-analytics \
        $(BUILD)/agoractl $(BUILD)/agora-mock-provider
 
-.PHONY: all deps run stop status test unit asan clean bench web
+.PHONY: all deps run stop status test unit asan clean bench web install
 all: $(BINS) $(UNIT_BINS) web
 
 # The dashboards' charting library: installed from the lock file (npm ci, when
@@ -138,5 +138,22 @@ fuzz: deps fuzz-deps
 
 clean:
 	rm -rf build build-asan build-fuzz $(WEB)/vendor
+
+# What a machine or an image runs, at the paths deploy/systemd and deploy/k8s
+# name: binaries in $(PREFIX)/bin, the dashboards in share/agora/web, the
+# migrations in share/agora/migrations (agoractl --migrations), the example
+# configuration, units and guides in share/doc/agora/deploy. DESTDIR stages.
+PREFIX ?= /usr/local
+SHARE = $(DESTDIR)$(PREFIX)/share
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/agora/web/vendor $(SHARE)/agora/migrations \
+		$(SHARE)/doc/agora/deploy
+	install -m 0755 $(BUILD)/agora-router $(BUILD)/agora-billing $(BUILD)/agora-analytics \
+		$(BUILD)/agoractl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(WEB)/*.html $(WEB)/*.js $(WEB)/*.css $(WEB)/*.svg $(SHARE)/agora/web/
+	install -m 0644 $(WEB)/vendor/* $(SHARE)/agora/web/vendor/
+	install -m 0644 migrations/*.sql $(SHARE)/agora/migrations/
+	cp -R deploy/*.md deploy/agora.conf.example deploy/systemd deploy/k8s deploy/grafana \
+		$(SHARE)/doc/agora/deploy/
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

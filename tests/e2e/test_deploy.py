@@ -183,3 +183,29 @@ def test_grafana_dashboard_shape():
         for t in p["targets"]:
             assert t["expr"].count("(") == t["expr"].count(")"), t["expr"]
             assert "agora_" in t["expr"]
+
+
+def test_make_install_puts_what_units_and_manifests_name(stack, tmp_path):
+    """`make install DESTDIR=…` stages every path the systemd units and the
+    Kubernetes manifests use: the binaries they start, the dashboards'
+    web_dir, and migrations that agoractl applies from there."""
+    dest = str(tmp_path / "root")
+    san = ["SAN=1"] if os.path.basename(BUILD.rstrip("/")) == "build-asan" else []    # make asan: its build
+    r = subprocess.run(["make", "--no-print-directory", "-C", ROOT, "install", "DESTDIR=" + dest, "BUILD=" + BUILD] + san,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    paths = set()
+    for name in glob.glob(os.path.join(DEPLOY, "systemd", "*.service")):
+        for v in unit(os.path.basename(name)).get("ExecStart", []):
+            paths.add(v.lstrip("-@+!:").split()[0])
+    for _, doc in manifests():
+        for c in (doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []):
+            paths.add(c["command"][0])
+    web = re.search(r"web_dir\s*=\s*(\S+)", open(os.path.join(DEPLOY, "k8s", "configmap.yaml")).read()).group(1)
+    assert paths and all(p.startswith("/usr/local/bin/") for p in paths), paths
+    for p in paths:
+        assert os.access(dest + p, os.X_OK), p
+    for page in ("share.html", "providers.html", "app.js", "vendor/chart.umd.min.js"):
+        assert os.path.isfile(os.path.join(dest + web, page)), page
+    out = stack.ctl("--migrations", dest + "/usr/local/share/agora/migrations", "migrate").stdout
+    assert "up to date" in out, out
