@@ -35,6 +35,8 @@
 #define BLOCK_ONE_MS "1000"		/* one stream: as before sharding */
 #define BLOCK_MANY_MS "100"		/* several: the others wait at most this */
 #define KEY_LEN 40
+#define RDS_ID_LEN 48			/* "<ms>-<seq>" */
+#define TRIM_MS 1000			/* a shard is trimmed at most this often */
 #define LINGER_MIN 32			/* batches this big: the flow is heavy */
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE, CP_LINGER };
@@ -52,6 +54,15 @@ struct shard {
 	char key[KEY_LEN];
 	size_t len;
 	int pending_mode;		/* re-reading our own pending entries */
+	/* Trimming: entries below both the newest one we acknowledged and the
+	 * group's oldest pending one are billed (acknowledged, by someone) and
+	 * go; nothing undelivered is that old. Without it the stream, and
+	 * Redis's memory, grew with every event ever metered. */
+	struct consumer *c;
+	char acked_max[RDS_ID_LEN];	/* newest entry we acknowledged ("" none) */
+	char trimmed_at[RDS_ID_LEN];	/* acked_max when the last trim was asked */
+	int64_t trimmed_ms;		/* last trim asked (monotonic) */
+	int trimming;			/* its XPENDING awaits the answer */
 };
 
 struct consumer {
@@ -76,6 +87,7 @@ struct consumer {
 	struct batch next;		/* read ahead while the current one is written */
 	struct event *timer;		/* pause after errors */
 	struct event *linger;		/* a small batch: the next read waits */
+	struct event *trim_timer;	/* trims what a burst left, TRIM_MS later */
 	int last_nids;			/* entries of the last batch sent */
 	/* A batch of LINGER_MIN entries or more, but fewer than half `batch`,
 	 * means a heavy flow read faster than it comes: the next read waits
@@ -314,6 +326,90 @@ ack_continue(struct consumer *c)
 		consumer_next(c);
 }
 
+/* ---- trimming billed entries ---- */
+
+/* Stream entry ids "<ms>-<seq>": -1, 0, 1 as a is older, the same, newer. */
+static int
+id_cmp(const char *a, const char *b)
+{
+	char *ea, *eb;
+	unsigned long long ma = strtoull(a, &ea, 10), mb = strtoull(b, &eb, 10);
+	unsigned long long sa = *ea == '-' ? strtoull(ea + 1, NULL, 10) : 0;
+	unsigned long long sb = *eb == '-' ? strtoull(eb + 1, NULL, 10) : 0;
+
+	if (ma != mb)
+		return ma < mb ? -1 : 1;
+	return sa < sb ? -1 : sa > sb;
+}
+
+/* XPENDING summary: [count, oldest id, newest id, consumers]. */
+static void
+trim_pending_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct shard *sh = arg;
+	const char *min = sh->acked_max;
+
+	sh->trimming = 0;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_INTEGER)
+		return;
+	if (r->element[0]->integer > 0 && r->element[1]->type == REDIS_REPLY_STRING &&
+	    id_cmp(r->element[1]->str, min) < 0)
+		min = r->element[1]->str;
+	/* MINID: entries older than min go; "~": whole nodes of the stream only */
+	rds_command(rd, sh->key, sh->len, NULL, NULL, "XTRIM %b MINID ~ %s", sh->key, sh->len, min);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Asks the group's oldest pending entry, then trims below it (at most
+ * every TRIM_MS a shard; 1 when it was asked). */
+static int
+shard_trim(struct consumer *c, struct shard *sh, int64_t now)
+{
+	if (sh->trimming || !sh->acked_max[0] || strcmp(sh->acked_max, sh->trimmed_at) == 0 ||
+	    now - sh->trimmed_ms < TRIM_MS)
+		return 0;
+	sh->trimmed_ms = now;
+	snprintf(sh->trimmed_at, sizeof(sh->trimmed_at), "%s", sh->acked_max);
+	if (rds_command(c->rd, sh->key, sh->len, trim_pending_cb, sh, "XPENDING %b %s", sh->key, sh->len, GROUP) < 0)
+		return 0;
+	sh->trimming = 1;
+	return 1;
+}
+
+static void
+trim_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct consumer *c = arg;
+	int64_t now = mono_ms();
+
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < c->nshards; i++)
+		shard_trim(c, &c->shards[i], now);
+}
+
+/* After an XACK: what it acknowledged may go now, or when the last burst
+ * ends (the timer: a stream left idle keeps nothing billed). */
+static void
+shard_acked(struct consumer *c, struct shard *sh)
+{
+	struct timeval tv = { TRIM_MS / 1000, (TRIM_MS % 1000) * 1000 };
+
+	for (int i = 0; i < c->nids; i++)
+		if (!sh->acked_max[0] || id_cmp(c->ids[i], sh->acked_max) > 0)
+			snprintf(sh->acked_max, sizeof(sh->acked_max), "%s", c->ids[i]);
+	if (!shard_trim(c, sh, mono_ms()) && !evtimer_pending(c->trim_timer, NULL))
+		evtimer_add(c->trim_timer, &tv);
+}
+
 static void
 ack_cb(struct rds *rd, redisReply *r, void *arg)
 {
@@ -328,6 +424,7 @@ ack_cb(struct rds *rd, redisReply *r, void *arg)
 		return;
 	}
 	c->st.acked += r->integer;
+	shard_acked(c, &c->shards[c->cur]);
 	batch_clear(c);
 	if (c->prefetching) {
 		c->ack_waiting = 1;	/* the read-ahead answers first */
@@ -773,6 +870,8 @@ shards_init(struct consumer *c, int n)
 	c->nshards = n;
 	if (n > 1)
 		c->shards[c->nshards++].len = rds_shard_key(0, 1, c->shards[n].key, KEY_LEN);
+	for (int i = 0; i < c->nshards; i++)
+		c->shards[i].c = c;
 }
 
 struct consumer *
@@ -794,8 +893,9 @@ consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->timer = evtimer_new(base, pause_cb, c);
 	c->linger = evtimer_new(base, linger_cb, c);
+	c->trim_timer = evtimer_new(base, trim_timer_cb, c);
 	c->claim_timer = event_new(base, -1, EV_PERSIST, claim_tick_cb, c);
-	if (!c->timer || !c->linger || !c->claim_timer) {
+	if (!c->timer || !c->linger || !c->trim_timer || !c->claim_timer) {
 		consumer_free(c);
 		return NULL;
 	}
@@ -841,6 +941,8 @@ consumer_free(struct consumer *c)
 		event_free(c->timer);
 	if (c->linger)
 		event_free(c->linger);
+	if (c->trim_timer)
+		event_free(c->trim_timer);
 	if (c->claim_timer)
 		event_free(c->claim_timer);
 	free(c);

@@ -48,6 +48,23 @@ def test_n_requests_n_events_and_sums_agree(stack):
     assert apps == 30
 
 
+def test_billed_entries_leave_the_stream(stack):
+    """agora-billing trims what it billed (XTRIM MINID below the group's
+    oldest pending entry): of the 150 entries (and whatever earlier tests
+    added), whole stream nodes (100 entries each) are gone once billed."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    added = r.xinfo_stream("usage")["entries-added"] if r.exists("usage") else 0
+    for i in range(150):       # sequential: billing sees small batches, then trims
+        assert stack.chat({"model": "test/solo", "messages": [{"role": "user", "content": "t %d" % i}]})[0] == 200
+    info = r.xinfo_stream("usage")
+    assert info["entries-added"] - added >= 150
+    assert wait_for(lambda: r.xlen("usage") < 120, 15), (r.xlen("usage"), info["entries-added"],
+                                                           r.xpending("usage", "billing"))
+    pending = r.xpending("usage", "billing")["pending"]
+    assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 15), pending
+
+
 def test_generation_ids_match_responses(stack):
     s, body = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "x"}]})
     assert s == 200
