@@ -22,12 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 
 #include "ametrics.h"
 #include "ana.h"
+#include "clock.h"
 #include "keyhash.h"
 #include "log.h"
 #include "pages.h"
@@ -54,18 +54,6 @@ static const char overview_sql[] =
 	"(SELECT count(*) FROM endpoints WHERE status = 'active')::text, "
 	"(SELECT count(*) FROM accounts)::text, "
 	"(SELECT version FROM catalog_version WHERE id = 1)::text";
-
-static const char index_html[] =
-	"<!doctype html><html><head><meta charset=utf-8><title>Agora analytics</title>"
-	"<style>body{font:15px system-ui,sans-serif;margin:2em;max-width:50em}"
-	"td{padding:.2em 1em}</style></head><body><h1>Agora analytics</h1>"
-	"<p>Catalog overview, live from PostgreSQL. The JSON APIs are under "
-	"<code>/api/v1/analytics/</code> (see the README).</p>"
-	"<table id=t></table><script>"
-	"fetch('/api/v1/analytics/overview').then(r=>r.json()).then(d=>{"
-	"const t=document.getElementById('t');for(const [k,v] of Object.entries(d.data)){"
-	"const r=t.insertRow();r.insertCell().textContent=k;r.insertCell().textContent=v;}});"
-	"</script></body></html>";
 
 /* The authenticated API: path, operator keys only (market-wide), handler. */
 struct route {
@@ -327,8 +315,6 @@ handle(struct httpd_req *req, void *arg)
 		metrics(req);
 	} else if (pages_serve(req, path)) {
 		return;
-	} else if (strcmp(path, "/") == 0) {
-		httpd_reply(req, 200, "text/html; charset=utf-8", index_html, sizeof(index_html) - 1);
 	} else {
 		httpd_reply_error(req, 404, "no such page: %s", path);
 	}
@@ -372,15 +358,6 @@ notify_cb(const char *channel, const char *payload, void *arg)
 		auth_evict_hex(A.auth, payload);
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Draining: answers being made finish (up to drain_timeout_ms). */
 static void
 stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -390,7 +367,7 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (httpd_busy(A.httpd) == 0 || mono_ms() >= stop_deadline) {
+	if (httpd_busy(A.httpd) == 0 || clock_mono_ms() >= stop_deadline) {
 		event_base_loopexit(A.base, NULL);
 		return;
 	}
@@ -427,7 +404,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		 A.conf.drain_timeout_ms);
 	A.stopping = 1;
 	httpd_drain(A.httpd);
-	stop_deadline = mono_ms() + A.conf.drain_timeout_ms;
+	stop_deadline = clock_mono_ms() + A.conf.drain_timeout_ms;
 	stop_cb(-1, 0, NULL);
 }
 

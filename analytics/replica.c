@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "prom.h"
 
 /* 0 on a primary or a replica that has replayed all it received; else the
  * age of the last transaction it replayed. */
@@ -91,8 +92,7 @@ replica_lag_metrics(const struct replica_lag *l, struct evbuffer *b)
 {
 	if (!l || l->seconds < 0)
 		return;
-	evbuffer_add_printf(b, "# HELP agora_analytics_pg_replica_lag_seconds how far the read connections' "
-			    "PostgreSQL is behind the primary (0: a primary, or caught up)\n"
-			    "# TYPE agora_analytics_pg_replica_lag_seconds gauge\n"
-			    "agora_analytics_pg_replica_lag_seconds %.3f\n", l->seconds);
+	prom_gauge(b, "agora_analytics_pg_replica_lag_seconds",
+		   "how far the read connections' PostgreSQL is behind the primary (0: a primary, or caught up)",
+		   l->seconds);
 }

@@ -21,12 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rds_slot.h"
 
@@ -58,7 +58,6 @@ struct shard {
 	 * group's oldest pending one are billed (acknowledged, by someone) and
 	 * go; nothing undelivered is that old. Without it the stream, and
 	 * Redis's memory, grew with every event ever metered. */
-	struct consumer *c;
 	char acked_max[RDS_ID_LEN];	/* newest entry we acknowledged ("" none) */
 	char trimmed_at[RDS_ID_LEN];	/* acked_max when the last trim was asked */
 	int64_t trimmed_ms;		/* last trim asked (monotonic) */
@@ -102,7 +101,7 @@ struct consumer {
 	int linger_ms;
 	struct event *claim_timer;
 	struct consumer_stats st;
-	struct timespec t_write;	/* the batch's statement sent */
+	int64_t t_write_us;		/* the batch's statement sent (monotonic) */
 	consumer_batch_fn batch_fn;
 	void *batch_arg;
 };
@@ -277,17 +276,23 @@ any_pending(const struct consumer *c)
 	return -1;
 }
 
+/* Whether a batch of n entries makes the next read wait: a heavy flow
+ * (LINGER_MIN or more) that did not fill half a batch. */
+static int
+lingers(const struct consumer *c, int n)
+{
+	return c->linger_ms > 0 && n >= LINGER_MIN && n < c->batch / 2;
+}
+
 /* After a small batch: 0 to read now, 1 when the read waits (linger_ms). */
 static int
 consumer_linger(struct consumer *c)
 {
-	struct timespec t;
 	long long ms;
 
-	if (c->linger_ms <= 0 || c->last_nids < LINGER_MIN || c->last_nids >= c->batch / 2)
+	if (!lingers(c, c->last_nids))
 		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	ms = (t.tv_sec - c->t_write.tv_sec) * 1000LL + (t.tv_nsec - c->t_write.tv_nsec) / 1000000;
+	ms = (clock_mono_us() - c->t_write_us) / 1000;
 	if (ms >= c->linger_ms)
 		return 0;
 	{
@@ -359,15 +364,6 @@ trim_pending_cb(struct rds *rd, redisReply *r, void *arg)
 	rds_command(rd, sh->key, sh->len, NULL, NULL, "XTRIM %b MINID ~ %s", sh->key, sh->len, min);
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Asks the group's oldest pending entry, then trims below it (at most
  * every TRIM_MS a shard; 1 when it was asked). */
 static int
@@ -388,7 +384,7 @@ static void
 trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct consumer *c = arg;
-	int64_t now = mono_ms();
+	int64_t now = clock_mono_ms();
 
 	(void)fd;
 	(void)what;
@@ -403,10 +399,10 @@ shard_acked(struct consumer *c, struct shard *sh)
 {
 	struct timeval tv = { TRIM_MS / 1000, (TRIM_MS % 1000) * 1000 };
 
-	for (int i = 0; i < c->nids; i++)
-		if (!sh->acked_max[0] || id_cmp(c->ids[i], sh->acked_max) > 0)
-			snprintf(sh->acked_max, sizeof(sh->acked_max), "%s", c->ids[i]);
-	if (!shard_trim(c, sh, mono_ms()) && !evtimer_pending(c->trim_timer, NULL))
+	/* a batch is one reply's entries, in stream order: the last is newest */
+	if (c->nids > 0 && (!sh->acked_max[0] || id_cmp(c->ids[c->nids - 1], sh->acked_max) > 0))
+		snprintf(sh->acked_max, sizeof(sh->acked_max), "%s", c->ids[c->nids - 1]);
+	if (!shard_trim(c, sh, clock_mono_ms()) && !evtimer_pending(c->trim_timer, NULL))
 		evtimer_add(c->trim_timer, &tv);
 }
 
@@ -470,15 +466,11 @@ static void
 batch_committed(struct consumer *c, PGresult *res)
 {
 	long long newest = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
-	struct timespec t;
-
 	if (newest > c->st.newest_ts_ms)
 		c->st.newest_ts_ms = newest;
 	if (!c->batch_fn)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	c->batch_fn(c->nids, strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-		    (t.tv_sec - c->t_write.tv_sec) * 1000000LL + (t.tv_nsec - c->t_write.tv_nsec) / 1000, c->batch_arg);
+	c->batch_fn(c->nids, strtoll(PQgetvalue(res, 0, 0), NULL, 10), clock_mono_us() - c->t_write_us, c->batch_arg);
 }
 
 static void
@@ -624,13 +616,13 @@ batch_send(struct consumer *c, struct batch *b)
 	c->st.events += b->events;
 	params[0] = (const char *)evbuffer_pullup(b->json, -1);
 	c->phase = CP_WRITE;
-	clock_gettime(CLOCK_MONOTONIC, &c->t_write);
+	c->t_write_us = clock_mono_us();
 	rc = params[0] ? pgc_query(c->pg, consumer_sql, 1, params, write_cb, c) : -1;
 	batch_drop(b);
 	if (rc < 0)
 		return -1;
 	if (any_pending(c) < 0 && !c->prefetching &&
-	    (c->linger_ms <= 0 || c->nids < LINGER_MIN || c->nids >= c->batch / 2)) {	/* else it lingers */
+	    !lingers(c, c->nids)) {
 		c->reading = c->rr;
 		c->rr = (c->rr + 1) % c->nshards;
 		if (read_shard(c, c->reading, ">", NULL, prefetch_cb) == 0)
@@ -870,24 +862,18 @@ shards_init(struct consumer *c, int n)
 	c->nshards = n;
 	if (n > 1)
 		c->shards[c->nshards++].len = rds_shard_key(0, 1, c->shards[n].key, KEY_LEN);
-	for (int i = 0; i < c->nshards; i++)
-		c->shards[i].c = c;
 }
 
 struct consumer *
-consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char *name,
-	     int batch, int claim_idle_ms, int shards)
+consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char *name, int shards)
 {
 	struct consumer *c = calloc(1, sizeof(*c));
-	struct timeval tv = { claim_idle_ms / 1000, (claim_idle_ms % 1000) * 1000 };
 
 	if (!c)
 		return NULL;
 	c->base = base;
 	c->pg = pg;
 	c->rd = rd;
-	c->batch = batch;
-	c->claim_idle_ms = claim_idle_ms;
 	c->claim_due = 1;
 	shards_init(c, shards);
 	snprintf(c->name, sizeof(c->name), "%s", name);
@@ -899,7 +885,6 @@ consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char
 		consumer_free(c);
 		return NULL;
 	}
-	evtimer_add(c->claim_timer, &tv);
 	return c;
 }
 
@@ -925,9 +910,25 @@ consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg)
 void
 consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms, int linger_ms)
 {
+	struct timeval tv = { claim_idle_ms / 1000, (claim_idle_ms % 1000) * 1000 };
+
 	c->batch = batch;
 	c->claim_idle_ms = claim_idle_ms;
 	c->linger_ms = linger_ms;
+	evtimer_add(c->claim_timer, &tv);	/* (re)scheduled at the new period */
+}
+
+int
+consumer_nshards(const struct consumer *c)
+{
+	return c->nshards;
+}
+
+const char *
+consumer_shard(const struct consumer *c, int i, size_t *len)
+{
+	*len = c->shards[i].len;
+	return c->shards[i].key;
 }
 
 void

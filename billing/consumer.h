@@ -28,11 +28,15 @@ struct consumer_stats {
  * time from sending the statement to its COMMIT, in microseconds. */
 typedef void (*consumer_batch_fn)(int entries, long long events, long long commit_us, void *arg);
 
+/* Reads nothing until consumer_set_batch() has given its batch size. */
 struct consumer *consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd,
-			      const char *name, int batch, int claim_idle_ms, int shards);
+			      const char *name, int shards);
 void consumer_free(struct consumer *c);
 /* SIGHUP: batch size and claim idle time for the batches to come. */
 void consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms, int linger_ms);
+/* The stream keys it reads (the shards, and with several the old `usage`). */
+int consumer_nshards(const struct consumer *c);
+const char *consumer_shard(const struct consumer *c, int i, size_t *len);
 /* Call after each Redis (re)connect. */
 void consumer_redis_up(struct consumer *c);
 void consumer_stats(const struct consumer *c, struct consumer_stats *st);

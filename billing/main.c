@@ -139,7 +139,7 @@ listen_setup(const char *addr)
 	struct httpd_limits hl = { 8192, 1024, 32, 64, 5000, 30000, 10000 };
 	char err[256];
 
-	if (!(metrics = bmetrics_new(base, pg, rd, cons, conf.usage_shards)))
+	if (!(metrics = bmetrics_new(base, pg, rd, cons)))
 		return log_error("out of memory"), -1;
 	if (!addr[0])
 		return 0;
@@ -190,8 +190,7 @@ main(int argc, char **argv)
 
 		gethostname(host, sizeof(host) - 1);
 		snprintf(name, sizeof(name), "%s-%d", host, (int)getpid());
-		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.billing_batch, conf.billing_claim_idle_ms,
-								   conf.usage_shards)))
+		if (!pg || !rd || !(cons = consumer_new(base, pg, rd, name, conf.usage_shards)))
 			return 1;
 		consumer_set_batch(cons, conf.billing_batch, conf.billing_claim_idle_ms, conf.billing_linger_ms);
 	}

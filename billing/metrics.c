@@ -6,13 +6,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <event2/buffer.h>
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "prom.h"
-#include "rds_slot.h"
 
 #define GROUP "billing"
 #define POLL_MS 2000
@@ -25,11 +24,9 @@ struct bmetrics {
 	struct consumer *cons;
 	struct event *timer;
 	struct prom_hist batch_size, commit;
-	int shards;			/* usage stream shards (rds_slot.h) */
 	double pending, lag, length;	/* all shards, for the group (NAN: unknown) */
 	double sum_pending, sum_lag, sum_length;	/* the poll under way */
 	int polling;			/* a poll's replies outstanding */
-	int freed;			/* replies after bmetrics_free: ignored */
 };
 
 static void
@@ -79,10 +76,6 @@ poll_reply_done(struct bmetrics *m)
 {
 	if (--m->polling > 0)
 		return;
-	if (m->freed) {
-		free(m);
-		return;
-	}
 	m->pending = m->sum_pending;
 	m->lag = m->sum_lag;
 	m->length = m->sum_length;
@@ -94,8 +87,7 @@ groups_cb(struct rds *rd, redisReply *r, void *arg)
 	struct bmetrics *m = arg;
 
 	(void)rd;
-	if (!m->freed)
-		groups_read(m, r);
+	groups_read(m, r);
 	poll_reply_done(m);
 }
 
@@ -117,8 +109,6 @@ static void
 poll_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct bmetrics *m = arg;
-	char key[64];
-
 	(void)fd;
 	(void)what;
 	if (m->polling)
@@ -129,8 +119,9 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	m->sum_pending = m->sum_lag = m->sum_length = 0;
 	m->polling = 1;		/* held until every command is sent */
-	for (int i = 0; i < m->shards; i++) {
-		size_t n = rds_shard_key(i, m->shards, key, sizeof(key));
+	for (int i = 0; i < consumer_nshards(m->cons); i++) {
+		size_t n;
+		const char *key = consumer_shard(m->cons, i, &n);
 
 		if (rds_command(m->rd, key, n, groups_cb, m, "XINFO GROUPS %b", key, n) == 0)
 			m->polling++;
@@ -145,7 +136,7 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct bmetrics *
-bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct consumer *cons, int shards)
+bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct consumer *cons)
 {
 	struct bmetrics *m = calloc(1, sizeof(*m));
 	struct timeval tv = { POLL_MS / 1000, (POLL_MS % 1000) * 1000 };
@@ -155,7 +146,6 @@ bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct con
 	m->pg = pg;
 	m->rd = rd;
 	m->cons = cons;
-	m->shards = shards < 1 ? 1 : shards;
 	m->pending = m->lag = m->length = NAN;
 	prom_hist_init(&m->batch_size, batch_le, (int)(sizeof(batch_le) / sizeof(batch_le[0])));
 	prom_hist_init(&m->commit, prom_seconds_le, PROM_SECONDS_N);
@@ -175,10 +165,7 @@ bmetrics_free(struct bmetrics *m)
 		return;
 	event_free(m->timer);
 	consumer_set_batch_cb(m->cons, NULL, NULL);
-	if (m->polling)
-		m->freed = 1;	/* the last reply frees it */
-	else
-		free(m);
+	free(m);	/* after rds_free: every reply has come (NULL or not) */
 }
 
 static void
@@ -204,7 +191,6 @@ metrics_reply(struct bmetrics *m, struct httpd_req *req)
 {
 	struct evbuffer *b = evbuffer_new();
 	struct consumer_stats st;
-	struct timeval now;
 
 	if (!b) {
 		httpd_reply_error(req, 503, "out of memory");
@@ -221,10 +207,9 @@ metrics_reply(struct bmetrics *m, struct httpd_req *req)
 	prom_gauge(b, "agora_billing_stream_lag", "entries in the stream not yet delivered to the group", m->lag);
 	prom_gauge(b, "agora_billing_stream_length", "entries in the stream (XLEN)", m->length);
 	if (st.newest_ts_ms > 0) {
-		evutil_gettimeofday(&now, NULL);
 		prom_gauge(b, "agora_billing_lag_seconds",
 			   "now minus the created_at of the newest event this worker committed",
-			   ((double)now.tv_sec * 1000.0 + now.tv_usec / 1000 - (double)st.newest_ts_ms) / 1000.0);
+			   (double)(clock_wall_ms() - st.newest_ts_ms) / 1000.0);
 	}
 	prom_gauge(b, "agora_billing_redis_up", "1 while Redis is connected", rds_is_connected(m->rd));
 	prom_gauge(b, "agora_billing_pg_up", "1 while PostgreSQL is connected", pgc_is_connected(m->pg));

@@ -19,8 +19,7 @@
 struct bmetrics;
 
 /* Hooks itself to the consumer's committed batches. NULL: no memory. */
-struct bmetrics *bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct consumer *cons,
-			      int shards);
+struct bmetrics *bmetrics_new(struct event_base *base, struct pgc *pg, struct rds *rd, struct consumer *cons);
 /* After rds_free (its pending replies refer to it). */
 void bmetrics_free(struct bmetrics *m);
 /* The httpd handler (arg: the bmetrics). */

@@ -3,7 +3,9 @@
  */
 #include "args.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *
@@ -31,4 +33,36 @@ args_known(int argc, char **argv, int from, const char *const *known)
 		}
 	}
 	return 1;
+}
+
+char *
+args_read_file(const char *path, long max, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (!f) {
+		fprintf(stderr, "agoractl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
+		fprintf(stderr, "agoractl: %s: cannot read it\n", path);
+		goto out;
+	}
+	if (n > max) {
+		fprintf(stderr, "agoractl: %s: larger than %ld bytes\n", path, max);
+		goto out;
+	}
+	if (!(buf = malloc((size_t)n + 1)) || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		fprintf(stderr, "agoractl: %s: read error\n", path);
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	buf[n] = '\0';
+	*len = (size_t)n;
+out:
+	fclose(f);
+	return buf;
 }

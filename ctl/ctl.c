@@ -96,22 +96,10 @@ exec0(const char *sql, int n, const char *const *params)
 static char *
 read_file(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
+	char *buf = args_read_file(path, CATIMPORT_MAX_BYTES, len);
 
-	if (!f)
-		die("%s: %s", path, strerror(errno));
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	if (n < 0 || n > CATIMPORT_MAX_BYTES || !(buf = malloc((size_t)n + 1)))
-		die("%s: too large", path);
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-		die("%s: read error", path);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
+	if (!buf)
+		exit(1);	/* args_read_file said why */
 	return buf;
 }
 

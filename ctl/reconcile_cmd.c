@@ -16,38 +16,6 @@
 #include "reconcile.h"
 #include "reconcile_cmd.h"
 
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!f) {
-		fprintf(stderr, "agoractl: %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
-		fprintf(stderr, "agoractl: %s: cannot read it\n", path);
-		goto out;
-	}
-	if (n > RECONCILE_MAX_BYTES) {
-		fprintf(stderr, "agoractl: %s: larger than %ld bytes\n", path, RECONCILE_MAX_BYTES);
-		goto out;
-	}
-	if (!(buf = malloc((size_t)n + 1)) || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		fprintf(stderr, "agoractl: %s: read error\n", path);
-		free(buf);
-		buf = NULL;
-		goto out;
-	}
-	buf[n] = '\0';
-	*len = (size_t)n;
-out:
-	fclose(f);
-	return buf;
-}
-
 /* A statement's failure on stderr: the file's fault or the database's. */
 static void
 db_error(const char *what, PGresult *r)
@@ -92,7 +60,7 @@ cmd_import(PGconn *db, const char *provider, const char *path, const char *label
 
 	if (!label)
 		label = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	if (!(data = slurp(path, &len)))
+	if (!(data = args_read_file(path, RECONCILE_MAX_BYTES, &len)))
 		return 1;
 	if (reconcile_parse_csv(data, len, &rows, &t, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agoractl: %s: %s; nothing imported\n", path, err);

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
+#include "clock.h"
 #include "keyhash.h"
 #include "log.h"
 
@@ -50,15 +50,6 @@ static const char auth_sql[] =
 	"coalesce(array_to_string(k.scopes, ','), '*') "
 	"FROM api_keys k JOIN accounts a ON a.id = k.account_id "
 	"WHERE k.hash = decode($1, 'hex')";
-
-static int64_t
-now_ms(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static unsigned
 bucket_of(const unsigned char *hash)
@@ -118,7 +109,7 @@ cache_put(struct auth *a, const unsigned char *hash, const struct auth_key *k, i
 		e->key = *k;
 		policy_ref(e->key.policy);
 	}
-	e->expires_ms = now_ms() + ttl;
+	e->expires_ms = clock_wall_ms() + ttl;
 }
 
 void
@@ -241,7 +232,7 @@ auth_lookup(struct auth *a, const char *key, size_t len, int fresh, auth_fn fn, 
 	if (keyhash_hash(a->secret, strlen(a->secret), key, len, hash) < 0)
 		return -1;
 	e = cache_find(a, hash);
-	if (e && !fresh && e->expires_ms > now_ms()) {
+	if (e && !fresh && e->expires_ms > clock_wall_ms()) {
 		fn(e->known ? &e->key : NULL, NULL, arg);
 		return 0;
 	}

@@ -48,7 +48,7 @@ struct httpd_hdr {
 
 struct httpd_req {
 	struct httpd_conn *conn;	/* NULL once the client is gone */
-	char method[16];
+	const char *method;		/* NULL until the head is read */
 	char *url;			/* path, NUL, query */
 	size_t url_len;
 	const char *query;
@@ -137,7 +137,7 @@ str_append(char **s, size_t *len, const char *at, size_t n)
 const char *
 httpd_req_method(const struct httpd_req *r)
 {
-	return r->method;
+	return r->method ? r->method : "";
 }
 
 const char *
@@ -298,14 +298,7 @@ cb_headers_complete(http_parser *p)
 	struct httpd_req *r = c->req;
 	const char *expect;
 
-	{
-		const char *m = http_method_str(p->method);
-		size_t n = strlen(m);
-
-		n = n < sizeof(r->method) - 1 ? n : sizeof(r->method) - 1;
-		memcpy(r->method, m, n);
-		r->method[n] = '\0';
-	}
+	r->method = http_method_str(p->method);	/* a static string */
 	r->keep_alive = http_should_keep_alive(p);
 	r->http10 = p->http_major == 1 && p->http_minor == 0;
 	if (!r->url)
@@ -527,7 +520,7 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body
 		return;
 	}
 	resp_head(r, status, ctype, (long long)len);
-	if (len && strcmp(r->method, "HEAD") != 0)
+	if (len && strcmp(httpd_req_method(r), "HEAD") != 0)
 		bufferevent_write(c->bev, body, len);
 	conn_request_done(c);
 }

@@ -57,7 +57,7 @@ escape(struct evbuffer *b, const char *s, int quote)
 	evbuffer_add(b, run, (size_t)(s - run));
 }
 
-void
+static void
 prom_escape(struct evbuffer *b, const char *s)
 {
 	escape(b, s, 1);

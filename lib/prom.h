@@ -41,8 +41,6 @@ void prom_hist_write(struct evbuffer *b, const char *name, const char *const *la
 /* A whole unlabelled counter or gauge: head and one sample. */
 void prom_counter(struct evbuffer *b, const char *name, const char *help, long long v);
 void prom_gauge(struct evbuffer *b, const char *name, const char *help, double v);
-/* A label value escaped (backslash, double quote, newline). */
-void prom_escape(struct evbuffer *b, const char *s);
 
 /* The Content-Type of the text format. */
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

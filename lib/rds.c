@@ -15,11 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rds_slot.h"
 
@@ -104,15 +104,6 @@ timer_in(struct event *ev, int ms)
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	evtimer_add(ev, &tv);
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 static void
@@ -308,7 +299,7 @@ node_connect(struct rds_node *n)
 	if (n->ac)
 		return 0;
 	n->gen++;
-	n->opened_ms = n->pong_ms = now_ms();
+	n->opened_ms = n->pong_ms = clock_mono_ms();
 	n->ping_out = 0;
 	if (!(n->ac = ctx_open(n->r, &n->a, n, node_on_connect, node_on_disconnect))) {
 		timer_in(n->retry, RDS_BACKOFF_MS);
@@ -440,7 +431,8 @@ cmd_redirect(struct rds_cmd *c, const redisReply *rep)
 	} else {
 		r->st.moved++;
 		r->slots[slot] = (short)node_index(r, n);
-		cluster_refresh(r);
+		if (!evtimer_pending(r->timer, NULL))	/* the rest of the map, once */
+			timer_in(r->timer, RDS_BACKOFF_MS);
 	}
 	return cmd_send(c, n, ask);
 }
@@ -747,7 +739,7 @@ sentinel_ask(struct rds *r)
 		return;
 	}
 	r->sac = ac;
-	r->sac_ms = now_ms();
+	r->sac_ms = clock_mono_ms();
 	if (redisAsyncCommand(ac, sent_cb, r, "SENTINEL get-master-addr-by-name %s", r->master_name) != REDIS_OK) {
 		r->sac = NULL;
 		redisAsyncFree(ac);
@@ -844,7 +836,7 @@ ping_cb(redisAsyncContext *ac, void *reply, void *arg)
 
 	if (!reply || n->r->freeing || n->ac != ac)
 		return;
-	n->pong_ms = now_ms();
+	n->pong_ms = clock_mono_ms();
 	n->ping_out = 0;
 }
 
@@ -867,7 +859,7 @@ static void
 watch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rds *r = arg;
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 
 	(void)fd;
 	(void)what;

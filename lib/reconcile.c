@@ -11,10 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <cjson/cJSON.h>
-
 #include "csvparse.h"
 #include "days.h"
+#include "jsonw.h"
 #include "money.h"
 #include "reconcile.h"
 
@@ -28,10 +27,7 @@ struct reader {
 	int col[NCOLS];			/* field index of each column */
 	char *err;
 	size_t errlen;
-	char *json;			/* the rows as a JSON array, being written */
-	size_t len, cap;
-	char model[RECONCILE_MAX_MODEL + 1];	/* the last row's model name */
-	char *model_json;		/* and its JSON string */
+	struct jsonw json;		/* the rows as a JSON array, being written */
 	struct reconcile_totals *t;
 };
 
@@ -151,54 +147,28 @@ track_days(struct reconcile_totals *t, const char *day)
 		memcpy(t->last_day, day, 11);
 }
 
-/* Appends len bytes to the rows' JSON text. */
-static int
-append(struct reader *r, const char *s, size_t len)
-{
-	if (r->len + len + 2 > r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 4096;
-		char *p;
-
-		while (cap < r->len + len + 2)
-			cap *= 2;
-		if (!(p = realloc(r->json, cap)))
-			return -1;
-		r->json = p;
-		r->cap = cap;
-	}
-	memcpy(r->json + r->len, s, len);
-	r->len += len;
-	r->json[r->len] = '\0';
-	return 0;
-}
-
 /* One row as [line, "date", "model", "in", "out", "nusd"], appended to the
- * array's text: memory stays that text's size. cJSON escapes the model name
- * (the last one is kept: invoices repeat a few names); the date and the
- * numbers are digits and dashes, checked before. */
+ * array's text: memory stays that text's size. The date and the numbers
+ * are digits and dashes, checked before; the model name is escaped. */
 static int
 add_row_json(struct reader *r, const char *day, const char *model, int64_t in, int64_t out, int64_t nusd)
 {
-	char row[160];
-	int n;
+	struct jsonw *w = &r->json;
 
-	if (!r->model_json || strcmp(model, r->model) != 0) {
-		cJSON *m = cJSON_CreateString(model);
-
-		cJSON_free(r->model_json);
-		r->model_json = m ? cJSON_PrintUnformatted(m) : NULL;
-		cJSON_Delete(m);
-		if (!r->model_json)
-			return bad(r, csvp_line(&r->csv), "out of memory");
-		snprintf(r->model, sizeof(r->model), "%s", model);
-	}
-	n = snprintf(row, sizeof(row), "%s[%ld,\"%s\",", r->len ? "," : "[", csvp_line(&r->csv), day);
-	if (append(r, row, (size_t)n) < 0 || append(r, r->model_json, strlen(r->model_json)) < 0)
-		return bad(r, csvp_line(&r->csv), "out of memory");
-	n = snprintf(row, sizeof(row), ",\"%" PRId64 "\",\"%" PRId64 "\",\"%" PRId64 "\"]", in, out, nusd);
-	if (append(r, row, (size_t)n) < 0)
-		return bad(r, csvp_line(&r->csv), "out of memory");
-	return 0;
+	jsonw_add(w, w->len ? ",[" : "[[", 2);
+	jsonw_int(w, csvp_line(&r->csv));
+	JSONW_LIT(w, ",\"");
+	jsonw_add(w, day, strlen(day));
+	JSONW_LIT(w, "\",");
+	jsonw_string(w, model);
+	JSONW_LIT(w, ",\"");
+	jsonw_int(w, in);
+	JSONW_LIT(w, "\",\"");
+	jsonw_int(w, out);
+	JSONW_LIT(w, "\",\"");
+	jsonw_int(w, nusd);
+	JSONW_LIT(w, "\"]");
+	return w->oom ? bad(r, csvp_line(&r->csv), "out of memory") : 0;
 }
 
 static int
@@ -267,17 +237,16 @@ reconcile_parse_csv(const char *data, size_t len, char **rows_json, struct recon
 	}
 	if (read_header(&r) < 0 || read_rows(&r) < 0)
 		goto fail;
-	if (append(&r, "]", 1) < 0) {
+	JSONW_LIT(&r.json, "]");
+	if (r.json.oom) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	csvp_free(&r.csv);
-	cJSON_free(r.model_json);
-	*rows_json = r.json;
+	*rows_json = r.json.p;
 	return 0;
 fail:
-	free(r.json);
-	cJSON_free(r.model_json);
+	free(r.json.p);
 	csvp_free(&r.csv);
 	return -1;
 }

@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 
+#include "clock.h"
 #include "log.h"
 #include "money.h"
 #include "prom.h"
@@ -60,7 +61,7 @@ api_model_endpoints(struct router *rt, struct httpd_req *req, const char *model_
 		httpd_reply_error(req, 404, "model '%s' not found", model_id);
 		return;
 	}
-	o = rcat_endpoints_json(rt->cat, m, router_now_ms());
+	o = rcat_endpoints_json(rt->cat, m, clock_wall_ms());
 	httpd_reply_json(req, 200, o);
 	cJSON_Delete(o);
 }
@@ -317,7 +318,7 @@ api_metrics(struct router *rt, struct httpd_req *req)
 #undef X
 	router_gauges(rt, b);
 	rstats_write(rt->rs, b);
-	endpoint_metrics(b, rt->cat, router_now_ms());
+	endpoint_metrics(b, rt->cat, clock_wall_ms());
 	len = evbuffer_get_length(b);
 	httpd_reply(req, 200, PROM_CONTENT_TYPE, evbuffer_pullup(b, (ev_ssize_t)len), len);
 	evbuffer_free(b);

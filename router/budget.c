@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define BUDGET_SLOTS 65536		/* accounts tracked at once (power of two) */
@@ -57,15 +57,6 @@ struct budget_reply {
 static const char giveback_lua[] =
 	"if redis.call('EXISTS', KEYS[1]) == 1 then "
 	"redis.call('DECRBY', KEYS[1], ARGV[1]) redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0";
-
-static int64_t
-now_ms(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* ---- pure arithmetic ---- */
 
@@ -188,7 +179,7 @@ fetch(struct budget *b, struct budget_entry *e, int64_t min_need, int64_t need_a
 	}
 	rds_command(b->rd, key, kl, NULL, NULL, "EXPIRE %s %d", key, BUDGET_KEY_TTL_S);
 	e->fetching = 1;
-	e->touched_ms = now_ms();
+	e->touched_ms = clock_wall_ms();
 	b->pending++;
 	return 0;
 }
@@ -352,7 +343,7 @@ budget_reserve(struct budget *b, struct budget_hold *h, int64_t account_id, int6
 		e->lean = 0;	/* a top-up: prefetching may pay again */
 	e->credits = credits;
 	e->billed = billed;
-	e->last_use_ms = now_ms();
+	e->last_use_ms = clock_wall_ms();
 	if (!e->head && e->avail >= h->amount) {
 		e->avail -= h->amount;
 		e->inflight++;
@@ -443,7 +434,7 @@ static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct budget *b = arg;
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 	int *pp = &b->active_head;
 
 	(void)fd;
@@ -478,7 +469,7 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 int
 budget_flush(struct budget *b)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 
 	for (int i = b->active_head; i >= 0; i = b->slots[i].next) {
 		struct budget_entry *e = &b->slots[i];

@@ -8,12 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* ---- the window ---- */
@@ -252,15 +252,6 @@ struct health_reply {
 	int64_t ep_id;
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static size_t
 key_of(int64_t ep_id, char *buf, size_t len)
 {
@@ -276,7 +267,7 @@ hgetall_cb(struct rds *rd, redisReply *r, void *arg)
 	struct health_entry others[HEALTH_MAX_ROUTERS], own;
 	struct health_fleet f;
 	struct rcat_endpoint *e;
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 	int n = 0, gc = 0;
 	char key[48];
 	size_t kl;
@@ -340,7 +331,7 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct health *hs = arg;
 	struct rcat *c = *hs->cat;
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 
 	(void)fd;
 	(void)what;
@@ -379,7 +370,7 @@ health_new(struct event_base *base, struct rds *rd, struct rcat **cat, int sync_
 		return NULL;
 	}
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-		uint64_t v = (uint64_t)now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
+		uint64_t v = (uint64_t)clock_wall_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
 
 		memcpy(rnd, &v, sizeof(rnd));
 	}

@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "log.h"
 #include "lsock.h"
 #include "router.h"
@@ -261,7 +262,7 @@ static void
 drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
-	int64_t now = router_now_ms();
+	int64_t now = clock_wall_ms();
 
 	(void)fd;
 	(void)what;
@@ -311,7 +312,7 @@ drain_start(const char *why)
 	log_info("%s: draining %d requests (at most %d ms)", why, rt.inflight, rt.conf.drain_timeout_ms);
 	httpd_drain(rt.httpd);
 	listen_close_all();
-	drain_deadline = router_now_ms() + rt.conf.drain_timeout_ms;
+	drain_deadline = clock_wall_ms() + rt.conf.drain_timeout_ms;
 	drain_phase = DR_REQUESTS;
 	if (!(drain_timer = evtimer_new(rt.base, drain_cb, NULL))) {
 		event_base_loopexit(rt.base, NULL);
@@ -594,7 +595,7 @@ sigchld_cb(evutil_socket_t sig, short what, void *arg)
 static void
 reap_workers(void)
 {
-	int64_t end = router_now_ms() + rt.conf.drain_timeout_ms + DRAIN_SETTLE_MS + 2000;
+	int64_t end = clock_wall_ms() + rt.conf.drain_timeout_ms + DRAIN_SETTLE_MS + 2000;
 
 	for (int i = 0; i < nworker_pids; i++) {
 		if (worker_pids[i] <= 0)
@@ -602,7 +603,7 @@ reap_workers(void)
 		if (!rt.draining)
 			kill(worker_pids[i], SIGTERM);
 		while (waitpid(worker_pids[i], NULL, WNOHANG) == 0) {
-			if (router_now_ms() > end) {
+			if (clock_wall_ms() > end) {
 				kill(worker_pids[i], SIGKILL);
 				waitpid(worker_pids[i], NULL, 0);
 				break;
@@ -695,7 +696,8 @@ router_setup(void)
 	pgc_connect(rt.pg_auth);
 	log_info("listening on %s (port %d%s)", inherited ? "inherited sockets" : rt.conf.listen,
 		 httpd_port(rt.httpd), listen_tls ? ", TLS" : "");
-	if (strcmp(rt.conf.metering, "off") == 0)
+	rt.metering = strcmp(rt.conf.metering, "off") != 0;
+	if (!rt.metering)
 		log_warn("metering = off: no usage event is emitted and nothing is billed (benchmarks only)");
 	return 0;
 }

@@ -232,7 +232,7 @@ struct xadd_ctx {
 	int replay, shard;
 	uint64_t link;			/* rds_link it was written on (WAIT) */
 	struct xadd_ctx *next;		/* awaiting the same WAIT */
-	char json[];
+	char *json;			/* the event, ours (spooled if it fails) */
 };
 
 /* An XADD settled: delivered (ok), or spooled to be sent again. */
@@ -256,6 +256,7 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 	}
 	if (x->replay)
 		replay_release(m);
+	free(x->json);
 	free(x);
 }
 
@@ -405,15 +406,18 @@ json_account(const char *json, size_t len)
 	return p ? strtoll(p + 10, NULL, 10) : 0;
 }
 
+/* Sends one event (json: malloc'd, NUL-terminated, len bytes). 0: json is
+ * taken (freed once the XADD settles); -1: not sent, json still the
+ * caller's. */
 static int
-xadd(struct meter *m, const char *json, size_t len, int64_t account_id, int replay)
+xadd(struct meter *m, char *json, size_t len, int64_t account_id, int replay)
 {
 	int shard = rds_shard_of(account_id, m->nshards);
 	const char *argv[5] = { "XADD", m->shard_key[shard], "*", "e", NULL };
 	size_t argl[5] = { 4, m->shard_len[shard], 1, 1, 0 };
 	struct xadd_ctx *x;
 
-	if (!rds_is_connected(m->rd) || m->inflight >= METER_MAX_INFLIGHT || !(x = malloc(sizeof(*x) + len + 1)))
+	if (!rds_is_connected(m->rd) || m->inflight >= METER_MAX_INFLIGHT || !(x = malloc(sizeof(*x))))
 		return -1;
 	x->m = m;
 	x->replay = replay;
@@ -423,9 +427,8 @@ xadd(struct meter *m, const char *json, size_t len, int64_t account_id, int repl
 	 * master) may come after the switch, and WAIT on the new link would not
 	 * cover it */
 	x->link = m->wait_replicas > 0 ? rds_link(m->rd, argv[1], argl[1]) : 0;
-	memcpy(x->json, json, len);
-	x->json[len] = '\0';
-	argv[4] = x->json;
+	x->json = json;
+	argv[4] = json;
 	argl[4] = len;
 	/* argv, not a format string: hiredis parses a format on every call */
 	if (rds_command_argv(m->rd, argv[1], argl[1], xadd_cb, x, 5, argv, argl) < 0) {
@@ -524,7 +527,9 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 	if (!json)
 		return -1;
 	live_count(m, ev);
-	if (xadd(m, json, strlen(json), ev->account_id, 0) < 0 && spool_append(m, json) < 0) {
+	if (xadd(m, json, strlen(json), ev->account_id, 0) == 0)
+		return 0;
+	if (spool_append(m, json) < 0) {
 		log_error("meter: event %s lost: Redis away and the spool is full", ev->id);
 		rc = -1;
 	}
@@ -560,9 +565,12 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 			break;	/* a torn last line (crash mid-write): dropped */
 		if (nl == line)
 			continue;
-		if (xadd(m, line, (size_t)(nl - line), json_account(line, (size_t)(nl - line)), 1) == 0) {
+		char *ev = strndup(line, (size_t)(nl - line));
+
+		if (ev && xadd(m, ev, (size_t)(nl - line), json_account(line, (size_t)(nl - line)), 1) == 0) {
 			m->replay_left++;
 		} else {
+			free(ev);
 			*nl = '\0';
 			spool_append(m, line);
 		}

@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "anthropic.h"
+#include "clock.h"
 #include "jscan.h"
 #include "jsonw.h"
 #include "log.h"
@@ -92,15 +93,6 @@ static int64_t proxy_provider_cost(struct proxy *p);
 static void proxy_next(struct proxy *p, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-int64_t
-router_now_ms(void)
-{
-	struct timeval tv;
-
-	evutil_gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void
 gen_id_new(char *out, size_t len)
 {
@@ -113,7 +105,7 @@ gen_id_new(char *out, size_t len)
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		tail[i] = alnum[rnd[i] % 62];
 	tail[20] = '\0';
-	snprintf(out, len, "gen-%lld-%s", (long long)(router_now_ms() / 1000), tail);
+	snprintf(out, len, "gen-%lld-%s", (long long)(clock_wall_ms() / 1000), tail);
 }
 
 /* ---- lifetime ---- */
@@ -121,7 +113,7 @@ gen_id_new(char *out, size_t len)
 static void
 proxy_free(struct proxy *p)
 {
-	int64_t now = router_now_ms();
+	int64_t now = clock_wall_ms();
 
 	p->rt->inflight--;
 	p->rt->streams_inflight -= p->client_started;
@@ -151,7 +143,7 @@ proxy_log(struct proxy *p, int status)
 	log_info("%s model=%s provider=%s status=%d attempts=%d stream=%d tokens=%lld+%lld ms=%lld",
 		 p->gen_id, e ? e->model->id : "-", e ? e->prov->id : "-", status,
 		 p->attempt + (e ? 1 : 0), p->stream, (long long)p->prompt_tokens,
-		 (long long)p->completion_tokens, (long long)(router_now_ms() - p->t_start_ms));
+		 (long long)p->completion_tokens, (long long)(clock_wall_ms() - p->t_start_ms));
 }
 
 /* The current attempt ended with status. */
@@ -163,7 +155,7 @@ try_end(struct proxy *p, int status)
 	if (p->attempt >= p->ntries || t->status)
 		return;
 	t->status = status;
-	t->latency_ms = (int)(router_now_ms() - t->t_ms);
+	t->latency_ms = (int)(clock_wall_ms() - t->t_ms);
 	rstats_attempt(p->rt->rs, t->e->prov->id, p->outcome, status);
 }
 
@@ -216,9 +208,7 @@ proxy_meter(struct proxy *p, int status)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	struct usage_event ev;
-	int64_t now = router_now_ms(), gen_ms;
-	cJSON *tried;
-	char *tried_s;
+	int64_t now = clock_wall_ms(), gen_ms;
 
 	if (p->metered)
 		return;
@@ -256,13 +246,16 @@ proxy_meter(struct proxy *p, int status)
 	ev.status = status;
 	ev.attempts = p->attempt + 1;
 	ev.finish_reason = p->finish[0] ? p->finish : NULL;
-	tried = p->ntries > 1 ? tries_json(p) : NULL;	/* one attempt: the event says it all */
-	tried_s = tried ? cJSON_PrintUnformatted(tried) : NULL;
-	ev.provider_responses = tried_s;
-	if (strcmp(p->rt->conf.metering, "off") != 0)	/* off: benchmarks only, nothing is billed */
+	if (p->rt->metering) {		/* off: benchmarks only, nothing is billed */
+		/* one attempt: the event says it all */
+		cJSON *tried = p->ntries > 1 ? tries_json(p) : NULL;
+		char *tried_s = tried ? cJSON_PrintUnformatted(tried) : NULL;
+
+		ev.provider_responses = tried_s;
 		meter_emit(p->rt->meter, &ev);
-	cJSON_free(tried_s);
-	cJSON_Delete(tried);
+		cJSON_free(tried_s);
+		cJSON_Delete(tried);
+	}
 	ratelimit_tokens(p->rt->ratelimit, p->key_id, p->prompt_tokens + p->completion_tokens);
 }
 
@@ -329,7 +322,7 @@ health_failed(struct proxy *p, struct rcat_endpoint *e)
 {
 	long long opens = e->health.opens;
 
-	route_failure(e, router_now_ms(), p->rt->conf.breaker_failures, p->rt->conf.failure_cooldown_ms,
+	route_failure(e, clock_wall_ms(), p->rt->conf.breaker_failures, p->rt->conf.failure_cooldown_ms,
 		      p->retry_after > 0 ? (int64_t)p->retry_after * 1000 : 0);
 	if (e->health.opens != opens) {
 		p->rt->st.breaker_opens++;
@@ -341,7 +334,7 @@ health_failed(struct proxy *p, struct rcat_endpoint *e)
 static void
 health_ok(struct proxy *p, struct rcat_endpoint *e)
 {
-	int64_t now = router_now_ms();
+	int64_t now = clock_wall_ms();
 	int64_t start = p->tries[p->attempt].t_ms ? p->tries[p->attempt].t_ms : p->t_start_ms;	/* this attempt's */
 	int64_t ttft = (p->t_first_ms ? p->t_first_ms : now) - start;
 	int64_t gen_ms = now - (p->t_first_ms ? p->t_first_ms : start);
@@ -422,7 +415,7 @@ rewrite_ids(struct proxy *p, cJSON *o, int chunk)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	cJSON *out = cJSON_CreateObject(), *created, *fp, *x;
-	double now = (double)(router_now_ms() / 1000);
+	double now = (double)(clock_wall_ms() / 1000);
 
 	if (!out)
 		return o;
@@ -483,15 +476,9 @@ enum usage_mode { USAGE_DROP, USAGE_PRINT, USAGE_RAW };
 static void
 sb_member(struct jsonw *b, const struct jmember *m, int first)
 {
-	size_t need = m->klen + m->vlen + 4;
-
-	if (b->len + need + 1 > b->cap) {
-		jsonw_add(b, ",\"" + first, 2 - (size_t)first);
-		jsonw_add(b, m->key, m->klen);
-		JSONW_LIT(b, "\":");
-		jsonw_add(b, m->val, m->vlen);
+	jsonw_reserve(b, m->klen + m->vlen + 4);
+	if (b->oom)
 		return;
-	}
 	{
 		char *w = b->p + b->len;
 
@@ -619,7 +606,7 @@ splice_ids(struct proxy *p, struct jsonw *b, const cJSON *o, const struct jmembe
 	    created->valuedouble == (double)(long long)created->valuedouble)
 		jsonw_add(b, created_m->val, created_m->vlen);
 	else
-		jsonw_int(b, router_now_ms() / 1000);
+		jsonw_int(b, clock_wall_ms() / 1000);
 	JSONW_LIT(b, ",\"model\":");
 	jsonw_string(b, e->model->id);
 	JSONW_LIT(b, ",\"provider\":");
@@ -656,6 +643,7 @@ splice_upstream_body(struct proxy *p, const char *upstream_model)
 
 	if (n < 0)
 		return NULL;
+	jsonw_reserve(&b, len + strlen(upstream_model) + 64);	/* one allocation, no regrowth */
 	for (int i = 0; i < n && !so_m; i++)
 		if (is_name(&m[i], &N_STREAM_OPTIONS))
 			so_m = &m[i];
@@ -753,7 +741,7 @@ proxy_finish_json(struct proxy *p)
 		if (cJSON_IsString(fin))
 			snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
 	}
-	p->t_first_ms = router_now_ms();
+	p->t_first_ms = clock_wall_ms();
 	health_ok(p, e);
 	proxy_meter(p, 200);
 	p->rt->st.completions_ok++;
@@ -762,6 +750,7 @@ proxy_finish_json(struct proxy *p)
 	if (n >= 0) {
 		struct jsonw out = { NULL, 0, 0, 0 };
 
+		jsonw_reserve(&out, len + 256);		/* the answer's size: one allocation */
 		splice_ids(p, &out, ans, m, n, 0, USAGE_PRINT, usage);
 		if (!out.oom)
 			httpd_reply(p->req, 200, "application/json", out.p, out.len);
@@ -808,7 +797,7 @@ stream_start(struct proxy *p)
 	tries_header(p);
 	httpd_stream_start(p->req, 200, "text/event-stream");
 	p->client_started = 1;
-	p->t_first_ms = router_now_ms();
+	p->t_first_ms = clock_wall_ms();
 	p->state = PX_STREAMING;
 	p->rt->st.streams_total++;
 	p->rt->streams_inflight++;
@@ -822,7 +811,7 @@ stream_fail(struct proxy *p, int code, const char *msg)
 
 	cJSON_AddStringToObject(o, "id", p->gen_id);
 	cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
-	cJSON_AddNumberToObject(o, "created", (double)(router_now_ms() / 1000));
+	cJSON_AddNumberToObject(o, "created", (double)(clock_wall_ms() / 1000));
 	cJSON_AddStringToObject(o, "model", p->cands[p->attempt]->model->id);
 	cJSON_AddStringToObject(o, "provider", p->cands[p->attempt]->prov->name);
 	choice = cJSON_CreateObject();
@@ -1239,7 +1228,7 @@ proxy_attempt(struct proxy *p)
 
 	t->e = e;
 	t->status = 0;
-	t->t_ms = router_now_ms();
+	t->t_ms = clock_wall_ms();
 	p->ntries = p->attempt + 1;
 	p->outcome = RS_NONE;
 	if (strcmp(e->prov->api, "openai") != 0 && !is_anthropic(e)) {
@@ -1270,10 +1259,9 @@ proxy_attempt(struct proxy *p)
 	p->saw_done = p->saw_finish = 0;
 	p->state = PX_UPSTREAM;
 	p->rt->st.upstream_attempts++;
-	if (route_state(e, router_now_ms()) == ROUTE_HALF_OPEN)
-		e->health.probe_ms = router_now_ms();	/* this request is the probe */
+	if (route_state(e, clock_wall_ms()) == ROUTE_HALF_OPEN)
+		e->health.probe_ms = clock_wall_ms();	/* this request is the probe */
 	p->up = upstream_send(p->rt->up, "POST", e->url, headers, body, strlen(body), &proxy_up_cbs, p);
-	cJSON_free(body);
 	if (!p->up) {
 		p->retry_after = -1;
 		p->outcome = RS_CONNECT;
@@ -1289,7 +1277,7 @@ static void
 add_candidates(struct proxy *p, struct rcat_model *m, int healthy_pass)
 {
 	struct rcat_endpoint *sel[PROXY_MAX_CANDIDATES];
-	int64_t now = router_now_ms();
+	int64_t now = clock_wall_ms();
 	int n = route_select(&p->prefs, m->eps, m->neps, sel, PROXY_MAX_CANDIDATES);
 
 	for (int i = 0; i < n && p->ncands < PROXY_MAX_CANDIDATES; i++) {
@@ -1323,7 +1311,7 @@ proxy_random(void)
 	static uint64_t x;
 
 	if (x == 0 && (RAND_bytes((unsigned char *)&x, sizeof(x)) != 1 || x == 0))
-		x = 0x9E3779B97F4A7C15ULL ^ (uint64_t)router_now_ms();
+		x = 0x9E3779B97F4A7C15ULL ^ (uint64_t)clock_wall_ms();
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
@@ -1386,7 +1374,7 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 				first_healthy = p->ncands;
 		}
 	if (p->prefs.sort == ROUTE_SORT_DEFAULT && p->prefs.norder == 0)
-		route_balance(p->cands, first_healthy, proxy_random(), router_now_ms());
+		route_balance(p->cands, first_healthy, proxy_random(), clock_wall_ms());
 	if (p->ncands > p->rt->conf.max_attempts)
 		p->ncands = p->rt->conf.max_attempts;
 	if (!known) {
@@ -1650,7 +1638,7 @@ proxy_chat(struct router *rt, struct httpd_req *req)
 	p->rt = rt;
 	p->req = req;
 	p->state = PX_AUTH;
-	p->t_start_ms = router_now_ms();
+	p->t_start_ms = clock_wall_ms();
 	p->retry_after = -1;
 	gen_id_new(p->gen_id, sizeof(p->gen_id));
 	p->app_url = attribution(req, "HTTP-Referer", NULL);

@@ -7,9 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
+
+#include "clock.h"
 
 #define RL_SLOTS 65536			/* keys tracked at once (power of two) */
 
@@ -40,12 +41,11 @@ struct rl_reply {
 static int64_t
 now_minute(int *secs_left)
 {
-	struct timeval tv;
+	int64_t sec = clock_wall_ms() / 1000;
 
-	gettimeofday(&tv, NULL);
 	if (secs_left)
-		*secs_left = 60 - (int)(tv.tv_sec % 60);
-	return tv.tv_sec / 60;
+		*secs_left = 60 - (int)(sec % 60);
+	return sec / 60;
 }
 
 /* The entry of a key for this minute (reset when the minute changed); with

@@ -60,6 +60,7 @@ struct router {
 	struct auth *auth;
 	struct upstream_pool *up;
 	struct rds *redis;		/* metering */
+	int metering;			/* conf.metering is "on" (read once) */
 	struct meter *meter;
 	struct ratelimit *ratelimit;	/* per-key RPM/TPM */
 	struct budget *budget;		/* prepaid credit leases */
@@ -74,7 +75,6 @@ struct router {
 	struct rstats *rs;		/* histograms, outcomes per provider (api.c) */
 };
 
-int64_t router_now_ms(void);
 
 /* POST /api/v1/chat/completions (proxy.c). */
 void proxy_chat(struct router *rt, struct httpd_req *req);

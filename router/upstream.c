@@ -72,8 +72,10 @@ struct upstream_req {
 	struct uconn *conn;
 	struct upstream_cbs cbs;
 	void *arg;
-	char *wire;			/* the serialized request */
+	char *wire;			/* the request line and headers */
 	size_t wire_len;
+	char *body;			/* the body, ours (sent again on a retry) */
+	size_t body_len;
 	struct event *timer;
 	struct timeval deadline_total;
 	enum up_phase phase;
@@ -124,6 +126,7 @@ req_free(struct upstream_req *r)
 {
 	event_free(r->timer);
 	free(r->wire);
+	free(r->body);
 	free(r);
 }
 
@@ -586,6 +589,8 @@ req_attach(struct upstream_req *r)
 	c->req = r;
 	r->conn = c;
 	bufferevent_write(c->bev, r->wire, r->wire_len);
+	if (r->body_len)
+		bufferevent_write(c->bev, r->body, r->body_len);
 	bufferevent_enable(c->bev, EV_READ);
 	req_arm(r);
 	return 0;
@@ -618,7 +623,7 @@ origin_get(struct upstream_pool *p, int tls, const char *host, size_t hlen, int 
  * printf per header line showed in profiles). */
 static int
 req_serialize(struct upstream_req *r, const char *method, const char *path,
-	      const char *hostport, const char *const *headers, const char *body, size_t len)
+	      const char *hostport, const char *const *headers, size_t len)
 {
 	static const char tail[] = "\r\nConnection: keep-alive\r\n\r\n";
 	char clen[24], *q = clen + sizeof(clen), *w;
@@ -632,7 +637,7 @@ req_serialize(struct upstream_req *r, const char *method, const char *path,
 	n = ml + 1 + pl + 17 + hl + 2;			/* "M P HTTP/1.1\r\nHost: H\r\n" */
 	for (int i = 0; headers && headers[i]; i++)
 		n += strlen(headers[i]) + 2;
-	n += 16 + cl + sizeof(tail) - 1 + len;		/* "Content-Length: N" tail body */
+	n += 16 + cl + sizeof(tail) - 1;		/* "Content-Length: N" tail */
 	if (!(w = r->wire = malloc(n)))
 		return -1;
 #define PUT(s, l) (memcpy(w, (s), (l)), w += (l))
@@ -649,8 +654,6 @@ req_serialize(struct upstream_req *r, const char *method, const char *path,
 	PUT("Content-Length: ", 16);
 	PUT(q, cl);
 	PUT(tail, sizeof(tail) - 1);
-	if (len)
-		PUT(body, len);
 #undef PUT
 	r->wire_len = (size_t)(w - r->wire);
 	return 0;
@@ -658,7 +661,7 @@ req_serialize(struct upstream_req *r, const char *method, const char *path,
 
 struct upstream_req *
 upstream_send(struct upstream_pool *p, const char *method, const char *url,
-	      const char *const *headers, const char *body, size_t len,
+	      const char *const *headers, char *body, size_t len,
 	      const struct upstream_cbs *cbs, void *arg)
 {
 	struct http_parser_url u;
@@ -670,14 +673,16 @@ upstream_send(struct upstream_pool *p, const char *method, const char *url,
 	http_parser_url_init(&u);
 	if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
 	    !(u.field_set & (1 << UF_SCHEMA)))
-		return NULL;
+		goto bad;
 	tls = u.field_data[UF_SCHEMA].len == 5 && strncasecmp(url + u.field_data[UF_SCHEMA].off, "https", 5) == 0;
 	if (!tls && !(u.field_data[UF_SCHEMA].len == 4 && strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4) == 0))
-		return NULL;
+		goto bad;
 	port = (u.field_set & (1 << UF_PORT)) ? u.port : (tls ? 443 : 80);
 	plen = (u.field_set & (1 << UF_PATH)) ? strlen(url + u.field_data[UF_PATH].off) : 0;
 	if (plen >= sizeof(path) || !(r = calloc(1, sizeof(*r))))
-		return NULL;
+		goto bad;
+	r->body = body;		/* ours from here: freed with the request */
+	r->body_len = len;
 	if (plen)
 		memcpy(path, url + u.field_data[UF_PATH].off, plen + 1);	/* plen < sizeof(path) */
 	else
@@ -689,7 +694,7 @@ upstream_send(struct upstream_pool *p, const char *method, const char *url,
 	snprintf(hostport, sizeof(hostport), (port == 80 && !tls) || (port == 443 && tls) ? "%.*s" : "%.*s:%d",
 		 (int)u.field_data[UF_HOST].len, url + u.field_data[UF_HOST].off, port);
 	r->timer = evtimer_new(p->base, req_timer_cb, r);
-	if (!r->o || !r->timer || req_serialize(r, method, path, hostport, headers, body, len) < 0)
+	if (!r->o || !r->timer || req_serialize(r, method, path, hostport, headers, len) < 0)
 		goto fail;
 	evutil_gettimeofday(&r->deadline_total, NULL);
 	r->deadline_total.tv_sec += p->lim.total_ms / 1000;
@@ -706,6 +711,8 @@ fail:
 		event_free(r->timer);
 	free(r->wire);
 	free(r);
+bad:
+	free(body);
 	return NULL;
 }
 

@@ -54,10 +54,12 @@ int upstream_pool_set_limits(struct upstream_pool *p, const struct upstream_limi
 
 /* Sends a request to url ("http[s]://host[:port]/path"). headers is a
  * NULL-terminated list of "Name: value" lines (Host, Content-Length and
- * Connection are added here). body is copied. NULL if the URL is bad. */
+ * Connection are added here). body (malloc'd, len bytes) is taken: written
+ * as it is, kept for a retry and freed here, also when NULL is returned (a
+ * bad URL, no memory). */
 struct upstream_req *upstream_send(struct upstream_pool *p, const char *method,
 				   const char *url, const char *const *headers,
-				   const char *body, size_t len,
+				   char *body, size_t len,
 				   const struct upstream_cbs *cbs, void *arg);
 /* Abandons the request: closes its connection, no more callbacks. */
 void upstream_cancel(struct upstream_req *r);
