@@ -58,6 +58,7 @@ static const struct conf_key conf_keys[] = {
 	SECRET("master_key", master_key, "", "64 hex: encrypts provider credentials at rest (AES-256-GCM)"),
 	S("master_key_file", master_key_file, "", "file holding master_key (first line)"),
 	S("log_level", log_level, "info", "error, warn, info or debug"),
+	I("log_flush_ms", log_flush_ms, 0, 10000, "100", "agora-router's access lines (one a request) are gathered and written at least this often (0: each at once)"),
 	L("max_body_bytes", max_body_bytes, 1024, 1LL << 30, "4194304", "largest request body (413 above)"),
 	L("max_header_bytes", max_header_bytes, 1024, 1 << 20, "32768", "largest request head (431 above)"),
 	I("max_headers", max_headers, 8, 1000, "100", "most request headers"),

@@ -32,6 +32,7 @@ struct agora_conf {
 	char master_key[80];			/* 64 hex: provider credentials at rest */
 	char master_key_file[512];		/* or read it from this file */
 	char log_level[16];
+	int log_flush_ms;			/* access lines buffered this long */
 	int64_t max_body_bytes;			/* client request body */
 	int64_t max_header_bytes;		/* client request line + headers */
 	int max_headers;			/* client request header count */
@@ -106,6 +107,6 @@ int conf_in_list(const char *list, const char *name);
 	"upstream_pool_idle upstream_pool_idle_ms upstream_ca_file tls_cert_file tls_key_file " \
 	"max_attempts failure_cooldown_ms breaker_failures catalog_poll_ms spool_path " \
 	"spool_max_bytes key_rpm_default key_tpm_default ratelimit_sync_ms budget_lease_nusd " \
-	"budget_lease_idle_ms health_sync_ms metering master_key master_key_file"
+	"budget_lease_idle_ms health_sync_ms metering master_key master_key_file log_flush_ms"
 
 #endif

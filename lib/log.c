@@ -1,25 +1,51 @@
 /*
  * log: stderr logging with a level filter. Formats one whole line per call so
- * lines from several processes sharing a file do not interleave.
+ * lines from several processes sharing a file do not interleave; access lines
+ * may be gathered in a buffer written whole (see log.h).
  */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
+#define LOG_LINE_MAX 2048
+#define LOG_BUF_SIZE (32 * 1024)
+
 static const char *log_prog = "agora";
 static enum log_level log_level_cur = LOG_INFO;
 static const char *const log_names[] = { "ERROR", "WARN", "INFO", "DEBUG" };
+static pid_t log_pid;			/* 0: not known in this process yet */
+static time_t log_sec = -1;		/* the second log_stamp holds */
+static char log_stamp[64];		/* "YYYY-MM-DDTHH:MM:SS" */
+
+static char log_buf[LOG_BUF_SIZE];	/* access lines not yet written */
+static size_t log_buf_len;
+static struct event *log_flush_ev;	/* non-NULL: access lines are buffered */
+
+static void
+log_forked(void)
+{
+	log_pid = 0;
+	log_buf_len = 0;	/* the parent writes them */
+}
 
 void
 log_init(const char *progname, enum log_level level)
 {
+	static int once;
+
 	log_prog = progname;
 	log_level_cur = level;
+	if (!once++)
+		pthread_atfork(NULL, NULL, log_forked);
 }
 
 int
@@ -39,30 +65,133 @@ log_get_level(void)
 	return log_level_cur;
 }
 
-void
-log_write(enum log_level level, const char *fmt, ...)
+static void
+log_out(const char *p, size_t n)
 {
-	char line[2048];
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void
+log_flush(void)
+{
+	if (log_buf_len) {
+		log_out(log_buf, log_buf_len);
+		log_buf_len = 0;
+	}
+}
+
+/* Formats one line into out (LOG_LINE_MAX bytes); returns its length, '\n'
+ * included. The time prefix is formatted once a second. */
+static size_t
+log_format(char *out, enum log_level level, const char *fmt, va_list ap)
+{
 	struct timeval tv;
-	struct tm tm;
-	va_list ap;
 	int n, m;
 
-	if (level > log_level_cur)
-		return;
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] %s: ",
-		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		tm.tm_sec, (int)(tv.tv_usec / 1000), log_prog, (int)getpid(), log_names[level]);
-	va_start(ap, fmt);
-	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
+	if (tv.tv_sec != log_sec) {
+		struct tm tm;
+
+		gmtime_r(&tv.tv_sec, &tm);
+		snprintf(log_stamp, sizeof(log_stamp), "%04d-%02d-%02dT%02d:%02d:%02d",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		log_sec = tv.tv_sec;
+	}
+	if (!log_pid)
+		log_pid = getpid();
+	n = snprintf(out, LOG_LINE_MAX, "%s.%03dZ %s[%d] %s: ", log_stamp, (int)(tv.tv_usec / 1000),
+		     log_prog, (int)log_pid, log_names[level]);
+	m = vsnprintf(out + n, LOG_LINE_MAX - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		m = 0;
 	n += m;
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, (size_t)n);
+	if (n > LOG_LINE_MAX - 2)
+		n = LOG_LINE_MAX - 2;
+	out[n++] = '\n';
+	return (size_t)n;
+}
+
+void
+log_write(enum log_level level, const char *fmt, ...)
+{
+	char line[LOG_LINE_MAX];
+	va_list ap;
+	size_t n;
+
+	if (level > log_level_cur)
+		return;
+	va_start(ap, fmt);
+	n = log_format(line, level, fmt, ap);
+	va_end(ap);
+	log_flush();		/* buffered access lines came first */
+	log_out(line, n);
+}
+
+void
+log_access(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (LOG_INFO > log_level_cur)
+		return;
+	if (!log_flush_ev) {
+		char line[LOG_LINE_MAX];
+		size_t n;
+
+		va_start(ap, fmt);
+		n = log_format(line, LOG_INFO, fmt, ap);
+		va_end(ap);
+		log_out(line, n);
+		return;
+	}
+	if (sizeof(log_buf) - log_buf_len < LOG_LINE_MAX)
+		log_flush();
+	va_start(ap, fmt);
+	log_buf_len += log_format(log_buf + log_buf_len, LOG_INFO, fmt, ap);
+	va_end(ap);
+}
+
+static void
+log_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_flush();
+}
+
+int
+log_buffer(struct event_base *base, int flush_ms)
+{
+	struct timeval tv = { flush_ms / 1000, (flush_ms % 1000) * 1000 };
+	static int once;
+
+	log_unbuffer();
+	if (!(log_flush_ev = event_new(base, -1, EV_PERSIST, log_flush_cb, NULL)))
+		return -1;
+	if (event_add(log_flush_ev, &tv) < 0) {
+		event_free(log_flush_ev);
+		log_flush_ev = NULL;
+		return -1;
+	}
+	if (!once++)
+		atexit(log_flush);
+	return 0;
+}
+
+void
+log_unbuffer(void)
+{
+	log_flush();
+	if (log_flush_ev) {
+		event_free(log_flush_ev);
+		log_flush_ev = NULL;
+	}
 }

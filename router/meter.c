@@ -4,9 +4,11 @@
  * Threads: the loop never touches the spool file. It appends spooled lines
  * to `pending` under a mutex; the writer thread writes them with O_APPEND and
  * fdatasync()s. For a replay, the thread renames the spool aside, reads it
- * and hands the bytes to the loop (event_active on a libevent event, which
- * needs evthread_use_pthreads()); the loop XADDs every line and then asks the
- * thread to delete the file. Lines that fail again are spooled again.
+ * and hands the bytes to the loop, waking it through an eventfd (libevent's
+ * own cross-thread wake-up would need evthread_use_pthreads(), which puts a
+ * lock around every event and bufferevent operation); the loop XADDs every
+ * line and then asks the thread to delete the file. Lines that fail again are
+ * spooled again.
  */
 #include "meter.h"
 
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,7 +57,8 @@ struct meter {
 	char path[512], replay_path[520];
 	int64_t spool_max;
 	long long inflight;
-	struct event *replay_ev;	/* thread -> loop: replay bytes ready */
+	struct event *replay_ev;	/* thread -> loop: replay bytes ready (wake_fd) */
+	int wake_fd;			/* eventfd the thread writes to */
 	int replaying;			/* a replay is under way */
 	long long replay_left;		/* its XADDs awaiting replies */
 	int64_t live_expired;		/* last minute whose live key got its TTL */
@@ -77,6 +81,7 @@ struct meter {
 	char *replay_data;		/* thread -> loop (guarded by mu) */
 	size_t replay_len;
 	int replay_failed;		/* the spool aside could not be read: kept */
+	int replay_ready;		/* replay_data (or replay_failed) is set */
 };
 
 /* ---- the event as JSON ---- */
@@ -545,16 +550,21 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 	char *data, *line, *nl;
 	size_t len;
 
-	(void)fd;
-	(void)what;
-	int failed;
+	uint64_t n;
+	int failed, ready;
 
+	(void)what;
+	(void)!read(fd, &n, sizeof(n));
 	pthread_mutex_lock(&m->mu);
+	ready = m->replay_ready;
+	m->replay_ready = 0;
 	data = m->replay_data;
 	len = m->replay_len;
 	failed = m->replay_failed;
 	m->replay_data = NULL;
 	pthread_mutex_unlock(&m->mu);
+	if (!ready)
+		return;
 	if (failed) {		/* the file stays: the next reconnect or retry reads it */
 		m->replaying = 0;
 		return;
@@ -719,7 +729,8 @@ thread_main(void *arg)
 			m->replay_data = data;
 			m->replay_len = len;
 			m->replay_failed = failed;
-			event_active(m->replay_ev, EV_TIMEOUT, 0);
+			m->replay_ready = 1;
+			(void)!write(m->wake_fd, &(uint64_t){ 1 }, sizeof(uint64_t));
 			continue;
 		}
 		if (m->stop)
@@ -760,7 +771,9 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 	m->spool_bytes = file_size(m->path) + file_size(m->replay_path);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
-	if (!(m->replay_ev = event_new(base, -1, 0, replay_ready_cb, m)) ||
+	if ((m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+	    !(m->replay_ev = event_new(base, m->wake_fd, EV_READ | EV_PERSIST, replay_ready_cb, m)) ||
+	    event_add(m->replay_ev, NULL) < 0 ||
 	    !(m->wait_ev = event_new(base, -1, 0, wait_ev_cb, m)) ||
 	    !(m->rewait_ev = evtimer_new(base, rewait_cb, m)) ||
 	    !(m->retry_ev = evtimer_new(base, retry_cb, m)) ||
@@ -777,6 +790,8 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 			event_free(m->retry_ev);
 		if (m->live_ev)
 			event_free(m->live_ev);
+		if (m->wake_fd >= 0)
+			close(m->wake_fd);
 		free(m);
 		return NULL;
 	}
@@ -807,6 +822,7 @@ meter_free(struct meter *m)
 	event_free(m->rewait_ev);
 	event_free(m->retry_ev);
 	event_free(m->live_ev);	/* unsent live counts go (the Redis link is gone) */
+	close(m->wake_fd);
 	free(m->replay_data);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);

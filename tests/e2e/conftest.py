@@ -170,16 +170,18 @@ class Stack:
             cur.execute(query, args)
             return cur.fetchall() if cur.description else None
 
-    def extra_router(self, name, tls=False, **overrides):
+    def extra_router(self, name, tls=False, wrap=(), **overrides):
         """Another agora-router on the same PostgreSQL, Redis and catalog, on a
         free port, with AGORA_* overrides: (process, port). The caller
-        terminates it. tls: its /health is checked over HTTPS (the stack's CA)."""
+        terminates it. tls: its /health is checked over HTTPS (the stack's CA).
+        wrap: a command the router runs under (valgrind ...), given time to start."""
         port = free_ports(1)[0]
         env = dict(self.env, AGORA_LISTEN="127.0.0.1:%d" % port,
                    AGORA_SPOOL_PATH=os.path.join(self.dir, "spool", "usage-%s.spool" % name))
         env.update(self.provider_keys)
         env.update(overrides)
-        proc = subprocess.Popen([os.path.join(BUILD, "agora-router"), "-c", os.path.join(self.dir, "agora.conf")],
+        proc = subprocess.Popen(list(wrap) + [os.path.join(BUILD, "agora-router"), "-c",
+                                                os.path.join(self.dir, "agora.conf")],
                                 env=env, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(self.dir, "log", name + ".log"), "w"))
 
@@ -194,7 +196,7 @@ class Stack:
                 return c.getresponse().status == 200
             except OSError:
                 return False
-        assert wait_for(up, 10), "router %s did not start" % name
+        assert wait_for(up, 60 if wrap else 10), "router %s did not start" % name
         return proc, port
 
     def extra_billing(self, name, **overrides):
