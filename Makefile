@@ -6,13 +6,24 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wno-format-nonliteral
-PKGS      = libevent libevent_openssl libevent_pthreads libpq hiredis libcjson openssl zlib
+PKGS      = libevent libevent_openssl libpq hiredis libcjson openssl zlib
 SAN      ?=
 ifeq ($(SAN),1)
 SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 BUILD    ?= build-asan
 else
 BUILD    ?= build
+endif
+# agora-router allocates with jemalloc, as Redis does: its size-class caches
+# take the per-request churn (cJSON nodes, evbuffer chains, strings) in 15%
+# fewer instructions a request than glibc's malloc, whose fastbin
+# consolidation ran on every request (tests/bench/profile.py). Not under the
+# sanitizers, whose allocator must see every allocation (valgrind's memcheck
+# needs --soname-synonyms=somalloc=*jemalloc*).
+ifeq ($(SAN),1)
+MALLOC_LIBS =
+else
+MALLOC_LIBS = -ljemalloc
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
@@ -63,7 +74,7 @@ $(BUILD)/librouter.a: $(ROUTER_OBJS)
 	@rm -f $@; ar rcs $@ $^
 
 $(BUILD)/agora-router: $(call obj,router/main.c) $(BUILD)/librouter.a $(BUILD)/libagora.a
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) $(MALLOC_LIBS)
 $(BUILD)/agora-billing: $(call obj,$(BILLING_SRCS)) $(BUILD)/libagora.a
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS)
 $(BUILD)/agora-analytics: $(call obj,$(ANALYTICS_SRCS)) $(BUILD)/libagora.a

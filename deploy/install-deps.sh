@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential pkg-config libevent-dev libpq-dev libhiredis-dev libcjson-dev
 libssl-dev libhttp-parser-dev libcmocka-dev postgresql postgresql-client redis-server
 redis-tools python3 python3-pytest python3-psycopg2 python3-redis openssl curl ca-certificates
-chromium fonts-dejavu-core zlib1g-dev pgbouncer"
+chromium fonts-dejavu-core zlib1g-dev pgbouncer libjemalloc-dev"
 # chromium (+ a font): the dashboards' browser tests (tests/browser, headless,
 # driven by playwright-core from npm; no browser download).
 # node and npm: only when absent (a NodeSource node bundles its own npm).

@@ -4,7 +4,6 @@
  */
 #include "money.h"
 
-#include <stdio.h>
 #include <string.h>
 
 int64_t
@@ -23,14 +22,18 @@ money_cost_nusd(int64_t tokens, int64_t price_uusd_per_mtok)
 int
 money_format_scaled(int64_t value, int scale, char *buf, size_t len)
 {
-	char digits[32];
+	char tmp[32], *digits = tmp + sizeof(tmp);
 	uint64_t mag;
 	int nd, intlen, pos = 0, end;
 
 	if (scale < 0 || scale > 18 || len < 48)
 		return -1;
 	mag = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-	nd = snprintf(digits, sizeof(digits), "%0*llu", scale + 1, (unsigned long long)mag);
+	do {			/* at least scale + 1 digits, zeros in front ("%0*llu") */
+		*--digits = (char)('0' + mag % 10);
+		mag /= 10;
+	} while (mag || tmp + sizeof(tmp) - digits < scale + 1);
+	nd = (int)(tmp + sizeof(tmp) - digits);
 	intlen = nd - scale;
 	if (value < 0)
 		buf[pos++] = '-';

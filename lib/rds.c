@@ -11,6 +11,7 @@
 #include "rds.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -545,12 +546,73 @@ rds_command(struct rds *r, const char *key, size_t keylen, rds_reply_fn fn, void
 	return cmd_submit(r, key, keylen, fn, priv, buf, len);
 }
 
+/* Writes the decimal digits of v ending at end; returns where they start. */
+static char *
+resp_digits(char *end, size_t v)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return end;
+}
+
+/* One length header ("*3\r\n", "$11\r\n") at p; returns its end. */
+static char *
+resp_header(char *p, char kind, size_t n)
+{
+	char tmp[24], *d = resp_digits(tmp + sizeof(tmp), n);
+	size_t nd = (size_t)(tmp + sizeof(tmp) - d);
+
+	*p++ = kind;
+	memcpy(p, d, nd);
+	p += nd;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+/* hiredis formats each argument's length with sprintf (six calls for a
+ * usage event's XADD: 2.6% of a request); this sizes the command first and
+ * writes it in one pass. */
+int
+rds_format_argv(char **out, int argc, const char **argv, const size_t *argvlen)
+{
+	size_t total = 1 + 20 + 2;
+	char *buf, *p;
+
+	*out = NULL;
+	if (argc < 0)
+		return -1;
+	for (int i = 0; i < argc; i++) {
+		size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+
+		if (n > INT_MAX - total - 25)
+			return -1;
+		total += 1 + 20 + 2 + n + 2;
+	}
+	if (!(buf = malloc(total)))
+		return -1;
+	p = resp_header(buf, '*', (size_t)argc);
+	for (int i = 0; i < argc; i++) {
+		size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+
+		p = resp_header(p, '$', n);
+		memcpy(p, argv[i], n);
+		p += n;
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	*out = buf;
+	return (int)(p - buf);
+}
+
 int
 rds_command_argv(struct rds *r, const char *key, size_t keylen, rds_reply_fn fn, void *priv, int argc,
 		 const char **argv, const size_t *argvlen)
 {
 	char *buf = NULL;
-	int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
+	int len = rds_format_argv(&buf, argc, argv, argvlen);
 
 	return cmd_submit(r, key, keylen, fn, priv, buf, len);
 }

@@ -57,6 +57,9 @@ int rds_command(struct rds *r, const char *key, size_t keylen, rds_reply_fn fn, 
 		const char *fmt, ...);
 int rds_command_argv(struct rds *r, const char *key, size_t keylen, rds_reply_fn fn, void *priv,
 		     int argc, const char **argv, const size_t *argvlen);
+/* The RESP encoding of a command (what redisFormatCommandArgv writes) in
+ * *out, malloc'd; its length, or -1. argvlen NULL: the arguments are strings. */
+int rds_format_argv(char **out, int argc, const char **argv, const size_t *argvlen);
 
 /* Which link a command for key would go to now: the value changes when
  * that link is replaced (a reconnect, a new master, the slot now on another

@@ -43,12 +43,64 @@ static const struct num_rule {
 	{ "seed", -9007199254740991.0, 9007199254740991.0, 1 },
 };
 
+/* ---- members by name ---- */
+
+static uint32_t
+name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+void
+jfields_init(struct jfields *f, const cJSON *obj)
+{
+	const cJSON *x;
+	int n = 0;
+
+	f->obj = obj;
+	f->repeated = NULL;
+	f->hashed = 0;
+	cJSON_ArrayForEach(x, obj)
+		if (++n > JFIELDS_SLOTS / 2 || !x->string)
+			return;		/* at most half full: short probes */
+	memset(f->slot, 0, sizeof(f->slot));
+	cJSON_ArrayForEach(x, obj) {
+		uint32_t i = name_hash(x->string) & (JFIELDS_SLOTS - 1);
+
+		for (; f->slot[i]; i = (i + 1) & (JFIELDS_SLOTS - 1))
+			if (strcmp(f->slot[i]->string, x->string) == 0)
+				break;
+		if (!f->slot[i])
+			f->slot[i] = x;
+		else if (!f->repeated)
+			f->repeated = x->string;
+	}
+	f->hashed = 1;
+}
+
+const cJSON *
+jfields_get(const struct jfields *f, const char *name)
+{
+	if (!f->hashed)
+		return cJSON_GetObjectItemCaseSensitive(f->obj, name);
+	for (uint32_t i = name_hash(name) & (JFIELDS_SLOTS - 1); f->slot[i]; i = (i + 1) & (JFIELDS_SLOTS - 1))
+		if (strcmp(f->slot[i]->string, name) == 0)
+			return f->slot[i];
+	return NULL;
+}
+
+/* ---- checks ---- */
+
 static int
-validate_numbers(const cJSON *b, char *msg, size_t len)
+validate_numbers(const struct jfields *b, char *msg, size_t len)
 {
 	for (size_t i = 0; i < sizeof(num_rules) / sizeof(num_rules[0]); i++) {
 		const struct num_rule *r = &num_rules[i];
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(b, r->name);
+		const cJSON *v = jfields_get(b, r->name);
 
 		if (!v || cJSON_IsNull(v))
 			continue;
@@ -126,9 +178,9 @@ repeated_key(const cJSON *o)
 }
 
 static int
-validate_unique(const cJSON *o, const char *where, char *msg, size_t len)
+validate_unique(const cJSON *o, const struct jfields *f, const char *where, char *msg, size_t len)
 {
-	const char *k = repeated_key(o);
+	const char *k = f && f->hashed ? f->repeated : repeated_key(o);
 
 	if (!k)
 		return 0;
@@ -160,20 +212,22 @@ request_validate(const cJSON *b, char *msg, size_t len)
 {
 	static const char *const ints[] = { "max_tokens", "max_completion_tokens" };
 	const cJSON *model, *models, *stream, *x;
+	struct jfields f;
 
 	if (!cJSON_IsObject(b))
 		return fail(msg, len, "the request body must be a JSON object");
-	if (validate_unique(b, "the request body", msg, len) < 0)
+	jfields_init(&f, b);
+	if (validate_unique(b, &f, "the request body", msg, len) < 0)
 		return -1;
-	x = cJSON_GetObjectItemCaseSensitive(b, "provider");
-	if (cJSON_IsObject(x) && validate_unique(x, "'provider'", msg, len) < 0)
+	x = jfields_get(&f, "provider");
+	if (cJSON_IsObject(x) && validate_unique(x, NULL, "'provider'", msg, len) < 0)
 		return -1;
-	x = cJSON_GetObjectItemCaseSensitive(b, "stream_options");
-	if (cJSON_IsObject(x) && validate_unique(x, "'stream_options'", msg, len) < 0)
+	x = jfields_get(&f, "stream_options");
+	if (cJSON_IsObject(x) && validate_unique(x, NULL, "'stream_options'", msg, len) < 0)
 		return -1;
-	model = cJSON_GetObjectItemCaseSensitive(b, "model");
-	models = cJSON_GetObjectItemCaseSensitive(b, "models");
-	stream = cJSON_GetObjectItemCaseSensitive(b, "stream");
+	model = jfields_get(&f, "model");
+	models = jfields_get(&f, "models");
+	stream = jfields_get(&f, "stream");
 	if (model && !(cJSON_IsString(model) && model->valuestring[0]))
 		return fail(msg, len, "'model' must be a non-empty string");
 	if (models && !cJSON_IsArray(models))
@@ -183,14 +237,14 @@ request_validate(const cJSON *b, char *msg, size_t len)
 			return fail(msg, len, "'models' must be an array of model ids");
 	if (!model && cJSON_GetArraySize(models) == 0)
 		return fail(msg, len, "'model' is required");
-	if (validate_messages(cJSON_GetObjectItemCaseSensitive(b, "messages"), msg, len) < 0)
+	if (validate_messages(jfields_get(&f, "messages"), msg, len) < 0)
 		return -1;
 	if (stream && !cJSON_IsBool(stream))
 		return fail(msg, len, "'stream' must be a boolean");
-	if (validate_numbers(b, msg, len) < 0)
+	if (validate_numbers(&f, msg, len) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-		x = cJSON_GetObjectItemCaseSensitive(b, ints[i]);
+		x = jfields_get(&f, ints[i]);
 		if (x && !cJSON_IsNull(x) && !valid_positive_int(x)) {
 			snprintf(msg, len, "'%s' must be a positive integer", ints[i]);
 			return -1;

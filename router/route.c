@@ -9,6 +9,7 @@
 
 #include "health.h"
 #include "money.h"
+#include "request.h"
 
 static int
 bad(char *msg, size_t len, const char *field, const char *what)
@@ -228,15 +229,17 @@ static const char *const route_params[] = {
 void
 route_from_request(struct route_prefs *rp, const cJSON *body, size_t body_len)
 {
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(body, "max_tokens");
+	struct jfields f;
+	const cJSON *mt;
 
-	if (!cJSON_IsNumber(mt))
-		mt = cJSON_GetObjectItemCaseSensitive(body, "max_completion_tokens");
+	jfields_init(&f, body);
+	if (!cJSON_IsNumber(mt = jfields_get(&f, "max_tokens")))
+		mt = jfields_get(&f, "max_completion_tokens");
 	rp->need_output = cJSON_IsNumber(mt) ? (int64_t)mt->valuedouble : 0;
 	rp->need_context = (int64_t)(body_len / 4) + rp->need_output;
 	rp->nparams = 0;
 	for (size_t i = 0; i < sizeof(route_params) / sizeof(route_params[0]); i++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, route_params[i]);
+		const cJSON *v = jfields_get(&f, route_params[i]);
 
 		if (v && !cJSON_IsNull(v) && rp->nparams < ROUTE_MAX_LIST)
 			rp->params[rp->nparams++] = route_params[i];

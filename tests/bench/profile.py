@@ -14,7 +14,8 @@ callgrind_annotate or kcachegrind.
 
 Environment: PROFILE_SECONDS (8: each load; valgrind makes the router ~50x
 slower, so this is a few thousand requests), PROFILE_CONNS (4), PROFILE_TOP
-(0), PROFILE_METERING (on), AGORA_BUILD (build).
+(0), PROFILE_METERING (on), PROFILE_PRELOAD (a library the router runs with,
+e.g. another malloc), AGORA_BUILD (build).
 """
 import glob
 import json
@@ -89,7 +90,8 @@ def main():
         st.ctl("catalog", "import", cat)
         st.ctl("credits", "add", "demo", "1000000", "--note", "profile")
         wrap = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(out, "callgrind.out.%p")]
-        proc, port = st.extra_router("profile", wrap=wrap,
+        extra = {"LD_PRELOAD": os.environ["PROFILE_PRELOAD"]} if os.environ.get("PROFILE_PRELOAD") else {}
+        proc, port = st.extra_router("profile", wrap=wrap, **extra,
                                      AGORA_METERING=os.environ.get("PROFILE_METERING", "on"),
                                      AGORA_UPSTREAM_FIRST_BYTE_TIMEOUT_MS="60000")
         started.append(proc)

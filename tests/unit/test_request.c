@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "request.h"
@@ -114,6 +115,49 @@ test_invalid(void **state)
 	}
 }
 
+/* jfields answers what cJSON's lookup answers, hashed or not (more than
+ * JFIELDS_SLOTS / 2 members), and names the first repeated member. */
+static void
+test_jfields(void **state)
+{
+	static const char *const names[] = { "model", "messages", "stream", "max_tokens", "top_p",
+					     "temperature", "provider", "seed", "x", "absent", "" };
+	char big[4096];
+	size_t n = 0;
+
+	(void)state;
+	n += (size_t)snprintf(big + n, sizeof(big) - n, "{\"model\":\"m\",\"messages\":[],\"\":1");
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, ",\"f%d\":%d", i, i);
+	snprintf(big + n, sizeof(big) - n, "}");
+	const char *bodies[] = {
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"max_tokens\":5,"
+		"\"top_p\":1,\"temperature\":0.5,\"provider\":{},\"seed\":3,\"x\":null,\"\":2}",
+		"{}", big,
+	};
+	for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
+		cJSON *o = cJSON_Parse(bodies[b]);
+		struct jfields f;
+
+		assert_non_null(o);
+		jfields_init(&f, o);
+		assert_int_equal(f.hashed, b != 2);
+		assert_null(f.repeated);
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			assert_ptr_equal(jfields_get(&f, names[i]), cJSON_GetObjectItemCaseSensitive(o, names[i]));
+		assert_ptr_equal(jfields_get(&f, "f39"), cJSON_GetObjectItemCaseSensitive(o, "f39"));
+		cJSON_Delete(o);
+	}
+	cJSON *o = cJSON_Parse("{\"a\":1,\"b\":2,\"a\":3,\"b\":4}");
+	struct jfields f;
+
+	jfields_init(&f, o);
+	assert_true(f.hashed);
+	assert_string_equal(f.repeated, "a");
+	assert_int_equal(jfields_get(&f, "a")->valueint, 1);	/* the first, as cJSON */
+	cJSON_Delete(o);
+}
+
 static void
 test_prepare_plain(void **state)
 {
@@ -167,6 +211,7 @@ main(void)
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_jfields),
 		cmocka_unit_test(test_prepare_plain),
 		cmocka_unit_test(test_prepare_stream_usage),
 	};
