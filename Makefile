@@ -47,7 +47,7 @@ BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 BINS = $(BUILD)/agora-router $(BUILD)/agora-billing $(BUILD)/agora-analytics \
        $(BUILD)/agoractl $(BUILD)/agora-mock-provider
 
-.PHONY: all deps run stop status test unit asan clean bench web install
+.PHONY: all deps run stop status test unit asan clean bench profile web install
 all: $(BINS) $(UNIT_BINS) web
 
 # The dashboards' charting library: installed from the lock file (npm ci, when
@@ -134,6 +134,14 @@ bench: deps
 	@echo "== tests/bench/billing.py"; AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/billing.py
 	@echo "== tests/bench/analytics.py"; AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/analytics.py
 	@echo "== tests/bench/router.py"; AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/router.py
+
+# Instructions per request of agora-router under callgrind (README
+# "Performance"): a figure the machine's load does not move, for comparing
+# two commits. Not part of `make bench` (valgrind makes it slow to start).
+profile: deps
+	@sh deploy/install-deps.sh --bench
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/loadgen
+	@AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/profile.py
 
 # Fuzzing (README "Fuzzing"): clang's libFuzzer with ASan + UBSan over the
 # parsers, built in build-fuzz/ by tests/fuzz/fuzz.mk and run for

@@ -17,8 +17,8 @@ FUZZ_PKGS="clang libclang-rt-dev"
 [ "${1:-}" = "--fuzz" ] && PKGS="$FUZZ_PKGS"
 # `install-deps.sh --bench` (make bench): nginx (the fixed upstream and the
 # plain reverse proxy the router is measured against) and wrk (the load
-# generator); `make test` never needs them.
-BENCH_PKGS="nginx wrk"
+# generator), valgrind (`make profile`: callgrind); `make test` never needs them.
+BENCH_PKGS="nginx wrk valgrind"
 [ "${1:-}" = "--bench" ] && PKGS="$BENCH_PKGS"
 missing=""
 for p in $PKGS; do

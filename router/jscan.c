@@ -17,20 +17,27 @@ skip_ws(const char *p, const char *end)
 #define JSCAN_MAX_DEPTH 1024	/* deeper: refused (cJSON refuses past 1000) */
 
 /* Bytes a JSON string may hold as they are: not a control character, a
- * quote or a backslash. Eight at a time (SWAR), then one by one. */
+ * quote or a backslash. Eight at a time (SWAR): the lowest flagged byte of
+ * a word is the first special one (a borrow only flags bytes above it), so
+ * the run ends there without a byte loop; the text's last < 8 bytes one
+ * by one. */
 static const char *
 plain_run(const char *p, const char *end)
 {
 	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
 
 	while (end - p >= 8) {
-		uint64_t x, q, b;
+		uint64_t x, q, b, t;
 
 		memcpy(&x, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		x = __builtin_bswap64(x);	/* the first byte in memory lowest */
+#endif
 		q = x ^ (ones * '"');		/* a quote: a zero byte here */
 		b = x ^ (ones * '\\');	/* a backslash: idem */
-		if ((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high)
-			break;
+		t = (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high;
+		if (t)
+			return p + (__builtin_ctzll(t) >> 3);
 		p += 8;
 	}
 	while (p < end && (unsigned char)*p >= 0x20 && *p != '"' && *p != '\\')
@@ -185,8 +192,9 @@ key:
 	goto value;
 }
 
-int
-jscan_object(const char *text, size_t len, struct jmember *out, int max)
+/* jscan_object, also saying where the object ends (*stop: past its '}'). */
+static int
+object_at(const char *text, size_t len, struct jmember *out, int max, const char **stop)
 {
 	const char *p = text, *end = text + len;
 	int n = 0;
@@ -195,8 +203,10 @@ jscan_object(const char *text, size_t len, struct jmember *out, int max)
 	if (p >= end || *p != '{')
 		return -1;
 	p = skip_ws(p + 1, end);
-	if (p < end && *p == '}')
+	if (p < end && *p == '}') {
+		*stop = p + 1;
 		return 0;
+	}
 	while (p < end) {
 		const char *k, *v;
 
@@ -217,13 +227,48 @@ jscan_object(const char *text, size_t len, struct jmember *out, int max)
 		out[n].vlen = (size_t)(p - v);
 		n++;
 		p = skip_ws(p, end);
-		if (p < end && *p == '}')
+		if (p < end && *p == '}') {
+			*stop = p + 1;
 			return n;
+		}
 		if (p >= end || *p != ',')
 			return -1;
 		p = skip_ws(p + 1, end);
 	}
 	return -1;
+}
+
+int
+jscan_object(const char *text, size_t len, struct jmember *out, int max)
+{
+	const char *stop;
+
+	return object_at(text, len, out, max, &stop);
+}
+
+int
+jscan_array_objects(const char *text, size_t len, struct jmember *out, int max,
+		    int (*fn)(void *arg, const struct jmember *m, int n), void *arg)
+{
+	const char *p = skip_ws(text, text + len), *end = text + len;
+	int n, count = 0;
+
+	if (p >= end || *p != '[')
+		return -1;
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == ']')
+		return 0;
+	for (;;) {
+		if ((n = object_at(p, (size_t)(end - p), out, max, &p)) < 0 || fn(arg, out, n) < 0)
+			return -1;
+		count++;
+		p = skip_ws(p, end);
+		if (p < end && *p == ']')
+			return count;
+		if (p >= end || *p != ',')
+			return -1;
+		p++;
+	}
 }
 
 int

@@ -27,6 +27,13 @@ struct jmember {
  * than max members, a key with an escape, or malformed text. */
 int jscan_object(const char *text, size_t len, struct jmember *out, int max);
 
+/* Calls fn with the members of each element of the array at text[0..len),
+ * in one pass: every element must be an object jscan_object would read
+ * (out: room for max members). Returns the number of elements, or -1: not
+ * such an array, malformed, or fn returned -1. */
+int jscan_array_objects(const char *text, size_t len, struct jmember *out, int max,
+			int (*fn)(void *arg, const struct jmember *m, int n), void *arg);
+
 /* 1 when a member's key is name. */
 int jscan_key_is(const struct jmember *m, const char *name);
 

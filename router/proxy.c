@@ -54,6 +54,8 @@ struct proxy {
 	int aborted;			/* client gone */
 	struct rcat *cat;		/* snapshot held for the request */
 	cJSON *body;			/* the client's JSON, edited per attempt */
+	int shallow;			/* body's `messages` is raw text (request_parse) */
+	cJSON *whole;			/* shallow: the whole tree, once an attempt needs it */
 	int stream, want_usage;
 	struct rcat_endpoint *cands[PROXY_MAX_CANDIDATES];
 	int ncands, attempt;
@@ -156,6 +158,7 @@ proxy_free(struct proxy *p)
 		rcat_unref(p->cat);
 	policy_unref(p->policy);
 	cJSON_Delete(p->body);
+	cJSON_Delete(p->whole);
 	free(p->app_url);
 	free(p->app_title);
 	if (p->buf)
@@ -1239,7 +1242,15 @@ attempt_body(struct proxy *p, struct rcat_endpoint *e, int *status, char *msg, s
 	p->anth = NULL;
 	if (p->stream && !(p->anth = anthropic_stream_new()))
 		return NULL;
-	if ((rc = anthropic_request(p->body, e->upstream_model, max, &ab, msg, len)) < 0) {
+	if (p->shallow && !p->whole) {		/* the translation reads every message */
+		size_t blen;
+		const char *raw = httpd_req_body(p->req, &blen);
+
+		if (!(p->whole = request_parse_whole(raw, blen)))
+			return NULL;
+	}
+	if ((rc = anthropic_request(p->shallow ? p->whole : p->body, e->upstream_model, max, &ab, msg,
+				    len)) < 0) {
 		*status = rc == ANTHROPIC_BAD ? 400 : 500;
 		return NULL;
 	}
@@ -1537,7 +1548,7 @@ proxy_start(struct proxy *p)
 		proxy_fail(p, 400, "the request body is not valid UTF-8");
 		return;
 	}
-	if (!(p->body = cJSON_ParseWithLength(body, len))) {
+	if (!(p->body = request_parse(body, len, &p->shallow))) {
 		proxy_fail(p, 400, "the request body is not valid JSON");
 		return;
 	}

@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jscan.h"
+
+#define REQUEST_SCAN_MAX 128	/* top-level members read by jscan */
+#define REQUEST_MSG_MEMBERS 32	/* members of one message read by jscan */
+
 static int
 valid_positive_int(const cJSON *v)
 {
@@ -91,6 +96,100 @@ jfields_get(const struct jfields *f, const char *name)
 		if (strcmp(f->slot[i]->string, name) == 0)
 			return f->slot[i];
 	return NULL;
+}
+
+/* ---- parsing ---- */
+
+/* 1 when the messages' text is a non-empty array of objects, each with a
+ * string `role` first among its roles; 0 when jscan cannot say (the whole
+ * parse decides, and words the refusal). */
+static int
+message_plain(void *arg, const struct jmember *m, int n)
+{
+	(void)arg;
+	for (int i = 0; i < n; i++)
+		if (jscan_key_is(&m[i], "role"))
+			return m[i].val[0] == '"' ? 0 : -1;
+	return -1;
+}
+
+static int
+messages_plain(const char *text, size_t len)
+{
+	struct jmember m[REQUEST_MSG_MEMBERS];
+
+	return jscan_array_objects(text, len, m, REQUEST_MSG_MEMBERS, message_plain, NULL) > 0;
+}
+
+/* A raw node holding text[0..len): cJSON_CreateRaw would copy a copy. */
+static cJSON *
+raw_node(const char *text, size_t len)
+{
+	char *s = cJSON_malloc(len + 1);
+	cJSON *v;
+
+	if (!s)
+		return NULL;
+	memcpy(s, text, len);
+	s[len] = '\0';
+	if (!(v = cJSON_CreateRaw(""))) {
+		cJSON_free(s);
+		return NULL;
+	}
+	cJSON_free(v->valuestring);	/* the hooks' allocator, both */
+	v->valuestring = s;
+	return v;
+}
+
+/* The members one by one, `messages` raw; NULL when jscan cannot read it
+ * all (the caller parses it whole). */
+static cJSON *
+parse_members(const char *body, size_t len)
+{
+	struct jmember m[REQUEST_SCAN_MAX];
+	int n = jscan_object(body, len, m, REQUEST_SCAN_MAX);
+	char key[256];
+	cJSON *o;
+
+	if (n < 0 || !(o = cJSON_CreateObject()))
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		cJSON *v;
+
+		if (m[i].klen >= sizeof(key))
+			goto whole;
+		memcpy(key, m[i].key, m[i].klen);
+		key[m[i].klen] = '\0';
+		if (jscan_key_is(&m[i], "messages")) {
+			if (!messages_plain(m[i].val, m[i].vlen) || !(v = raw_node(m[i].val, m[i].vlen)))
+				goto whole;
+		} else if (!(v = cJSON_ParseWithLength(m[i].val, m[i].vlen))) {
+			goto whole;
+		}
+		if (!cJSON_AddItemToObject(o, key, v)) {
+			cJSON_Delete(v);
+			goto whole;
+		}
+	}
+	return o;
+whole:
+	cJSON_Delete(o);
+	return NULL;
+}
+
+cJSON *
+request_parse(const char *body, size_t len, int *shallow)
+{
+	cJSON *o = parse_members(body, len);
+
+	*shallow = o != NULL;
+	return o ? o : cJSON_ParseWithLength(body, len);
+}
+
+cJSON *
+request_parse_whole(const char *body, size_t len)
+{
+	return cJSON_ParseWithLength(body, len);
 }
 
 /* ---- checks ---- */
@@ -196,6 +295,8 @@ validate_messages(const cJSON *m, char *msg, size_t len)
 {
 	const cJSON *x;
 
+	if (cJSON_IsRaw(m))	/* request_parse checked the text (only it makes raw nodes) */
+		return 0;
 	if (!cJSON_IsArray(m) || cJSON_GetArraySize(m) == 0)
 		return fail(msg, len, "'messages' must be a non-empty array");
 	cJSON_ArrayForEach(x, m) {

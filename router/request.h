@@ -9,6 +9,19 @@
 
 #include <cjson/cJSON.h>
 
+/* The client's body as a cJSON tree, or NULL when it is not JSON. A chat
+ * body's bytes are mostly `messages` (the conversation), which the router
+ * only checks and forwards: when router/jscan reads the body as strict JSON
+ * and every message as an object with a string `role` (the first one, as
+ * cJSON), the top-level members are parsed one by one and `messages` is
+ * kept as a raw node holding its text (cJSON prints it as it is). Anything
+ * else (an escaped key, an odd message, more members than jscan takes) is
+ * parsed whole, as cJSON_ParseWithLength would, so the checks and their
+ * messages do not change. *shallow: 1 for the raw form, whose `messages`
+ * only request_parse_whole() gives as a tree. */
+cJSON *request_parse(const char *body, size_t len, int *shallow);
+cJSON *request_parse_whole(const char *body, size_t len);
+
 /* Checks the shape the router relies on: an object with `model` (non-empty
  * string) and/or `models` (array of strings), `messages` (non-empty array of
  * objects with a string `role`), boolean `stream`, positive integer

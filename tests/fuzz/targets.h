@@ -674,6 +674,33 @@ fz_utf8_ref(const uint8_t *s, size_t n)
 	return 1;
 }
 
+/* request_parse (the router's parse: `messages` kept as text when jscan
+ * reads it plainly) against the whole parse: what cJSON takes it takes,
+ * printed and read back it is the same JSON, and validation answers alike,
+ * word for word. */
+static inline void
+fz_check_request_parse(const uint8_t *d, size_t size, const cJSON *whole)
+{
+	char m1[300] = "", m2[300] = "", *s = NULL, *t = NULL, *w = NULL;
+	int shallow = 0, r1, r2;
+	cJSON *tree = request_parse((const char *)d, size, &shallow), *back = NULL;
+
+	FUZZ_CHECK(tree != NULL, "request_parse: takes what cJSON takes");
+	if (!tree)
+		return;
+	r1 = request_validate(whole, m1, sizeof(m1));
+	r2 = request_validate(tree, m2, sizeof(m2));
+	FUZZ_CHECK(r1 == r2 && strcmp(m1, m2) == 0, "request_parse: validated as the whole parse");
+	if ((s = cJSON_PrintUnformatted(tree)) && (back = cJSON_Parse(s)) &&
+	    (t = cJSON_PrintUnformatted(back)) && (w = cJSON_PrintUnformatted(whole)))
+		FUZZ_CHECK(strcmp(t, w) == 0, "request_parse: the same JSON as the whole parse");
+	free(s);
+	free(t);
+	free(w);
+	cJSON_Delete(back);
+	cJSON_Delete(tree);
+}
+
 static inline void
 fuzz_request_one(const uint8_t *d, size_t size)
 {
@@ -691,6 +718,7 @@ fuzz_request_one(const uint8_t *d, size_t size)
 		   "request_utf8_valid: agrees with Unicode's table 3-7");
 	if (!body || !fz_utf8_ref(d, size))
 		goto done;
+	fz_check_request_parse(d, size, body);
 	if (request_validate(body, msg, sizeof(msg)) < 0) {
 		FUZZ_CHECK(msg[0] != '\0', "request_validate: a refusal says why");
 		goto done;

@@ -147,6 +147,85 @@ test_length_bound(void **state)
 	assert_int_equal(jscan_object(t, strlen(t), m, 4), 2);
 }
 
+/* A special byte (quote, backslash escape, control character, a byte
+ * above 0x7f) at every offset of strings of every length up to 24: the
+ * eight-at-a-time scan ends at the right byte. */
+static void
+test_special_at_every_offset(void **state)
+{
+	struct jmember m[2];
+	char text[64], val[32];
+
+	(void)state;
+	for (int len = 0; len <= 24; len++) {
+		for (int at = 0; at <= len; at++) {
+			memset(val, 'a', (size_t)len);
+			val[len] = '\0';
+			snprintf(text, sizeof(text), "{\"k\":\"%s\",\"z\":1}", val);
+			assert_int_equal(jscan_object(text, strlen(text), m, 2), 2);
+			assert_int_equal(m[0].vlen, (size_t)len + 2);
+			if (at == len)
+				continue;
+			text[6 + at] = '\x01';				/* a raw control character */
+			assert_int_equal(jscan_object(text, strlen(text), m, 2), -1);
+			text[6 + at] = (char)0xc3;			/* not special */
+			assert_int_equal(jscan_object(text, strlen(text), m, 2), 2);
+			assert_int_equal(m[0].vlen, (size_t)len + 2);
+			text[6 + at] = '"';				/* ends the string early */
+			assert_int_equal(jscan_object(text, strlen(text), m, 2), -1);
+			if (at + 1 < len) {
+				text[6 + at] = '\\';			/* an escape inside */
+				text[7 + at] = 'n';
+				assert_int_equal(jscan_object(text, strlen(text), m, 2), 2);
+				assert_int_equal(m[0].vlen, (size_t)len + 2);
+			}
+		}
+	}
+}
+
+/* Objects of an array in one pass: each one's members, the count, and
+ * what is refused (not an array, not objects, malformed, the callback). */
+static int
+count_members(void *arg, const struct jmember *m, int n)
+{
+	int *total = arg;
+
+	if (n > 0 && jscan_key_is(&m[0], "stop"))
+		return -1;
+	*total += n;
+	return 0;
+}
+
+static int
+objects(const char *text, int *total)
+{
+	struct jmember m[4];
+
+	*total = 0;
+	return jscan_array_objects(text, strlen(text), m, 4, count_members, total);
+}
+
+static void
+test_array_objects(void **state)
+{
+	int total;
+
+	(void)state;
+	assert_int_equal(objects(" [ {\"a\":[1,{\"b\":2}]} , {} ,{\"c\":\"]}\",\"d\":null} ] ", &total), 3);
+	assert_int_equal(total, 3);
+	assert_int_equal(objects("[]", &total), 0);
+	assert_int_equal(objects(" [ ] ", &total), 0);
+	assert_int_equal(objects("[{},]", &total), -1);
+	assert_int_equal(objects("[,{}]", &total), -1);
+	assert_int_equal(objects("[{} {}]", &total), -1);
+	assert_int_equal(objects("[{}", &total), -1);
+	assert_int_equal(objects("[1]", &total), -1);
+	assert_int_equal(objects("{}", &total), -1);
+	assert_int_equal(objects("[{\"a\":+1}]", &total), -1);		/* strict, as jscan_object */
+	assert_int_equal(objects("[{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5}]", &total), -1);	/* > max */
+	assert_int_equal(objects("[{},{\"stop\":1},{}]", &total), -1);
+}
+
 int
 main(void)
 {
@@ -157,6 +236,8 @@ main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_strict_values),
 		cmocka_unit_test(test_length_bound),
+		cmocka_unit_test(test_array_objects),
+		cmocka_unit_test(test_special_at_every_offset),
 	};
 
 	return cmocka_run_group_tests_name("jscan", tests, NULL, NULL);

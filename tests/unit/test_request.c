@@ -9,20 +9,94 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "request.h"
 
+/* request_parse's tree is the whole parse's: printed and read back, the
+ * same JSON (a raw `messages` prints as its text). */
+static void
+same_tree(const cJSON *tree, const cJSON *whole)
+{
+	char *s = cJSON_PrintUnformatted(tree), *t, *w = cJSON_PrintUnformatted(whole);
+	cJSON *back = cJSON_Parse(s);
+
+	assert_non_null(back);
+	t = cJSON_PrintUnformatted(back);	/* member order and repeats kept */
+	assert_string_equal(t, w);
+	cJSON_Delete(back);
+	free(s);
+	free(t);
+	free(w);
+}
+
+/* Validates json parsed whole and through request_parse: the same answer,
+ * word for word. */
 static int
 check(const char *json, char *msg, size_t len)
 {
-	cJSON *b = cJSON_Parse(json);
-	int rc;
+	cJSON *b = cJSON_Parse(json), *s;
+	char msg2[300] = "";
+	int rc, shallow;
 
 	assert_non_null(b);
 	rc = request_validate(b, msg, len);
+	s = request_parse(json, strlen(json), &shallow);
+	assert_non_null(s);
+	assert_int_equal(request_validate(s, msg2, sizeof(msg2)), rc);
+	if (rc < 0)
+		assert_string_equal(msg, msg2);
+	same_tree(s, b);
+	cJSON_Delete(s);
 	cJSON_Delete(b);
 	return rc;
+}
+
+/* Plain chat bodies keep `messages` as text; what jscan cannot read, or
+ * reads otherwise than cJSON, is parsed whole. */
+static void
+test_parse(void **state)
+{
+	static const struct {
+		const char *json;
+		int shallow;
+	} cases[] = {
+		{ "{\"model\":\"a/b\",\"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9 \\\"x\\\"\"}],"
+		  "\"temperature\":0.5,\"stream\":true}", 1 },
+		{ " {\"messages\" : [ {\"role\":\"system\",\"content\":[{\"type\":\"text\"}]} , {\"role\":\"user\"} ] } ", 1 },
+		{ "{\"model\":\"a/b\",\"messages\":[{\"r\\u006fle\":\"user\"}]}", 0 },	/* escaped key */
+		{ "{\"m\\u006fdel\":\"a/b\",\"messages\":[{\"role\":\"user\"}]}", 0 },
+		{ "{\"model\":\"a/b\",\"messages\":[{\"role\":1}]}", 0 },
+		{ "{\"model\":\"a/b\",\"messages\":[{\"content\":\"x\"}]}", 0 },
+		{ "{\"model\":\"a/b\",\"messages\":[]}", 0 },
+		{ "{\"model\":\"a/b\",\"messages\":[\"x\"]}", 0 },
+		{ "{\"model\":\"a/b\",\"messages\":{}}", 0 },
+		{ "{\"model\":\"a/b\",\"messages\":[{\"role\":\"user\",\"content\":\"a\tb\"}]}", 0 },	/* cJSON only */
+		{ "{\"model\":\"a/b\"}", 1 },
+		{ "{}", 1 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *whole = cJSON_Parse(cases[i].json), *s;
+		int shallow = -1;
+
+		assert_non_null(whole);
+		s = request_parse(cases[i].json, strlen(cases[i].json), &shallow);
+		assert_non_null(s);
+		if (shallow != cases[i].shallow)
+			fail_msg("case %zu: shallow %d", i, shallow);
+		same_tree(s, whole);
+		cJSON_Delete(s);
+		cJSON_Delete(whole);
+	}
+	assert_null(request_parse("{\"a\":", 5, &(int){ 0 }));
+	int shallow = 1;
+	cJSON *a = request_parse("[1]", 3, &shallow);	/* JSON, not an object: request_validate says so */
+
+	assert_true(cJSON_IsArray(a) && !shallow);
+	cJSON_Delete(a);
 }
 
 static void
@@ -212,6 +286,7 @@ main(void)
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_jfields),
+		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_prepare_plain),
 		cmocka_unit_test(test_prepare_stream_usage),
 	};
