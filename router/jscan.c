@@ -4,6 +4,7 @@
 #include "jscan.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -12,12 +13,17 @@
 static const char *
 skip_ws(const char *p, const char *end)
 {
+	if (p < end && (unsigned char)*p > ' ')
+		return p;	/* compact JSON: no whitespace at all */
 	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
 		p++;
 	return p;
 }
 
-#define JSCAN_MAX_DEPTH 1024	/* deeper: refused (cJSON refuses past 1000) */
+/* Containers a member's value may nest: with the object holding it, cJSON's
+ * CJSON_NESTING_LIMIT (1000), so that jscan never accepts what cJSON refuses
+ * (the stream path reads events through jscan alone). */
+#define JSCAN_MAX_DEPTH 999
 
 /* Bytes a JSON string may hold as they are: not a control character, a
  * quote or a backslash. Sixteen at a time (SSE2), or eight (SWAR): the lowest flagged byte of
@@ -70,12 +76,55 @@ is_hex(char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+static unsigned
+hex4(const char *p)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
+/* The code point of the \u escape at p (checked: 4 hex digits), a UTF-16
+ * surrogate pair taken whole as cJSON takes it (a low surrogate first, or a
+ * high one not followed by a low one, is refused: cJSON refuses the text).
+ * Sets *len to the escape's length; -1 if it is not valid. */
+static long
+u_escape(const char *p, const char *end, int *len)
+{
+	unsigned hi, lo;
+
+	if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
+		return -1;
+	hi = hex4(p + 2);
+	*len = 6;
+	if (hi >= 0xDC00 && hi <= 0xDFFF)
+		return -1;
+	if (hi < 0xD800 || hi > 0xDBFF)
+		return (long)hi;
+	if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !is_hex(p[8]) || !is_hex(p[9]) ||
+	    !is_hex(p[10]) || !is_hex(p[11]))
+		return -1;
+	lo = hex4(p + 8);
+	if (lo < 0xDC00 || lo > 0xDFFF)
+		return -1;
+	*len = 12;
+	return 0x10000 + (long)(((hi & 0x3FF) << 10) | (lo & 0x3FF));
+}
+
 /* Past the string starting at p (on its opening quote), checked as JSON
- * wants it (no raw control character, known escapes only: cJSON lets some
- * through that a stricter reader refuses); NULL if it is not. */
+ * wants it (no raw control character, known escapes only, surrogates in
+ * pairs: cJSON lets some through that a stricter reader refuses, and
+ * refuses unpaired surrogates); NULL if it is not. */
 static const char *
 skip_string(const char *p, const char *end)
 {
+	int n;
+
 	for (p++;;) {
 		p = plain_run(p, end);
 		if (p >= end || (unsigned char)*p < 0x20)
@@ -85,9 +134,9 @@ skip_string(const char *p, const char *end)
 		if (end - p < 2)	/* a backslash */
 			return NULL;
 		if (p[1] == 'u') {
-			if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
+			if (u_escape(p, end, &n) < 0)
 				return NULL;
-			p += 6;
+			p += n;
 		} else if (strchr("\"\\/bfnrt", p[1]) && p[1]) {
 			p += 2;
 		} else {
@@ -211,11 +260,25 @@ key:
 	goto value;
 }
 
-/* jscan_object, also saying where the object ends (*stop: past its '}'). */
-static int
-object_at(const char *text, size_t len, struct jmember *out, int max, const char **stop)
+/* skip_value(), with strings, numbers and null (most members) skipped
+ * directly. */
+static const char *
+skip_scalar_or_value(const char *v, const char *end)
 {
-	const char *p = text, *end = text + len;
+	if (*v == '"')
+		return skip_string(v, end);
+	if (*v == '-' || (*v >= '0' && *v <= '9'))
+		return skip_number(v, end);
+	if (*v == 'n')
+		return skip_literal(v, end, "null", 4);
+	return skip_value(v, end);
+}
+
+/* The members of the object at p (leading whitespace allowed); *after:
+ * past its closing brace. */
+static int
+scan_object(const char *p, const char *end, struct jmember *out, int max, const char **after)
+{
 	int n = 0;
 
 	p = skip_ws(p, end);
@@ -223,7 +286,7 @@ object_at(const char *text, size_t len, struct jmember *out, int max, const char
 		return -1;
 	p = skip_ws(p + 1, end);
 	if (p < end && *p == '}') {
-		*stop = p + 1;
+		*after = p + 1;
 		return 0;
 	}
 	while (p < end) {
@@ -232,22 +295,26 @@ object_at(const char *text, size_t len, struct jmember *out, int max, const char
 		if (*p != '"' || n >= max)
 			return -1;
 		k = p + 1;
-		if (!(p = skip_string(p, end)) || memchr(k, '\\', (size_t)(p - 1 - k)))
+		p = plain_run(k, end);	/* a key: plain bytes to its quote, no escape */
+		if (p >= end || *p != '"')
 			return -1;
 		out[n].key = k;
-		out[n].klen = (size_t)(p - 1 - k);
-		p = skip_ws(p, end);
+		out[n].klen = (size_t)(p - k);
+		p = skip_ws(p + 1, end);
 		if (p >= end || *p != ':')
 			return -1;
 		v = skip_ws(p + 1, end);
-		if (!(p = skip_value(v, end)) || p == v)
+		if (v >= end)
+			return -1;
+		p = skip_scalar_or_value(v, end);
+		if (!p || p == v)
 			return -1;
 		out[n].val = v;
 		out[n].vlen = (size_t)(p - v);
 		n++;
 		p = skip_ws(p, end);
 		if (p < end && *p == '}') {
-			*stop = p + 1;
+			*after = p + 1;
 			return n;
 		}
 		if (p >= end || *p != ',')
@@ -260,38 +327,189 @@ object_at(const char *text, size_t len, struct jmember *out, int max, const char
 int
 jscan_object(const char *text, size_t len, struct jmember *out, int max)
 {
-	const char *stop;
+	const char *after;
 
-	return object_at(text, len, out, max, &stop);
-}
-
-int
-jscan_array_objects(const char *text, size_t len, struct jmember *out, int max,
-		    int (*fn)(void *arg, const struct jmember *m, int n), void *arg)
-{
-	const char *p = skip_ws(text, text + len), *end = text + len;
-	int n, count = 0;
-
-	if (p >= end || *p != '[')
-		return -1;
-	p = skip_ws(p + 1, end);
-	if (p < end && *p == ']')
-		return 0;
-	for (;;) {
-		if ((n = object_at(p, (size_t)(end - p), out, max, &p)) < 0 || fn(arg, out, n) < 0)
-			return -1;
-		count++;
-		p = skip_ws(p, end);
-		if (p < end && *p == ']')
-			return count;
-		if (p >= end || *p != ',')
-			return -1;
-		p++;
-	}
+	return scan_object(text, text + len, out, max, &after);
 }
 
 int
 jscan_key_is(const struct jmember *m, const char *name)
 {
 	return strlen(name) == m->klen && memcmp(m->key, name, m->klen) == 0;
+}
+
+int
+jscan_array(struct jarray *a, const char *text, size_t len)
+{
+	const char *end = text + len, *p = skip_ws(text, end);
+
+	if (p >= end || *p != '[')
+		return -1;
+	a->end = end;
+	a->p = skip_ws(p + 1, end);
+	a->done = a->p < end && *a->p == ']';
+	return 0;
+}
+
+/* The next element: *val, *vlen; an object's members too when out is
+ * given (*n: their number, -1 when not an object). */
+static int
+array_next(struct jarray *a, const char **val, size_t *vlen, struct jmember *out, int max, int *n)
+{
+	const char *v = a->p, *q;
+
+	if (a->done)
+		return a->done > 0 ? 0 : -1;
+	a->done = -1;		/* until this element proves well formed */
+	if (v >= a->end)
+		return -1;
+	if (out && *v == '{') {
+		if ((*n = scan_object(v, a->end, out, max, &q)) < 0)
+			return -1;
+	} else {
+		if (n)
+			*n = -1;
+		if (!(q = skip_scalar_or_value(v, a->end)) || q == v)
+			return -1;
+	}
+	*val = v;
+	*vlen = (size_t)(q - v);
+	q = skip_ws(q, a->end);
+	if (q >= a->end || (*q != ',' && *q != ']'))
+		return -1;
+	a->done = *q == ']';
+	a->p = skip_ws(q + 1, a->end);
+	return 1;
+}
+
+int
+jscan_array_next(struct jarray *a, const char **val, size_t *vlen)
+{
+	return array_next(a, val, vlen, NULL, 0, NULL);
+}
+
+int
+jscan_array_next_members(struct jarray *a, const char **val, size_t *vlen, struct jmember *out, int max, int *n)
+{
+	return array_next(a, val, vlen, out, max, n);
+}
+
+int
+jscan_array_count(const char *text, size_t len)
+{
+	struct jarray a;
+	const char *v;
+	size_t vlen;
+	int n = 0, rc;
+
+	if (jscan_array(&a, text, len) < 0)
+		return -1;
+	while ((rc = jscan_array_next(&a, &v, &vlen)) > 0)
+		n++;
+	return rc < 0 ? -1 : n;
+}
+
+/* Appends the UTF-8 bytes of code point cp (below 0x110000) at out[*n]
+ * while they fit under cap - 1; counts them all. */
+static void
+put_utf8(char *out, size_t cap, size_t *n, long cp)
+{
+	unsigned char u[4];
+	size_t k;
+
+	if (cp < 0x80) {
+		u[0] = (unsigned char)cp;
+		k = 1;
+	} else if (cp < 0x800) {
+		u[0] = (unsigned char)(0xC0 | cp >> 6);
+		u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+		k = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (unsigned char)(0xE0 | cp >> 12);
+		u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+		u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+		k = 3;
+	} else {
+		u[0] = (unsigned char)(0xF0 | cp >> 18);
+		u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+		u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+		u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+		k = 4;
+	}
+	for (size_t i = 0; i < k; i++, (*n)++)
+		if (*n + 1 < cap)
+			out[*n] = (char)u[i];
+}
+
+long
+jscan_cstring(const char *val, size_t vlen, char *out, size_t cap)
+{
+	const char *p = val, *end = val + vlen;
+	size_t n = 0;
+	long cp;
+	int elen;
+
+	if (vlen < 2 || *p != '"')
+		return -1;
+	for (p++;;) {
+		const char *r = plain_run(p, end);
+
+		if (n + 1 < cap)
+			memcpy(out + n, p, (size_t)(r - p) < cap - 1 - n ? (size_t)(r - p) : cap - 1 - n);
+		n += (size_t)(r - p);
+		p = r;
+		if (p >= end || (unsigned char)*p < 0x20)
+			return -1;
+		if (*p == '"')
+			break;
+		if (end - p < 2)
+			return -1;
+		if (p[1] == 'u') {
+			if ((cp = u_escape(p, end, &elen)) < 0)
+				return -1;
+			if (cp == 0)
+				break;	/* where C's view of the string ends */
+			put_utf8(out, cap, &n, cp);
+			p += elen;
+			continue;
+		}
+		switch (p[1]) {
+		case '"': case '\\': case '/': cp = p[1]; break;
+		case 'b': cp = '\b'; break;
+		case 'f': cp = '\f'; break;
+		case 'n': cp = '\n'; break;
+		case 'r': cp = '\r'; break;
+		case 't': cp = '\t'; break;
+		default: return -1;
+		}
+		put_utf8(out, cap, &n, cp);
+		p += 2;
+	}
+	if (cap)
+		out[n < cap ? n : cap - 1] = '\0';
+	return (long)n;
+}
+
+int
+jscan_number(const char *val, size_t vlen, double *out)
+{
+	const char *p = val, *end = val + vlen;
+	char buf[JSCAN_NUMBER_MAX + 1];
+	int64_t v = 0;
+
+	if (skip_number(val, end) != end)
+		return -1;
+	p += *p == '-';
+	if (end - p <= 15 && skip_digits(p, end) == end) {	/* an integer, exact in a double */
+		for (; p < end; p++)
+			v = v * 10 + (*p - '0');
+		*out = *val == '-' ? -(double)v : (double)v;
+		return 0;
+	}
+	if (vlen > JSCAN_NUMBER_MAX)
+		return -1;
+	memcpy(buf, val, vlen);
+	buf[vlen] = '\0';
+	*out = strtod(buf, NULL);	/* as cJSON reads numbers */
+	return 0;
 }

@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "anthropic.h"
+#include "chatscan.h"
 #include "clock.h"
 #include "jscan.h"
 #include "jsonw.h"
@@ -63,6 +64,9 @@ struct proxy {
 	int up_status, retry_after;
 	struct evbuffer *buf;		/* buffered answer or error body */
 	struct jsonw out;		/* the stream event being written */
+	struct jsonw ids;		/* a chunk's id/object and model/provider (chunk_ids) */
+	size_t ids_split;		/* where created goes in ids */
+	struct rcat_endpoint *ids_for;	/* the endpoint ids was written for */
 	struct sse *sse;
 	struct anthropic_stream *anth;	/* stream translation (anthropic endpoints) */
 	int client_started;		/* a byte reached the client */
@@ -164,6 +168,7 @@ proxy_free(struct proxy *p)
 	if (p->buf)
 		evbuffer_free(p->buf);
 	free(p->out.p);
+	free(p->ids.p);
 	sse_free(p->sse);
 	anthropic_stream_free(p->anth);
 	free(p);
@@ -552,27 +557,22 @@ member_in(const struct jmember *m, const struct mname *names)
 	return 0;
 }
 
-static const struct mname N_USAGE = MNAME("usage"), N_CREATED = MNAME("created"),
-			  N_FINGERPRINT = MNAME("system_fingerprint"), N_COST = MNAME("cost"),
+static const struct mname N_USAGE = MNAME("usage"), N_COST = MNAME("cost"),
 			  N_TOTAL = MNAME("total_tokens"), N_STREAM_OPTIONS = MNAME("stream_options"),
 			  N_INCLUDE_USAGE = MNAME("include_usage");
 
 /* ,"usage":{...} as usage_take() left the tree `usage`: the provider's
- * members as written, total_tokens added when missing, our cost last. */
+ * members as written (c->u), total_tokens added when missing, our cost
+ * last; printed from the tree when jscan refused its text (c->nu < 0). */
 static void
-sb_usage(struct proxy *p, struct jsonw *b, const struct jmember *m, int n, const cJSON *usage)
+sb_usage(struct proxy *p, struct jsonw *b, const struct chatscan *c, const cJSON *usage)
 {
-	const struct jmember *um = NULL;
-	struct jmember u[32];
 	char cost[64];
-	int nu, first = 1, total = 0;
+	int first = 1, total = 0;
 	char *s;
 
-	for (int i = 0; i < n && !um; i++)
-		if (is_name(&m[i], &N_USAGE))
-			um = &m[i];
 	money_format_usd(proxy_cost(p), cost, sizeof(cost));
-	if (!um || um->val[0] != '{') {	/* no usage from the provider: ours, estimated */
+	if (!c->usage_object) {	/* no usage from the provider: ours, estimated */
 		JSONW_LIT(b, ",\"usage\":{\"prompt_tokens\":");
 		jsonw_int(b, p->prompt_tokens);
 		JSONW_LIT(b, ",\"completion_tokens\":");
@@ -584,7 +584,7 @@ sb_usage(struct proxy *p, struct jsonw *b, const struct jmember *m, int n, const
 		JSONW_LIT(b, "}");
 		return;
 	}
-	if ((nu = jscan_object(um->val, um->vlen, u, 32)) < 0) {
+	if (c->nu < 0) {
 		if ((s = cJSON_PrintUnformatted(usage))) {
 			JSONW_LIT(b, ",\"usage\":");
 			jsonw_add(b, s, strlen(s));
@@ -593,11 +593,11 @@ sb_usage(struct proxy *p, struct jsonw *b, const struct jmember *m, int n, const
 		return;
 	}
 	JSONW_LIT(b, ",\"usage\":{");
-	for (int i = 0; i < nu; i++) {
-		if (is_name(&u[i], &N_COST))
+	for (int i = 0; i < c->nu; i++) {
+		if (is_name(&c->u[i], &N_COST))
 			continue;
-		total |= is_name(&u[i], &N_TOTAL);
-		sb_member(b, &u[i], first);
+		total |= is_name(&c->u[i], &N_TOTAL);
+		sb_member(b, &c->u[i], first);
 		first = 0;
 	}
 	if (!total) {
@@ -610,53 +610,90 @@ sb_usage(struct proxy *p, struct jsonw *b, const struct jmember *m, int n, const
 	JSONW_LIT(b, "}");
 }
 
-/* rewrite_ids() on text: o is the parsed answer or chunk, m[0..n) its
- * members; usage is dropped, printed from `usage` (last), or left as the
+/* What a chunk starts with, escaped once per endpoint rather than once an
+ * event: {"id":...,"object":"chat.completion.chunk","created": and, after
+ * the created value, ,"model":...,"provider":... */
+static int
+chunk_ids(struct proxy *p, struct rcat_endpoint *e)
+{
+	if (p->ids_for == e)
+		return 0;
+	p->ids.len = 0;
+	p->ids.oom = 0;
+	JSONW_LIT(&p->ids, "{\"id\":");
+	jsonw_string(&p->ids, p->gen_id);
+	JSONW_LIT(&p->ids, ",\"object\":\"chat.completion.chunk\",\"created\":");
+	p->ids_split = p->ids.len;
+	JSONW_LIT(&p->ids, ",\"model\":");
+	jsonw_string(&p->ids, e->model->id);
+	JSONW_LIT(&p->ids, ",\"provider\":");
+	jsonw_string(&p->ids, e->prov->name);
+	p->ids_for = p->ids.oom ? NULL : e;
+	return p->ids.oom ? -1 : 0;
+}
+
+/* rewrite_ids() on text: c holds the answer's or chunk's members and what
+ * the splice needs of them (created, system_fingerprint, usage); usage is
+ * dropped, printed (from c, or from the tree `usage`), or left as the
  * provider wrote it. */
 static void
-splice_ids(struct proxy *p, struct jsonw *b, const cJSON *o, const struct jmember *m, int n,
-	   int chunk, enum usage_mode umode, const cJSON *usage)
+splice_ids(struct proxy *p, struct jsonw *b, const struct chatscan *c, int chunk, enum usage_mode umode,
+	   const cJSON *usage)
 {
 	static const struct mname ours[] = { MNAME("id"), MNAME("object"), MNAME("created"), MNAME("model"),
 					     MNAME("provider"), MNAME("system_fingerprint"), { NULL, 0 } };
 	struct rcat_endpoint *e = p->cands[p->attempt];
-	const cJSON *created = cJSON_GetObjectItemCaseSensitive(o, "created");
-	const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "system_fingerprint");
-	const struct jmember *created_m = NULL, *fp_m = NULL;
+	int cached = chunk && chunk_ids(p, e) == 0;
 
-	for (int i = 0; i < n; i++) {
-		if (!created_m && is_name(&m[i], &N_CREATED))
-			created_m = &m[i];
-		else if (!fp_m && is_name(&m[i], &N_FINGERPRINT))
-			fp_m = &m[i];
+	if (cached) {
+		jsonw_add(b, p->ids.p, p->ids_split);
+	} else {
+		JSONW_LIT(b, "{\"id\":");
+		jsonw_string(b, p->gen_id);
+		if (chunk)
+			JSONW_LIT(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
+		else
+			JSONW_LIT(b, ",\"object\":\"chat.completion\",\"created\":");
 	}
-	JSONW_LIT(b, "{\"id\":");
-	jsonw_string(b, p->gen_id);
-	if (chunk)
-		JSONW_LIT(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
-	else
-		JSONW_LIT(b, ",\"object\":\"chat.completion\",\"created\":");
-	if (created_m && cJSON_IsNumber(created) && created->valuedouble >= 0 && created->valuedouble < 1e15 &&
-	    created->valuedouble == (double)(long long)created->valuedouble)
-		jsonw_add(b, created_m->val, created_m->vlen);
+	if (c->created && c->created_ok)
+		jsonw_add(b, c->created->val, c->created->vlen);
 	else
 		jsonw_int(b, clock_wall_ms() / 1000);
-	JSONW_LIT(b, ",\"model\":");
-	jsonw_string(b, e->model->id);
-	JSONW_LIT(b, ",\"provider\":");
-	jsonw_string(b, e->prov->name);
-	if (fp_m && (cJSON_IsString(fp) || cJSON_IsNull(fp)))
-		sb_member(b, fp_m, 0);
+	if (cached) {
+		jsonw_add(b, p->ids.p + p->ids_split, p->ids.len - p->ids_split);
+	} else {
+		JSONW_LIT(b, ",\"model\":");
+		jsonw_string(b, e->model->id);
+		JSONW_LIT(b, ",\"provider\":");
+		jsonw_string(b, e->prov->name);
+	}
+	if (c->fingerprint && c->fingerprint_ok)
+		sb_member(b, c->fingerprint, 0);
 	else if (!chunk)
 		JSONW_LIT(b, ",\"system_fingerprint\":null");
-	for (int i = 0; i < n; i++) {
-		if (member_in(&m[i], ours) || (umode != USAGE_RAW && is_name(&m[i], &N_USAGE)))
+	for (int i = 0; i < c->n; i++) {
+		if (member_in(&c->m[i], ours) || (umode != USAGE_RAW && is_name(&c->m[i], &N_USAGE)))
 			continue;
-		sb_member(b, &m[i], 0);
+		sb_member(b, &c->m[i], 0);
 	}
 	if (umode == USAGE_PRINT)
-		sb_usage(p, b, m, n, usage);
+		sb_usage(p, b, c, usage);
 	JSONW_LIT(b, "}");
+}
+
+/* For the tree path: c (chatscan_members() of the same text) completed
+ * from the tree o, which usage_take() may have edited. */
+static void
+chatscan_from_tree(struct chatscan *c, const cJSON *o)
+{
+	const cJSON *created = cJSON_GetObjectItemCaseSensitive(o, "created");
+	const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "system_fingerprint");
+
+	c->created_ok = cJSON_IsNumber(created) && created->valuedouble >= 0 && created->valuedouble < 1e15 &&
+			created->valuedouble == (double)(long long)created->valuedouble;
+	c->fingerprint_ok = cJSON_IsString(fp) || cJSON_IsNull(fp);
+	c->usage_object = c->usage && c->usage->val[0] == '{';
+	c->nu = c->usage_object ? jscan_object(c->usage->val, c->usage->vlen, c->u, CHATSCAN_USAGE_MAX) : 0;
 }
 
 /* request_prepare_upstream() on the client's text: the body for an
@@ -708,13 +745,6 @@ splice_upstream_body(struct proxy *p, const char *upstream_model)
 	return b.p;
 }
 
-/* Token estimate when a provider sends no usage: ~4 bytes a token. */
-static int64_t
-estimate_tokens(const char *s)
-{
-	return s ? (int64_t)(strlen(s) + 3) / 4 : 0;
-}
-
 /* Whether an endpoint speaks Anthropic Messages (translated both ways). */
 static int
 is_anthropic(const struct rcat_endpoint *e)
@@ -725,15 +755,96 @@ is_anthropic(const struct rcat_endpoint *e)
 /* ---- non-streamed answers ---- */
 
 static void
+answer_invalid(struct proxy *p, struct rcat_endpoint *e)
+{
+	p->retry_after = -1;
+	p->outcome = RS_INVALID;
+	health_failed(p, e);
+	proxy_next(p, 502, "%s answered something that is not a chat completion", e->prov->name);
+}
+
+/* Token counts of an answer without usage: the request's and the answer's
+ * text, ~4 bytes a token (taken as the provider's: not marked estimated). */
+static void
+answer_estimate(struct proxy *p, int64_t text_bytes)
+{
+	size_t blen;
+
+	httpd_req_body(p->req, &blen);
+	p->prompt_tokens = (int64_t)(blen + 3) / 4;
+	p->completion_tokens = (text_bytes + 3) / 4;
+}
+
+/* The answer read: metered, logged and sent, spliced from c (the text's
+ * members) or, without c, printed from the tree ans. */
+static void
+answer_send(struct proxy *p, const struct chatscan *c, const cJSON *ans, const cJSON *usage, size_t len)
+{
+	struct rcat_endpoint *e = p->cands[p->attempt];
+
+	p->t_first_ms = clock_wall_ms();
+	health_ok(p, e);
+	proxy_meter(p, 200);
+	p->rt->st.completions_ok++;
+	proxy_log(p, 200);
+	tries_header(p);
+	if (c) {
+		struct jsonw out = { NULL, 0, 0, 0 };
+
+		jsonw_reserve(&out, len + 256);		/* the answer's size: one allocation */
+		splice_ids(p, &out, c, 0, USAGE_PRINT, usage);
+		if (!out.oom)
+			httpd_reply(p->req, 200, "application/json", out.p, out.len);
+		else
+			httpd_reply_error(p->req, 500, "out of memory");
+		free(out.p);
+	} else {
+		httpd_reply_json(p->req, 200, ans);
+	}
+	p->state = PX_DONE;
+	proxy_free(p);
+}
+
+/* An OpenAI answer read through chatscan, no tree. -1: chatscan refused
+ * its text (the caller parses it). */
+static int
+finish_json_scanned(struct proxy *p, const char *data, size_t len)
+{
+	struct chatscan c;
+
+	if (chatscan_answer(&c, data, len) < 0)
+		return -1;
+	if (!c.choices_array) {
+		answer_invalid(p, p->cands[p->attempt]);
+		return 0;
+	}
+	if (c.usage_object) {
+		p->prompt_tokens = c.prompt_tokens;
+		p->completion_tokens = c.completion_tokens;
+	} else {
+		answer_estimate(p, c.text_bytes);
+	}
+	p->have_usage = 1;
+	if (c.has_finish)
+		memcpy(p->finish, c.finish, sizeof(p->finish));
+	answer_send(p, &c, NULL, NULL, len);
+	return 0;
+}
+
+static void
 proxy_finish_json(struct proxy *p)
 {
 	size_t len = evbuffer_get_length(p->buf);
 	const char *data = (const char *)evbuffer_pullup(p->buf, (ev_ssize_t)len);
-	cJSON *ans = cJSON_ParseWithLength(data, len), *usage, *choices;
 	struct rcat_endpoint *e = p->cands[p->attempt];
-	struct jmember m[PROXY_SPLICE_MAX];
-	int n = -1;
+	cJSON *ans, *usage, *choices;
+	struct chatscan c;
+	int spliced = 0;
 
+	if (!is_anthropic(e) && finish_json_scanned(p, data, len) == 0)
+		return;
+	/* the tree path: text chatscan refuses, and Anthropic answers */
+	ans = cJSON_ParseWithLength(data, len);
 	if (ans && is_anthropic(e)) {	/* a Messages answer: now a chat.completion */
 		cJSON *chat = anthropic_answer(ans);
 
@@ -743,15 +854,12 @@ proxy_finish_json(struct proxy *p)
 	choices = ans ? cJSON_GetObjectItemCaseSensitive(ans, "choices") : NULL;
 	if (!cJSON_IsArray(choices)) {
 		cJSON_Delete(ans);
-		p->retry_after = -1;
-		p->outcome = RS_INVALID;
-		health_failed(p, e);
-		proxy_next(p, 502, "%s answered something that is not a chat completion", e->prov->name);
+		answer_invalid(p, e);
 		return;
 	}
 	if (!is_anthropic(e))	/* the answer's text is spliced, not printed again */
-		n = jscan_object(data, len, m, PROXY_SPLICE_MAX);
-	if (n < 0)
+		spliced = chatscan_members(&c, data, len) == 0;
+	if (!spliced)
 		ans = rewrite_ids(p, ans, 0);
 	choices = cJSON_GetObjectItemCaseSensitive(ans, "choices");
 	usage = cJSON_GetObjectItemCaseSensitive(ans, "usage");
@@ -759,14 +867,12 @@ proxy_finish_json(struct proxy *p)
 		const cJSON *c0 = cJSON_GetArrayItem(choices, 0);
 		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
 		const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
-		size_t blen;
 
+		answer_estimate(p, cJSON_IsString(content) ? (int64_t)strlen(content->valuestring) : 0);
 		cJSON_DeleteItemFromObjectCaseSensitive(ans, "usage");
 		usage = cJSON_AddObjectToObject(ans, "usage");
-		httpd_req_body(p->req, &blen);
-		cJSON_AddNumberToObject(usage, "prompt_tokens", (double)((blen + 3) / 4));
-		cJSON_AddNumberToObject(usage, "completion_tokens",
-			(double)estimate_tokens(cJSON_IsString(content) ? content->valuestring : NULL));
+		cJSON_AddNumberToObject(usage, "prompt_tokens", (double)p->prompt_tokens);
+		cJSON_AddNumberToObject(usage, "completion_tokens", (double)p->completion_tokens);
 	}
 	usage_take(p, usage);
 	{
@@ -775,28 +881,10 @@ proxy_finish_json(struct proxy *p)
 		if (cJSON_IsString(fin))
 			snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
 	}
-	p->t_first_ms = clock_wall_ms();
-	health_ok(p, e);
-	proxy_meter(p, 200);
-	p->rt->st.completions_ok++;
-	proxy_log(p, 200);
-	tries_header(p);
-	if (n >= 0) {
-		struct jsonw out = { NULL, 0, 0, 0 };
-
-		jsonw_reserve(&out, len + 256);		/* the answer's size: one allocation */
-		splice_ids(p, &out, ans, m, n, 0, USAGE_PRINT, usage);
-		if (!out.oom)
-			httpd_reply(p->req, 200, "application/json", out.p, out.len);
-		else
-			httpd_reply_error(p->req, 500, "out of memory");
-		free(out.p);
-	} else {
-		httpd_reply_json(p->req, 200, ans);
-	}
+	if (spliced)
+		chatscan_from_tree(&c, ans);
+	answer_send(p, spliced ? &c : NULL, ans, usage, len);
 	cJSON_Delete(ans);
-	p->state = PX_DONE;
-	proxy_free(p);
 }
 
 /* ---- streamed answers ---- */
@@ -931,10 +1019,61 @@ stream_upstream_error(struct proxy *p, int garbage, const char *detail)
 	return 1;
 }
 
-/* A chunk whose text splices (raw: the event's data, o: its tree):
- * rewrite_ids() and the usage rules of stream_chunk() on the text. */
 static void
-stream_chunk_splice(struct proxy *p, cJSON *o, const struct jmember *m, int n)
+stream_backpressure(struct proxy *p)
+{
+	if (p->up && httpd_req_pending(p->req) > (size_t)p->rt->conf.stream_buffer_bytes) {
+		p->rt->st.backpressure_pauses++;
+		upstream_pause(p->up, 1);
+	}
+}
+
+/* data: <the chunk spliced from c>\n\n to the client. */
+static void
+stream_write_spliced(struct proxy *p, const struct chatscan *c, enum usage_mode umode, const cJSON *usage)
+{
+	p->out.len = 0;
+	p->out.oom = 0;
+	JSONW_LIT(&p->out, "data: ");
+	splice_ids(p, &p->out, c, 1, umode, usage);
+	JSONW_LIT(&p->out, "\n\n");
+	if (!p->out.oom)
+		httpd_stream_write(p->req, p->out.p, p->out.len);
+}
+
+/* A chunk read through chatscan (no tree): stream_chunk()'s rules. */
+static void
+stream_chunk_scanned(struct proxy *p, const struct chatscan *c)
+{
+	enum usage_mode umode = USAGE_RAW;
+
+	if (!p->client_started)
+		stream_start(p);
+	if (c->has_finish) {
+		p->saw_finish = 1;
+		memcpy(p->finish, c->finish, sizeof(p->finish));
+	}
+	p->stream_chars += c->text_bytes;
+	if (c->usage_object) {
+		p->prompt_tokens = c->prompt_tokens;
+		p->completion_tokens = c->completion_tokens;
+		p->have_usage = 1;
+		umode = p->want_usage ? USAGE_PRINT : USAGE_DROP;
+		if (!p->want_usage && c->nchoices == 0)
+			goto backpressure;	/* a usage-only chunk nobody asked for */
+	} else if (c->usage && c->usage->val[0] == 'n' && !p->want_usage) {
+		umode = USAGE_DROP;
+	}
+	stream_write_spliced(p, c, umode, NULL);
+backpressure:
+	stream_backpressure(p);
+}
+
+/* A chunk whose text splices (c: chatscan_members() of the event's data,
+ * o: its tree): rewrite_ids() and the usage rules of stream_chunk() on the
+ * text. */
+static void
+stream_chunk_splice(struct proxy *p, cJSON *o, struct chatscan *c)
 {
 	cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
 	enum usage_mode umode = USAGE_RAW;
@@ -947,25 +1086,20 @@ stream_chunk_splice(struct proxy *p, cJSON *o, const struct jmember *m, int n)
 	} else if (cJSON_IsNull(usage) && !p->want_usage) {
 		umode = USAGE_DROP;
 	}
-	p->out.len = 0;
-	p->out.oom = 0;
-	JSONW_LIT(&p->out, "data: ");
-	splice_ids(p, &p->out, o, m, n, 1, umode, usage);
-	JSONW_LIT(&p->out, "\n\n");
-	if (!p->out.oom)
-		httpd_stream_write(p->req, p->out.p, p->out.len);
+	chatscan_from_tree(c, o);
+	stream_write_spliced(p, c, umode, usage);
 }
 
-/* One chat.completion.chunk (taken) on its way to the client: the stream
- * starts with the first one; ids rewritten, usage read (and sent only when
- * the client asked for it). raw: the event's text when there is one (not
- * for translated Anthropic events), spliced rather than printed again. */
+/* One chat.completion.chunk (taken) on its way to the client, from its
+ * tree: the stream starts with the first one; ids rewritten, usage read
+ * (and sent only when the client asked for it). raw: the event's text when
+ * there is one (not for translated Anthropic events), spliced rather than
+ * printed again. */
 static void
 stream_chunk(struct proxy *p, cJSON *o, const char *raw, size_t rawlen)
 {
-	struct jmember m[PROXY_SPLICE_MAX];
+	struct chatscan c;
 	cJSON *usage, *choices, *fin;
-	int n;
 
 	if (!p->client_started)
 		stream_start(p);
@@ -976,8 +1110,8 @@ stream_chunk(struct proxy *p, cJSON *o, const char *raw, size_t rawlen)
 		snprintf(p->finish, sizeof(p->finish), "%s", fin->valuestring);
 	}
 	count_delta(p, choices);
-	if (raw && (n = jscan_object(raw, rawlen, m, PROXY_SPLICE_MAX)) >= 0) {
-		stream_chunk_splice(p, o, m, n);
+	if (raw && chatscan_members(&c, raw, rawlen) == 0) {
+		stream_chunk_splice(p, o, &c);
 		cJSON_Delete(o);
 		goto backpressure;
 	}
@@ -999,10 +1133,7 @@ stream_chunk(struct proxy *p, cJSON *o, const char *raw, size_t rawlen)
 	stream_write_json(p, o);
 	cJSON_Delete(o);
 backpressure:
-	if (p->up && httpd_req_pending(p->req) > (size_t)p->rt->conf.stream_buffer_bytes) {
-		p->rt->st.backpressure_pauses++;
-		upstream_pause(p->up, 1);
-	}
+	stream_backpressure(p);
 }
 
 /* One event of an Anthropic Messages stream, translated into 0..n chunks
@@ -1038,6 +1169,7 @@ static int
 stream_event(void *arg, const char *event, const char *data, size_t len, int comment)
 {
 	struct proxy *p = arg;
+	struct chatscan c;
 	cJSON *o;
 
 	if (comment)
@@ -1048,7 +1180,13 @@ stream_event(void *arg, const char *event, const char *data, size_t len, int com
 		p->saw_done = 1;
 		return 0;
 	}
-	o = cJSON_ParseWithLength(data, len);
+	if (chatscan_chunk(&c, data, len) == 0) {	/* no tree: the common case */
+		if (c.error)
+			return stream_upstream_error(p, 0, NULL);
+		stream_chunk_scanned(p, &c);
+		return 0;
+	}
+	o = cJSON_ParseWithLength(data, len);	/* what jscan refuses */
 	if (!cJSON_IsObject(o) || cJSON_GetObjectItemCaseSensitive(o, "error")) {
 		int garbage = !cJSON_IsObject(o);
 

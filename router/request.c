@@ -104,21 +104,27 @@ jfields_get(const struct jfields *f, const char *name)
  * string `role` first among its roles; 0 when jscan cannot say (the whole
  * parse decides, and words the refusal). */
 static int
-message_plain(void *arg, const struct jmember *m, int n)
-{
-	(void)arg;
-	for (int i = 0; i < n; i++)
-		if (jscan_key_is(&m[i], "role"))
-			return m[i].val[0] == '"' ? 0 : -1;
-	return -1;
-}
-
-static int
 messages_plain(const char *text, size_t len)
 {
 	struct jmember m[REQUEST_MSG_MEMBERS];
+	struct jarray a;
+	const char *v;
+	size_t vlen;
+	int r, n, count = 0;
 
-	return jscan_array_objects(text, len, m, REQUEST_MSG_MEMBERS, message_plain, NULL) > 0;
+	if (jscan_array(&a, text, len) < 0)
+		return 0;
+	while ((r = jscan_array_next_members(&a, &v, &vlen, m, REQUEST_MSG_MEMBERS, &n)) == 1) {
+		int role = 0;
+
+		for (int i = 0; i < n && !role; i++)
+			if (jscan_key_is(&m[i], "role"))
+				role = m[i].val[0] == '"' ? 1 : -1;
+		if (role != 1)		/* also n == -1: not an object */
+			return 0;
+		count++;
+	}
+	return r == 0 && count > 0;
 }
 
 /* A raw node holding text[0..len): cJSON_CreateRaw would copy a copy. */

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "jscan.h"
 
 static void
@@ -117,21 +119,174 @@ test_strict_values(void **state)
 	(void)state;
 	assert_int_equal(jscan_object(t, strlen(t), m, 4), 4);
 	assert_member(&m[3], "l", "[true,false,null,{},[],[[{\"x\":[]}]]]");
-	/* nesting: 1000 levels pass, past the bound is refused */
-	n += (size_t)sprintf(deep, "{\"a\":");
-	for (int i = 0; i < 1000; i++)
-		deep[n++] = '[';
-	for (int i = 0; i < 1000; i++)
-		deep[n++] = ']';
-	deep[n++] = '}';
-	assert_int_equal(jscan_object(deep, n, m, 4), 1);
-	n = (size_t)sprintf(deep, "{\"a\":");
-	for (int i = 0; i < 2000; i++)
-		deep[n++] = '[';
-	for (int i = 0; i < 2000; i++)
-		deep[n++] = ']';
-	deep[n++] = '}';
-	assert_int_equal(jscan_object(deep, n, m, 4), -1);
+	/* nesting: what cJSON takes (1000 containers, the object's included)
+	 * passes, one more is refused, as cJSON refuses it */
+	for (int levels = 998; levels <= 1001; levels++) {
+		cJSON *o;
+
+		n = (size_t)sprintf(deep, "{\"a\":");
+		for (int i = 0; i < levels; i++)
+			deep[n++] = '[';
+		for (int i = 0; i < levels; i++)
+			deep[n++] = ']';
+		deep[n++] = '}';
+		o = cJSON_ParseWithLength(deep, n);
+		assert_int_equal(jscan_object(deep, n, m, 4), levels <= 999 ? 1 : -1);
+		assert_int_equal(o != NULL, levels <= 999);
+		cJSON_Delete(o);
+	}
+}
+
+/* Surrogates: in pairs, as cJSON wants them (it refuses the whole text
+ * otherwise, so jscan must too). */
+static void
+test_surrogates(void **state)
+{
+	static const char *const cases[] = {
+		"{\"a\":\"\\ud83d\\ude00\"}", "{\"a\":\"\\uD83D\\uDE00x\"}", "{\"a\":\"\\uffff\\u0000\"}",
+		"{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud800\\u0041\"}",
+		"{\"a\":\"\\ud800x\"}", "{\"a\":\"\\ud800\\n\"}", "{\"a\":\"\\ud800\\udbff\"}",
+		"{\"a\":[{\"k\\udfff\":1}]}", "{\"a\":\"\\ud800\\ud",
+	};
+	struct jmember m[2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *o = cJSON_ParseWithLength(cases[i], strlen(cases[i]));
+		int n = jscan_object(cases[i], strlen(cases[i]), m, 2);
+
+		if ((n == 1) != (o != NULL))
+			fail_msg("jscan %d, cJSON %s: %s", n, o ? "took it" : "refused it", cases[i]);
+		cJSON_Delete(o);
+	}
+	assert_int_equal(jscan_object(cases[0], strlen(cases[0]), m, 2), 1);
+	assert_int_equal(jscan_object(cases[3], strlen(cases[3]), m, 2), -1);
+}
+
+static void
+test_arrays(void **state)
+{
+	static const char t[] = " [ 1 ,\"a,]\", {\"x\":[2,3]} ,[],null ] tail";
+	static const char *const want[] = { "1", "\"a,]\"", "{\"x\":[2,3]}", "[]", "null" };
+	static const char *const bad[] = { "", "{}", "1", "[", "[1", "[1,", "[1,]", "[,1]", "[1 2]", "[1}", "[\"x]" };
+	struct jarray a;
+	const char *v;
+	size_t vlen;
+	int i = 0, rc;
+
+	(void)state;
+	assert_int_equal(jscan_array(&a, t, strlen(t)), 0);
+	while ((rc = jscan_array_next(&a, &v, &vlen)) > 0) {
+		assert_true(i < 5);
+		assert_int_equal(vlen, strlen(want[i]));
+		assert_memory_equal(v, want[i], vlen);
+		i++;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(i, 5);
+	assert_int_equal(jscan_array_next(&a, &v, &vlen), 0);	/* stays at the end */
+	assert_int_equal(jscan_array_count(t, strlen(t)), 5);
+	assert_int_equal(jscan_array_count("[]", 2), 0);
+	assert_int_equal(jscan_array_count(" [\n] ", 5), 0);
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+		if (jscan_array_count(bad[k], strlen(bad[k])) != -1)
+			fail_msg("counted: %s", bad[k]);
+	/* objects read with their members in the same pass; others not */
+	{
+		static const char o[] = "[{\"a\":1,\"b\":[2]},7,{},{\"x\\u0041\":1}]";
+		struct jmember m[4];
+		int n;
+
+		assert_int_equal(jscan_array(&a, o, strlen(o)), 0);
+		assert_int_equal(jscan_array_next_members(&a, &v, &vlen, m, 4, &n), 1);
+		assert_int_equal(n, 2);
+		assert_int_equal(vlen, 15);
+		assert_member(&m[1], "b", "[2]");
+		assert_int_equal(jscan_array_next_members(&a, &v, &vlen, m, 4, &n), 1);
+		assert_int_equal(n, -1);
+		assert_memory_equal(v, "7", vlen);
+		assert_int_equal(jscan_array_next_members(&a, &v, &vlen, m, 4, &n), 1);
+		assert_int_equal(n, 0);
+		/* an escaped key (or more than max members) is refused */
+		assert_int_equal(jscan_array_next_members(&a, &v, &vlen, m, 4, &n), -1);
+		assert_int_equal(jscan_array(&a, o, strlen(o)), 0);
+		assert_int_equal(jscan_array_next_members(&a, &v, &vlen, m, 1, &n), -1);
+	}
+	/* an error is sticky */
+	assert_int_equal(jscan_array(&a, "[1 2]", 5), 0);
+	assert_int_equal(jscan_array_next(&a, &v, &vlen), -1);
+	assert_int_equal(jscan_array_next(&a, &v, &vlen), -1);
+}
+
+/* jscan_cstring against cJSON's valuestring, as C reads it. */
+static void
+test_cstring(void **state)
+{
+	static const char *const cases[] = {
+		"\"\"", "\"plain text, long enough for the eight-byte path\"",
+		"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\u00e9\\u00E9\\u20ac\\u0041\\u007f\\u0080\\u07ff\\u0800\"",
+		"\"x\\ud83d\\ude00y\"", "\"h\xc3\xa9llo \xf0\x9f\x98\x80\"", "\"cut\\u0000here\"", "\"\\u0000\"",
+	};
+	char out[64], tiny[4], json[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *o;
+		long n;
+
+		snprintf(json, sizeof(json), "{\"s\":%s}", cases[i]);
+		o = cJSON_Parse(json);
+		assert_non_null(o);
+		n = jscan_cstring(cases[i], strlen(cases[i]), out, sizeof(out));
+		assert_int_equal(n, (long)strlen(cJSON_GetObjectItem(o, "s")->valuestring));
+		assert_string_equal(out, cJSON_GetObjectItem(o, "s")->valuestring);
+		assert_int_equal(jscan_cstring(cases[i], strlen(cases[i]), NULL, 0), n);
+		/* truncated to what fits, NUL-terminated, the length whole */
+		assert_int_equal(jscan_cstring(cases[i], strlen(cases[i]), tiny, sizeof(tiny)), n);
+		assert_int_equal(strlen(tiny), n < 3 ? (size_t)n : 3);
+		assert_memory_equal(tiny, out, strlen(tiny));
+		cJSON_Delete(o);
+	}
+	assert_int_equal(jscan_cstring("null", 4, out, sizeof(out)), -1);
+	assert_int_equal(jscan_cstring("\"open", 5, out, sizeof(out)), -1);
+	assert_int_equal(jscan_cstring("\"\\x\"", 4, out, sizeof(out)), -1);
+	assert_int_equal(jscan_cstring("\"\\ud800\"", 8, out, sizeof(out)), -1);
+	assert_int_equal(jscan_cstring("\"", 1, out, sizeof(out)), -1);
+}
+
+/* jscan_number against cJSON's valuedouble. */
+static void
+test_numbers(void **state)
+{
+	static const char *const cases[] = {
+		"0", "-0", "7", "-12", "123456789012345", "1234567890123456", "-999999999999999999",
+		"1.5", "-0.25", "1e3", "2E-3", "1.5e+2", "9e15", "1e400", "0.1",
+		"1.000000000000000000000000000000000000000000000000000000000001",
+	};
+	static const char *const bad[] = { "", "-", "+1", ".5", "1.", "01", "1e", "1 ", "x", "\"1\"", "1,2", "null" };
+	char json[128];
+	double d;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *o;
+
+		snprintf(json, sizeof(json), "{\"n\":%s}", cases[i]);
+		assert_non_null(o = cJSON_Parse(json));
+		assert_int_equal(jscan_number(cases[i], strlen(cases[i]), &d), 0);
+		if (memcmp(&d, &cJSON_GetObjectItem(o, "n")->valuedouble, sizeof(d)) != 0)
+			fail_msg("%s: %.17g, cJSON %.17g", cases[i], d, cJSON_GetObjectItem(o, "n")->valuedouble);
+		cJSON_Delete(o);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (jscan_number(bad[i], strlen(bad[i]), &d) != -1)
+			fail_msg("read: %s", bad[i]);
+	/* longer than JSCAN_NUMBER_MAX: left to cJSON */
+	memset(json, '1', JSCAN_NUMBER_MAX + 1);
+	json[0] = '0';
+	json[1] = '.';
+	assert_int_equal(jscan_number(json, JSCAN_NUMBER_MAX, &d), 0);
+	assert_int_equal(jscan_number(json, JSCAN_NUMBER_MAX + 1, &d), -1);
 }
 
 static void
@@ -183,49 +338,6 @@ test_special_at_every_offset(void **state)
 	}
 }
 
-/* Objects of an array in one pass: each one's members, the count, and
- * what is refused (not an array, not objects, malformed, the callback). */
-static int
-count_members(void *arg, const struct jmember *m, int n)
-{
-	int *total = arg;
-
-	if (n > 0 && jscan_key_is(&m[0], "stop"))
-		return -1;
-	*total += n;
-	return 0;
-}
-
-static int
-objects(const char *text, int *total)
-{
-	struct jmember m[4];
-
-	*total = 0;
-	return jscan_array_objects(text, strlen(text), m, 4, count_members, total);
-}
-
-static void
-test_array_objects(void **state)
-{
-	int total;
-
-	(void)state;
-	assert_int_equal(objects(" [ {\"a\":[1,{\"b\":2}]} , {} ,{\"c\":\"]}\",\"d\":null} ] ", &total), 3);
-	assert_int_equal(total, 3);
-	assert_int_equal(objects("[]", &total), 0);
-	assert_int_equal(objects(" [ ] ", &total), 0);
-	assert_int_equal(objects("[{},]", &total), -1);
-	assert_int_equal(objects("[,{}]", &total), -1);
-	assert_int_equal(objects("[{} {}]", &total), -1);
-	assert_int_equal(objects("[{}", &total), -1);
-	assert_int_equal(objects("[1]", &total), -1);
-	assert_int_equal(objects("{}", &total), -1);
-	assert_int_equal(objects("[{\"a\":+1}]", &total), -1);		/* strict, as jscan_object */
-	assert_int_equal(objects("[{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5}]", &total), -1);	/* > max */
-	assert_int_equal(objects("[{},{\"stop\":1},{}]", &total), -1);
-}
-
 int
 main(void)
 {
@@ -236,8 +348,11 @@ main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_strict_values),
 		cmocka_unit_test(test_length_bound),
-		cmocka_unit_test(test_array_objects),
 		cmocka_unit_test(test_special_at_every_offset),
+		cmocka_unit_test(test_surrogates),
+		cmocka_unit_test(test_arrays),
+		cmocka_unit_test(test_cstring),
+		cmocka_unit_test(test_numbers),
 	};
 
 	return cmocka_run_group_tests_name("jscan", tests, NULL, NULL);
