@@ -32,6 +32,7 @@
 #include <openssl/ssl.h>
 
 #include "log.h"
+#include "sockio.h"
 
 #define HTTPD_PIPELINE_BYTES (64 * 1024)	/* input kept while handling */
 #define HTTPD_LINGER_MS 2000			/* drain after an error reply */
@@ -67,7 +68,7 @@ struct httpd_req {
 
 struct httpd_conn {
 	struct httpd *h;
-	struct bufferevent *bev;
+	struct sockio *io;
 	http_parser parser;
 	enum conn_state state;
 	struct httpd_req *req;		/* being read or handled */
@@ -193,7 +194,7 @@ httpd_req_pending(const struct httpd_req *r)
 {
 	if (!r->conn)
 		return 0;
-	return evbuffer_get_length(bufferevent_get_output(r->conn->bev));
+	return sockio_pending(r->conn->io);
 }
 
 /* ---- parser callbacks ---- */
@@ -307,7 +308,7 @@ cb_headers_complete(http_parser *p)
 		return cb_fail(c, 413, "request body too large");
 	expect = httpd_req_header(r, "Expect");
 	if (expect && strcasecmp(expect, "100-continue") == 0 && !r->http10)
-		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		sockio_write(c->io, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	return 0;
 }
 
@@ -423,7 +424,7 @@ static void
 resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
 {
 	struct httpd_conn *c = r->conn;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sockio_output(c->io);
 	int keep = r->keep_alive && c->state != CS_CLOSING && !c->h->draining && !(len < 0 && r->http10);
 
 	/* Pieces, not evbuffer_add_printf: a printf per header line showed in
@@ -470,6 +471,7 @@ resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
 		evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
 	else
 		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+	sockio_flush(c->io);
 }
 
 /* Reports an answered request to the done callback. */
@@ -503,10 +505,10 @@ conn_request_done(struct httpd_conn *c)
 	c->state = CS_READING;
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-	bufferevent_enable(c->bev, EV_READ);
+	sockio_set_read_max(c->io, 0);
+	sockio_read(c->io, 1);
 	conn_set_timer(c, c->h->draining ? HTTPD_DRAIN_IDLE_MS : c->h->lim.idle_timeout_ms);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	if (evbuffer_get_length(sockio_input(c->io)) > 0)
 		event_active(c->resume, EV_TIMEOUT, 0);
 }
 
@@ -521,7 +523,7 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body
 	}
 	resp_head(r, status, ctype, (long long)len);
 	if (len && strcmp(httpd_req_method(r), "HEAD") != 0)
-		bufferevent_write(c->bev, body, len);
+		sockio_write(c->io, body, len);
 	conn_request_done(c);
 }
 
@@ -574,9 +576,9 @@ httpd_stream_write(struct httpd_req *r, const void *data, size_t len)
 
 	if (!r->conn || len == 0)
 		return;
-	out = bufferevent_get_output(r->conn->bev);
+	out = sockio_output(r->conn->io);
 	if (r->http10) {
-		evbuffer_add(out, data, len);
+		sockio_write(r->conn->io, data, len);
 		return;
 	}
 	{	/* the chunk size in hex, without snprintf (one per event) */
@@ -595,6 +597,7 @@ httpd_stream_write(struct httpd_req *r, const void *data, size_t len)
 	}
 	evbuffer_add(out, data, len);
 	evbuffer_add(out, "\r\n", 2);
+	sockio_flush(r->conn->io);
 }
 
 void
@@ -607,7 +610,7 @@ httpd_stream_end(struct httpd_req *r)
 		return;
 	}
 	if (!r->http10)
-		bufferevent_write(c->bev, "0\r\n\r\n", 5);
+		sockio_write(c->io, "0\r\n\r\n", 5);
 	conn_request_done(c);
 }
 
@@ -633,7 +636,7 @@ conn_fail(struct httpd_conn *c, int status, const char *msg)
 	body = httpd_error_body(status, msg);
 	resp_head(c->req, status, "application/json", body ? (long long)strlen(body) : 0);
 	if (body) {
-		bufferevent_write(c->bev, body, strlen(body));
+		sockio_write(c->io, body, strlen(body));
 		cJSON_free(body);
 	}
 	req_report(c->h, c->req);
@@ -656,14 +659,14 @@ conn_dispatch(struct httpd_conn *c)
 		r->query = q + 1;
 	}
 	/* Keep watching for EOF, but bound pipelined input while we work. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, HTTPD_PIPELINE_BYTES);
+	sockio_set_read_max(c->io, HTTPD_PIPELINE_BYTES);
 	c->h->fn(r, c->h->arg);
 }
 
 static void
 conn_process(struct httpd_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = sockio_input(c->io);
 
 	while (c->state == CS_READING && evbuffer_get_length(in) > 0) {
 		size_t avail = evbuffer_get_contiguous_space(in), n;
@@ -690,19 +693,20 @@ conn_process(struct httpd_conn *c)
 }
 
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_read_cb(struct sockio *io, void *arg)
 {
 	struct httpd_conn *c = arg;
 
 	if (c->state == CS_CLOSING) {
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(sockio_input(io), evbuffer_get_length(sockio_input(io)));
 		return;
 	}
 	conn_process(c);
 }
 
+/* Everything queued is written. */
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+conn_write_cb(struct sockio *io, void *arg)
 {
 	struct httpd_conn *c = arg;
 
@@ -710,7 +714,7 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 		if (!c->shut_wr) {
 			c->shut_wr = 1;
 			if (!c->h->tls)	/* TLS: the close_notify comes with the free */
-				shutdown(bufferevent_getfd(bev), SHUT_WR);
+				shutdown(sockio_fd(io), SHUT_WR);
 			if (!evtimer_pending(c->timer, NULL))
 				conn_set_timer(c, HTTPD_LINGER_MS);
 		}
@@ -721,11 +725,11 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_event_cb(struct sockio *io, short what, void *arg)
 {
 	struct httpd_conn *c = arg;
 
-	(void)bev;
+	(void)io;
 	if (what == BEV_EVENT_CONNECTED)
 		return;		/* TLS: the handshake is done */
 	if (what & BEV_EVENT_EOF && c->state == CS_READING && c->req) {
@@ -776,21 +780,25 @@ conn_close(struct httpd_conn *c)
 	c->h->nconns--;
 	event_free(c->timer);
 	event_free(c->resume);
-	bufferevent_free(c->bev);
+	sockio_free(c->io);
 	free(c);
 }
 
-/* A plain or TLS bufferevent for an accepted socket (NULL: fd closed). */
-static struct bufferevent *
-conn_bev(struct httpd *h, evutil_socket_t fd)
+static const struct sockio_cbs conn_io_cbs = { conn_read_cb, conn_write_cb, conn_event_cb };
+
+/* A plain or TLS connection for an accepted socket (NULL: fd closed). */
+static struct sockio *
+conn_io(struct httpd *h, evutil_socket_t fd, struct httpd_conn *c)
 {
 	struct bufferevent *bev;
 	SSL *ssl;
 
 	if (!h->tls) {
-		if (!(bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE)))
+		if (!(bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
 			evutil_closesocket(fd);
-		return bev;
+			return NULL;
+		}
+		return sockio_new(h->base, bev, 1, &conn_io_cbs, c);
 	}
 	if (!(ssl = SSL_new(h->tls))) {
 		evutil_closesocket(fd);
@@ -804,7 +812,7 @@ conn_bev(struct httpd *h, evutil_socket_t fd)
 		return NULL;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	return sockio_new(h->base, bev, 0, &conn_io_cbs, c);
 }
 
 void
@@ -819,8 +827,6 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 {
 	struct httpd *h = arg;
 	struct httpd_conn *c;
-	struct timeval wtv = { h->lim.write_timeout_ms / 1000,
-			       (h->lim.write_timeout_ms % 1000) * 1000 };
 	int one = 1;
 
 	(void)l;
@@ -832,12 +838,12 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->h = h;
-	c->bev = conn_bev(h, fd);
+	c->io = conn_io(h, fd, c);
 	c->timer = evtimer_new(h->base, conn_timer_cb, c);
 	c->resume = event_new(h->base, -1, 0, conn_resume_cb, c);
-	if (!c->bev || !c->timer || !c->resume) {
-		if (c->bev)
-			bufferevent_free(c->bev);	/* conn_bev closed fd otherwise */
+	if (!c->io || !c->timer || !c->resume) {
+		if (c->io)
+			sockio_free(c->io);	/* conn_io closed fd otherwise */
 		if (c->timer)
 			event_free(c->timer);
 		if (c->resume)
@@ -849,9 +855,8 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 	c->parser.data = c;
 	TAILQ_INSERT_TAIL(&h->conns, c, link);
 	h->nconns++;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_set_timeouts(c->bev, NULL, &wtv);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	sockio_set_write_timeout(c->io, h->lim.write_timeout_ms);
+	sockio_read(c->io, 1);
 	if (h->nconns > h->lim.max_connections) {
 		conn_fail(c, 503, "server busy: too many connections");
 		return;
@@ -1042,7 +1047,7 @@ httpd_busy(const struct httpd *h)
 	TAILQ_FOREACH(c, &h->conns, link)
 		n += c->state == CS_HANDLING || c->state == CS_STREAMING ||
 		     (c->state == CS_READING && c->req) ||
-		     evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+		     sockio_pending(c->io) > 0;
 	return n;
 }
 
