@@ -187,3 +187,22 @@ def test_connection_limit_answers_503(stack, big_router):
         except OSError:
             return False
     assert wait_for(served, 10)
+
+
+def test_head_in_fragments_with_many_long_headers(stack):
+    """A head past the request's inline arena (1 KiB of strings, 16 headers),
+    arriving in pieces that split names and values: the key, last, still reads."""
+    body = json.dumps({"model": "test/solo", "messages": [{"role": "user", "content": "pieces"}]})
+    filler = "".join("X-Filler-%02d: %s\r\n" % (i, "v" * (40 + i)) for i in range(30))
+    head = ("POST /api/v1/chat/completions?x=1 HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n"
+            "Content-Length: %d\r\nAuthorization: Bearer %s\r\n\r\n" % (filler, len(body), stack.key)).encode()
+    with socket.create_connection(("127.0.0.1", stack.router_port), timeout=15) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = head + body.encode()
+        for i in range(0, len(data), 7):
+            sock.sendall(data[i:i + 7])
+            if i % 70 == 0:
+                time.sleep(0.001)   # separate reads on the router's side
+        status, conn, raw = read_answer(OneReader(sock))
+    assert status == 200, raw
+    assert json.loads(raw)["object"] == "chat.completion"
