@@ -15,7 +15,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,42 +34,60 @@
 #include <openssl/ssl.h>
 
 #include "log.h"
+#include "sockio.h"
 
 #define HTTPD_PIPELINE_BYTES (64 * 1024)	/* input kept while handling */
 #define HTTPD_LINGER_MS 2000			/* drain after an error reply */
 #define HTTPD_DRAIN_IDLE_MS 200			/* draining: idle connections close */
 #define HTTPD_MAX_LISTENERS 64
 #define HTTPD_SWEEP_MAX 4096			/* accepted at drain (> any backlog) */
+#define HTTPD_STRS_INLINE 1024			/* a usual request's URL and headers */
+#define HTTPD_HDRS_INLINE 16			/* a usual request's header count */
+#define HTTPD_NONE UINT32_MAX			/* no string (yet) */
 
 enum conn_state { CS_READING, CS_HANDLING, CS_STREAMING, CS_CLOSING };
 
+/* Offsets into the request's strings (they move while the head grows). */
 struct httpd_hdr {
-	char *name;
-	char *value;
+	uint32_t name;
+	uint32_t value;			/* HTTPD_NONE: not seen yet */
 };
 
+/*
+ * The URL and every header name and value are NUL-terminated strings laid
+ * one after another in one arena (strs), inline up to HTTPD_STRS_INLINE
+ * bytes, and so is the header table up to HTTPD_HDRS_INLINE: a usual
+ * request is one allocation, not three per header. The head is bounded by
+ * max_header_bytes, so is the arena. Fragments (a header split across two
+ * reads) extend the last string, the only one still open.
+ */
 struct httpd_req {
 	struct httpd_conn *conn;	/* NULL once the client is gone */
 	const char *method;		/* NULL until the head is read */
-	char *url;			/* path, NUL, query */
-	size_t url_len;
+	char *url;			/* path, NUL, query (set at dispatch) */
+	uint32_t url_off;		/* HTTPD_NONE: no URL yet */
 	const char *query;
-	struct httpd_hdr *hdrs;
-	int nhdrs;
+	struct httpd_hdr *hdrs;		/* hdrs_inl, or malloc'd when more */
+	int nhdrs, hdrs_cap;
+	char *strs;			/* strs_inl, or malloc'd when longer */
+	size_t strs_len, strs_cap;
 	char *body;
 	size_t body_len, body_cap;
-	struct evbuffer *resp_hdrs;	/* headers added by the handler */
+	char *resp_hdrs;		/* header lines added by the handler */
+	size_t resp_len, resp_cap;
 	int keep_alive;			/* client allows keep-alive */
 	int http10;			/* HTTP/1.0 client: no chunked */
 	httpd_req_fn abort_cb, drain_cb;
 	void *abort_arg, *drain_arg;
 	int status;			/* answered with (for done_fn) */
 	struct timespec t0;		/* reached the handler */
+	struct httpd_hdr hdrs_inl[HTTPD_HDRS_INLINE];
+	char strs_inl[HTTPD_STRS_INLINE];
 };
 
 struct httpd_conn {
 	struct httpd *h;
-	struct bufferevent *bev;
+	struct sockio *io;
 	http_parser parser;
 	enum conn_state state;
 	struct httpd_req *req;		/* being read or handled */
@@ -103,34 +123,67 @@ static void conn_process(struct httpd_conn *c);
 
 /* ---- requests ---- */
 
+static struct httpd_req *
+req_new(void)
+{
+	struct httpd_req *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	/* the inline arrays need no zeroing */
+	memset(r, 0, offsetof(struct httpd_req, hdrs_inl));
+	r->url_off = HTTPD_NONE;
+	r->hdrs = r->hdrs_inl;
+	r->hdrs_cap = HTTPD_HDRS_INLINE;
+	r->strs = r->strs_inl;
+	r->strs_cap = HTTPD_STRS_INLINE;
+	return r;
+}
+
 static void
 req_free(struct httpd_req *r)
 {
 	if (!r)
 		return;
-	for (int i = 0; i < r->nhdrs; i++) {
-		free(r->hdrs[i].name);
-		free(r->hdrs[i].value);
-	}
-	free(r->hdrs);
-	free(r->url);
+	if (r->hdrs != r->hdrs_inl)
+		free(r->hdrs);
+	if (r->strs != r->strs_inl)
+		free(r->strs);
 	free(r->body);
-	if (r->resp_hdrs)
-		evbuffer_free(r->resp_hdrs);
+	free(r->resp_hdrs);
 	free(r);
 }
 
+/* Adds n bytes to the arena: a new string (start), or the end of the last
+ * one. Its offset in *off (start), -1 when out of memory. */
 static int
-str_append(char **s, size_t *len, const char *at, size_t n)
+strs_add(struct httpd_req *r, const char *at, size_t n, int start, uint32_t *off)
 {
-	char *p = realloc(*s, *len + n + 1);
+	size_t len = start || !r->strs_len ? r->strs_len : r->strs_len - 1;	/* over the NUL */
 
-	if (!p)
-		return -1;
-	memcpy(p + *len, at, n);
-	*len += n;
-	p[*len] = '\0';
-	*s = p;
+	if (len + n + 1 > r->strs_cap) {
+		size_t cap = r->strs_cap * 2;
+		char *p;
+
+		while (cap < len + n + 1)
+			cap *= 2;
+		if (cap > UINT32_MAX)
+			return -1;
+		if (r->strs == r->strs_inl) {
+			if (!(p = malloc(cap)))
+				return -1;
+			memcpy(p, r->strs, r->strs_len);
+		} else if (!(p = realloc(r->strs, cap))) {
+			return -1;
+		}
+		r->strs = p;
+		r->strs_cap = cap;
+	}
+	if (start)
+		*off = (uint32_t)len;
+	memcpy(r->strs + len, at, n);
+	r->strs[len + n] = '\0';
+	r->strs_len = len + n + 1;
 	return 0;
 }
 
@@ -156,8 +209,8 @@ const char *
 httpd_req_header(const struct httpd_req *r, const char *name)
 {
 	for (int i = 0; i < r->nhdrs; i++)
-		if (strcasecmp(r->hdrs[i].name, name) == 0)
-			return r->hdrs[i].value ? r->hdrs[i].value : "";
+		if (strcasecmp(r->strs + r->hdrs[i].name, name) == 0)
+			return r->hdrs[i].value != HTTPD_NONE ? r->strs + r->hdrs[i].value : "";
 	return NULL;
 }
 
@@ -193,7 +246,7 @@ httpd_req_pending(const struct httpd_req *r)
 {
 	if (!r->conn)
 		return 0;
-	return evbuffer_get_length(bufferevent_get_output(r->conn->bev));
+	return sockio_pending(r->conn->io);
 }
 
 /* ---- parser callbacks ---- */
@@ -220,7 +273,7 @@ cb_message_begin(http_parser *p)
 {
 	struct httpd_conn *c = p->data;
 
-	if (!c->req && !(c->req = calloc(1, sizeof(*c->req))))
+	if (!c->req && !(c->req = req_new()))
 		return cb_fail(c, 503, "out of memory");
 	c->req->conn = c;
 	c->head_bytes = 0;
@@ -240,7 +293,7 @@ cb_url(http_parser *p, const char *at, size_t n)
 
 	if (cb_head_bytes(c, n) < 0)
 		return -1;
-	if (str_append(&c->req->url, &c->req->url_len, at, n) < 0)
+	if (strs_add(c->req, at, n, c->req->url_off == HTTPD_NONE, &c->req->url_off) < 0)
 		return cb_fail(c, 503, "out of memory");
 	return 0;
 }
@@ -250,25 +303,29 @@ cb_header_field(http_parser *p, const char *at, size_t n)
 {
 	struct httpd_conn *c = p->data;
 	struct httpd_req *r = c->req;
-	size_t len;
+	int start = r->nhdrs == 0 || c->last_was_value;
 
 	if (cb_head_bytes(c, n) < 0)
 		return -1;
-	if (r->nhdrs == 0 || c->last_was_value) {
-		struct httpd_hdr *h;
-
+	if (start) {
 		if (r->nhdrs >= c->h->lim.max_headers)
 			return cb_fail(c, 431, "too many request header fields");
-		if (!(h = realloc(r->hdrs, sizeof(*h) * (size_t)(r->nhdrs + 1))))
-			return cb_fail(c, 503, "out of memory");
-		r->hdrs = h;
-		r->hdrs[r->nhdrs].name = NULL;
-		r->hdrs[r->nhdrs].value = NULL;
+		if (r->nhdrs == r->hdrs_cap) {
+			struct httpd_hdr *h = malloc(sizeof(*h) * (size_t)r->hdrs_cap * 2);
+
+			if (!h)
+				return cb_fail(c, 503, "out of memory");
+			memcpy(h, r->hdrs, sizeof(*h) * (size_t)r->nhdrs);
+			if (r->hdrs != r->hdrs_inl)
+				free(r->hdrs);
+			r->hdrs = h;
+			r->hdrs_cap *= 2;
+		}
+		r->hdrs[r->nhdrs].value = HTTPD_NONE;
 		r->nhdrs++;
 		c->last_was_value = 0;
 	}
-	len = r->hdrs[r->nhdrs - 1].name ? strlen(r->hdrs[r->nhdrs - 1].name) : 0;
-	if (str_append(&r->hdrs[r->nhdrs - 1].name, &len, at, n) < 0)
+	if (strs_add(r, at, n, start, &r->hdrs[r->nhdrs - 1].name) < 0)
 		return cb_fail(c, 503, "out of memory");
 	return 0;
 }
@@ -278,15 +335,15 @@ cb_header_value(http_parser *p, const char *at, size_t n)
 {
 	struct httpd_conn *c = p->data;
 	struct httpd_req *r = c->req;
-	size_t len;
+	struct httpd_hdr *h;
 
 	if (cb_head_bytes(c, n) < 0)
 		return -1;
 	if (r->nhdrs == 0)
 		return cb_fail(c, 400, "malformed header");
 	c->last_was_value = 1;
-	len = r->hdrs[r->nhdrs - 1].value ? strlen(r->hdrs[r->nhdrs - 1].value) : 0;
-	if (str_append(&r->hdrs[r->nhdrs - 1].value, &len, at, n) < 0)
+	h = &r->hdrs[r->nhdrs - 1];
+	if (strs_add(r, at, n, h->value == HTTPD_NONE, &h->value) < 0)
 		return cb_fail(c, 503, "out of memory");
 	return 0;
 }
@@ -301,13 +358,13 @@ cb_headers_complete(http_parser *p)
 	r->method = http_method_str(p->method);	/* a static string */
 	r->keep_alive = http_should_keep_alive(p);
 	r->http10 = p->http_major == 1 && p->http_minor == 0;
-	if (!r->url)
+	if (r->url_off == HTTPD_NONE)
 		return cb_fail(c, 400, "missing request target");
 	if (p->content_length != ULLONG_MAX && p->content_length > c->h->lim.max_body_bytes)
 		return cb_fail(c, 413, "request body too large");
 	expect = httpd_req_header(r, "Expect");
 	if (expect && strcasecmp(expect, "100-continue") == 0 && !r->http10)
-		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		sockio_write(c->io, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	return 0;
 }
 
@@ -396,15 +453,29 @@ httpd_error_body(int status, const char *msg)
 void
 httpd_add_header(struct httpd_req *r, const char *name, const char *value)
 {
-	if (!r->resp_hdrs && !(r->resp_hdrs = evbuffer_new()))
-		return;
+	size_t nl = strlen(name), vl = strlen(value), need;
+	char *w;
+
 	/* Header injection guard: values never carry CR or LF. */
 	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
 		return;
-	evbuffer_add(r->resp_hdrs, name, strlen(name));
-	evbuffer_add(r->resp_hdrs, ": ", 2);
-	evbuffer_add(r->resp_hdrs, value, strlen(value));
-	evbuffer_add(r->resp_hdrs, "\r\n", 2);
+	need = r->resp_len + nl + vl + 4;
+	if (need > r->resp_cap) {
+		size_t cap = r->resp_cap ? r->resp_cap * 2 : 256;
+
+		while (cap < need)
+			cap *= 2;
+		if (!(w = realloc(r->resp_hdrs, cap)))
+			return;
+		r->resp_hdrs = w;
+		r->resp_cap = cap;
+	}
+	w = r->resp_hdrs + r->resp_len;
+	memcpy(w, name, nl);
+	memcpy(w + nl, ": ", 2);
+	memcpy(w + nl + 2, value, vl);
+	memcpy(w + nl + 2 + vl, "\r\n", 2);
+	r->resp_len = need;
 }
 
 static void
@@ -423,7 +494,7 @@ static void
 resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
 {
 	struct httpd_conn *c = r->conn;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sockio_output(c->io);
 	int keep = r->keep_alive && c->state != CS_CLOSING && !c->h->draining && !(len < 0 && r->http10);
 
 	/* Pieces, not evbuffer_add_printf: a printf per header line showed in
@@ -464,12 +535,13 @@ resp_head(struct httpd_req *r, int status, const char *ctype, long long len)
 	} else if (!r->http10) {
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	}
-	if (r->resp_hdrs)
-		evbuffer_add_buffer(out, r->resp_hdrs);
+	if (r->resp_len)
+		evbuffer_add(out, r->resp_hdrs, r->resp_len);
 	if (keep)
 		evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
 	else
 		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+	sockio_flush(c->io);
 }
 
 /* Reports an answered request to the done callback. */
@@ -503,10 +575,10 @@ conn_request_done(struct httpd_conn *c)
 	c->state = CS_READING;
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-	bufferevent_enable(c->bev, EV_READ);
+	sockio_set_read_max(c->io, 0);
+	sockio_read(c->io, 1);
 	conn_set_timer(c, c->h->draining ? HTTPD_DRAIN_IDLE_MS : c->h->lim.idle_timeout_ms);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	if (evbuffer_get_length(sockio_input(c->io)) > 0)
 		event_active(c->resume, EV_TIMEOUT, 0);
 }
 
@@ -521,7 +593,7 @@ httpd_reply(struct httpd_req *r, int status, const char *ctype, const void *body
 	}
 	resp_head(r, status, ctype, (long long)len);
 	if (len && strcmp(httpd_req_method(r), "HEAD") != 0)
-		bufferevent_write(c->bev, body, len);
+		sockio_write(c->io, body, len);
 	conn_request_done(c);
 }
 
@@ -574,9 +646,9 @@ httpd_stream_write(struct httpd_req *r, const void *data, size_t len)
 
 	if (!r->conn || len == 0)
 		return;
-	out = bufferevent_get_output(r->conn->bev);
+	out = sockio_output(r->conn->io);
 	if (r->http10) {
-		evbuffer_add(out, data, len);
+		sockio_write(r->conn->io, data, len);
 		return;
 	}
 	{	/* the chunk size in hex, without snprintf (one per event) */
@@ -595,6 +667,7 @@ httpd_stream_write(struct httpd_req *r, const void *data, size_t len)
 	}
 	evbuffer_add(out, data, len);
 	evbuffer_add(out, "\r\n", 2);
+	sockio_flush(r->conn->io);
 }
 
 void
@@ -607,7 +680,7 @@ httpd_stream_end(struct httpd_req *r)
 		return;
 	}
 	if (!r->http10)
-		bufferevent_write(c->bev, "0\r\n\r\n", 5);
+		sockio_write(c->io, "0\r\n\r\n", 5);
 	conn_request_done(c);
 }
 
@@ -623,7 +696,7 @@ conn_fail(struct httpd_conn *c, int status, const char *msg)
 		conn_close(c);
 		return;
 	}
-	if (!c->req && !(c->req = calloc(1, sizeof(*c->req)))) {
+	if (!c->req && !(c->req = req_new())) {
 		conn_close(c);
 		return;
 	}
@@ -633,7 +706,7 @@ conn_fail(struct httpd_conn *c, int status, const char *msg)
 	body = httpd_error_body(status, msg);
 	resp_head(c->req, status, "application/json", body ? (long long)strlen(body) : 0);
 	if (body) {
-		bufferevent_write(c->bev, body, strlen(body));
+		sockio_write(c->io, body, strlen(body));
 		cJSON_free(body);
 	}
 	req_report(c->h, c->req);
@@ -651,19 +724,21 @@ conn_dispatch(struct httpd_conn *c)
 	c->state = CS_HANDLING;
 	evtimer_del(c->timer);
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	/* the arena moves no more: trailers came before message_complete */
+	r->url = r->strs + r->url_off;
 	if ((q = strchr(r->url, '?'))) {
 		*q = '\0';
 		r->query = q + 1;
 	}
 	/* Keep watching for EOF, but bound pipelined input while we work. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, HTTPD_PIPELINE_BYTES);
+	sockio_set_read_max(c->io, HTTPD_PIPELINE_BYTES);
 	c->h->fn(r, c->h->arg);
 }
 
 static void
 conn_process(struct httpd_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = sockio_input(c->io);
 
 	while (c->state == CS_READING && evbuffer_get_length(in) > 0) {
 		size_t avail = evbuffer_get_contiguous_space(in), n;
@@ -690,19 +765,20 @@ conn_process(struct httpd_conn *c)
 }
 
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_read_cb(struct sockio *io, void *arg)
 {
 	struct httpd_conn *c = arg;
 
 	if (c->state == CS_CLOSING) {
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(sockio_input(io), evbuffer_get_length(sockio_input(io)));
 		return;
 	}
 	conn_process(c);
 }
 
+/* Everything queued is written. */
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+conn_write_cb(struct sockio *io, void *arg)
 {
 	struct httpd_conn *c = arg;
 
@@ -710,7 +786,7 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 		if (!c->shut_wr) {
 			c->shut_wr = 1;
 			if (!c->h->tls)	/* TLS: the close_notify comes with the free */
-				shutdown(bufferevent_getfd(bev), SHUT_WR);
+				shutdown(sockio_fd(io), SHUT_WR);
 			if (!evtimer_pending(c->timer, NULL))
 				conn_set_timer(c, HTTPD_LINGER_MS);
 		}
@@ -721,11 +797,11 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_event_cb(struct sockio *io, short what, void *arg)
 {
 	struct httpd_conn *c = arg;
 
-	(void)bev;
+	(void)io;
 	if (what == BEV_EVENT_CONNECTED)
 		return;		/* TLS: the handshake is done */
 	if (what & BEV_EVENT_EOF && c->state == CS_READING && c->req) {
@@ -776,21 +852,25 @@ conn_close(struct httpd_conn *c)
 	c->h->nconns--;
 	event_free(c->timer);
 	event_free(c->resume);
-	bufferevent_free(c->bev);
+	sockio_free(c->io);
 	free(c);
 }
 
-/* A plain or TLS bufferevent for an accepted socket (NULL: fd closed). */
-static struct bufferevent *
-conn_bev(struct httpd *h, evutil_socket_t fd)
+static const struct sockio_cbs conn_io_cbs = { conn_read_cb, conn_write_cb, conn_event_cb };
+
+/* A plain or TLS connection for an accepted socket (NULL: fd closed). */
+static struct sockio *
+conn_io(struct httpd *h, evutil_socket_t fd, struct httpd_conn *c)
 {
 	struct bufferevent *bev;
 	SSL *ssl;
 
 	if (!h->tls) {
-		if (!(bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE)))
+		if (!(bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
 			evutil_closesocket(fd);
-		return bev;
+			return NULL;
+		}
+		return sockio_new(h->base, bev, 1, &conn_io_cbs, c);
 	}
 	if (!(ssl = SSL_new(h->tls))) {
 		evutil_closesocket(fd);
@@ -804,7 +884,7 @@ conn_bev(struct httpd *h, evutil_socket_t fd)
 		return NULL;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	return sockio_new(h->base, bev, 0, &conn_io_cbs, c);
 }
 
 void
@@ -819,8 +899,6 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 {
 	struct httpd *h = arg;
 	struct httpd_conn *c;
-	struct timeval wtv = { h->lim.write_timeout_ms / 1000,
-			       (h->lim.write_timeout_ms % 1000) * 1000 };
 	int one = 1;
 
 	(void)l;
@@ -832,12 +910,12 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->h = h;
-	c->bev = conn_bev(h, fd);
+	c->io = conn_io(h, fd, c);
 	c->timer = evtimer_new(h->base, conn_timer_cb, c);
 	c->resume = event_new(h->base, -1, 0, conn_resume_cb, c);
-	if (!c->bev || !c->timer || !c->resume) {
-		if (c->bev)
-			bufferevent_free(c->bev);	/* conn_bev closed fd otherwise */
+	if (!c->io || !c->timer || !c->resume) {
+		if (c->io)
+			sockio_free(c->io);	/* conn_io closed fd otherwise */
 		if (c->timer)
 			event_free(c->timer);
 		if (c->resume)
@@ -849,9 +927,8 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 	c->parser.data = c;
 	TAILQ_INSERT_TAIL(&h->conns, c, link);
 	h->nconns++;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_set_timeouts(c->bev, NULL, &wtv);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	sockio_set_write_timeout(c->io, h->lim.write_timeout_ms);
+	sockio_read(c->io, 1);
 	if (h->nconns > h->lim.max_connections) {
 		conn_fail(c, 503, "server busy: too many connections");
 		return;
@@ -1042,7 +1119,7 @@ httpd_busy(const struct httpd *h)
 	TAILQ_FOREACH(c, &h->conns, link)
 		n += c->state == CS_HANDLING || c->state == CS_STREAMING ||
 		     (c->state == CS_READING && c->req) ||
-		     evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+		     sockio_pending(c->io) > 0;
 	return n;
 }
 

@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "sockio.h"
 
 #define UP_MAX_HEAD 65536
 
@@ -42,7 +43,7 @@ struct origin {
 struct uconn {
 	struct upstream_pool *pool;
 	struct origin *o;
-	struct bufferevent *bev;
+	struct sockio *io;
 	http_parser parser;
 	enum uconn_state state;
 	struct upstream_req *req;	/* ACTIVE: the request */
@@ -307,7 +308,7 @@ uconn_free(struct uconn *c)
 	c->pool->st.open--;
 	event_free(c->idle_timer);
 	event_free(c->resume);
-	bufferevent_free(c->bev);
+	sockio_free(c->io);
 	free(c);
 }
 
@@ -316,10 +317,14 @@ static void
 uconn_finish(struct uconn *c)
 {
 	struct upstream_req *r = c->req;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = sockio_input(c->io);
 	struct upstream_pool *pool = c->pool;
+	/* Pooled only when the request went out whole: an early answer (a 413
+	 * before the body was read) leaves output that refers to the request's
+	 * buffers, freed below. */
 	int keep = !c->no_reuse && http_should_keep_alive(&c->parser) &&
-		   evbuffer_get_length(in) == 0 && c->o->nidle < pool->lim.pool_idle;
+		   evbuffer_get_length(in) == 0 && sockio_pending(c->io) == 0 &&
+		   c->o->nidle < pool->lim.pool_idle;
 	struct upstream_cbs cbs = r->cbs;
 	void *arg = r->arg;
 
@@ -338,7 +343,7 @@ uconn_finish(struct uconn *c)
 		c->o->nidle++;
 		pool->st.idle++;
 		evtimer_add(c->idle_timer, &tv);
-		bufferevent_enable(c->bev, EV_READ);
+		sockio_read(c->io, 1);
 	} else {
 		uconn_free(c);
 	}
@@ -371,7 +376,7 @@ uconn_broken(struct uconn *c, enum upstream_err err, const char *msg)
 static void
 uconn_process(struct uconn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = sockio_input(c->io);
 
 	while (c->req && !c->req->paused && evbuffer_get_length(in) > 0) {
 		size_t avail = evbuffer_get_contiguous_space(in), n;
@@ -407,11 +412,11 @@ uconn_process(struct uconn *c)
 }
 
 static void
-uconn_read_cb(struct bufferevent *bev, void *arg)
+uconn_read_cb(struct sockio *io, void *arg)
 {
 	struct uconn *c = arg;
 
-	(void)bev;
+	(void)io;
 	if (c->state == UC_IDLE) {	/* unexpected bytes on an idle conn */
 		uconn_free(c);
 		return;
@@ -430,8 +435,8 @@ uconn_resume_cb(evutil_socket_t fd, short what, void *arg)
 static const char *
 uconn_error_text(struct uconn *c, char *buf, size_t len)
 {
-	unsigned long e = bufferevent_get_openssl_error(c->bev);
-	int dns = bufferevent_socket_get_dns_error(c->bev);
+	unsigned long e = sockio_plain(c->io) ? 0 : bufferevent_get_openssl_error(sockio_bev(c->io));
+	int dns = bufferevent_socket_get_dns_error(sockio_bev(c->io));
 
 	if (dns)
 		snprintf(buf, len, "DNS: %s", evutil_gai_strerror(dns));
@@ -443,12 +448,12 @@ uconn_error_text(struct uconn *c, char *buf, size_t len)
 }
 
 static void
-uconn_event_cb(struct bufferevent *bev, short what, void *arg)
+uconn_event_cb(struct sockio *io, short what, void *arg)
 {
 	struct uconn *c = arg;
 	char buf[256];
 
-	(void)bev;
+	(void)io;
 	if (what & BEV_EVENT_CONNECTED) {
 		c->state = UC_ACTIVE;
 		if (c->req) {
@@ -500,14 +505,19 @@ is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-static struct bufferevent *
-uconn_bev_new(struct upstream_pool *p, struct origin *o)
+static const struct sockio_cbs uconn_io_cbs = { uconn_read_cb, NULL, uconn_event_cb };
+
+static struct sockio *
+uconn_io_new(struct upstream_pool *p, struct origin *o, struct uconn *c)
 {
 	struct bufferevent *bev;
 	SSL *ssl;
 
-	if (!o->tls)
-		return bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!o->tls) {
+		if (!(bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE)))
+			return NULL;
+		return sockio_new(p->base, bev, 1, &uconn_io_cbs, c);
+	}
 	if (!(ssl = SSL_new(p->ssl)))
 		return NULL;
 	if (is_ip_literal(o->host)) {
@@ -523,7 +533,7 @@ uconn_bev_new(struct upstream_pool *p, struct origin *o)
 		return NULL;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	return sockio_new(p->base, bev, 0, &uconn_io_cbs, c);
 }
 
 static struct uconn *
@@ -535,28 +545,27 @@ uconn_new(struct upstream_pool *p, struct origin *o)
 		return NULL;
 	c->pool = p;
 	c->o = o;
-	c->bev = uconn_bev_new(p, o);
+	c->io = uconn_io_new(p, o, c);
 	c->idle_timer = evtimer_new(p->base, uconn_idle_cb, c);
 	c->resume = event_new(p->base, -1, 0, uconn_resume_cb, c);
-	if (!c->bev || !c->idle_timer || !c->resume)
+	if (!c->io || !c->idle_timer || !c->resume)
 		goto fail;
 	http_parser_init(&c->parser, HTTP_RESPONSE);
 	c->parser.data = c;
 	c->state = UC_CONNECTING;
-	bufferevent_setcb(c->bev, uconn_read_cb, NULL, uconn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	sockio_read(c->io, 1);
 	LIST_INSERT_HEAD(&p->conns, c, all_link);
 	p->st.open++;
 	p->st.connects++;
-	if (bufferevent_socket_connect_hostname(c->bev, p->dns, AF_UNSPEC, o->host, o->port) < 0) {
+	if (sockio_connect_hostname(c->io, p->dns, o->host, o->port) < 0) {
 		LIST_REMOVE(c, all_link);
 		p->st.open--;
 		goto fail;
 	}
 	return c;
 fail:
-	if (c->bev)
-		bufferevent_free(c->bev);
+	if (c->io)
+		sockio_free(c->io);
 	if (c->idle_timer)
 		event_free(c->idle_timer);
 	if (c->resume)
@@ -588,10 +597,13 @@ req_attach(struct upstream_req *r)
 	}
 	c->req = r;
 	r->conn = c;
-	bufferevent_write(c->bev, r->wire, r->wire_len);
+	/* one writev for both, at the end of this loop turn (or once
+	 * connected): no copy of the body */
+	evbuffer_add_reference(sockio_output(c->io), r->wire, r->wire_len, NULL, NULL);
 	if (r->body_len)
-		bufferevent_write(c->bev, r->body, r->body_len);
-	bufferevent_enable(c->bev, EV_READ);
+		evbuffer_add_reference(sockio_output(c->io), r->body, r->body_len, NULL, NULL);
+	sockio_flush(c->io);
+	sockio_read(c->io, 1);
 	req_arm(r);
 	return 0;
 }
@@ -737,12 +749,12 @@ upstream_pause(struct upstream_req *r, int paused)
 	if (!c)
 		return;
 	if (paused) {
-		bufferevent_disable(c->bev, EV_READ);
+		sockio_read(c->io, 0);
 		if (c->in_parse)
 			http_parser_pause(&c->parser, 1);
 	} else {
 		http_parser_pause(&c->parser, 0);
-		bufferevent_enable(c->bev, EV_READ);
+		sockio_read(c->io, 1);
 		event_active(c->resume, EV_TIMEOUT, 0);
 	}
 	req_arm(r);

@@ -1,0 +1,208 @@
+"""Client connections byte by byte (lib/sockio under lib/httpd): requests
+pipelined on one connection are answered in order, Expect: 100-continue gets
+its interim answer, a client that stops reading is cut after
+client_write_timeout_ms, and the connection limit answers 503. The raw
+socket is the point: an HTTP library would hide each of these."""
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import wait_for
+
+BIG = b"".join(("data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "up-big",
+                                       "choices": [{"index": 0, "delta": {"content": "y" * 200},
+                                                    "finish_reason": None}]}) + "\n\n").encode()
+               for _ in range(40000)) + b"data: [DONE]\n\n"
+
+
+class BigProvider(BaseHTTPRequestHandler):
+    """Streams BIG (~11 MB) as fast as the socket takes it."""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(BIG)))
+        self.end_headers()
+        try:
+            self.wfile.write(BIG)
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def chat_request(key, model, stream=False, extra=""):
+    body = json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    head = ("POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (key, len(body), extra))
+    return head.encode(), body.encode()
+
+
+class KeptReader(io.BufferedReader):
+    def close(self):        # http.client closes it after each answer
+        pass
+
+
+class OneReader:
+    """One buffered reader for every answer on a socket: http.client's own
+    would swallow the pipelined answers after the first."""
+    def __init__(self, sock):
+        self.fp = KeptReader(socket.SocketIO(sock, "rb"))
+
+    def makefile(self, mode):
+        return self.fp
+
+
+def read_answer(reader):
+    r = http.client.HTTPResponse(reader)
+    r.begin()
+    return r.status, r.getheader("Connection"), r.read()
+
+
+def test_pipelined_requests_answered_in_order(stack):
+    reqs = []
+    for content in ("first", "second", "third"):
+        body = json.dumps({"model": "test/solo", "messages": [{"role": "user", "content": content}]})
+        reqs.append(("POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (stack.key, len(body), body)).encode())
+    with socket.create_connection(("127.0.0.1", stack.router_port), timeout=15) as sock:
+        reader = OneReader(sock)
+        sock.sendall(b"".join(reqs))            # one write: all three wait in the input
+        answers = [read_answer(reader) for _ in reqs]
+        # and the connection is still good for one more
+        sock.sendall(reqs[0])
+        answers.append(read_answer(reader))
+    for status, conn, body in answers:
+        assert status == 200, body
+        assert conn == "keep-alive"
+        assert json.loads(body)["object"] == "chat.completion"
+    ids = [json.loads(b)["id"] for _, _, b in answers]
+    assert len(set(ids)) == len(ids)
+
+
+def test_expect_100_continue(stack):
+    head, body = chat_request(stack.key, "test/solo", extra="Expect: 100-continue\r\n")
+    with socket.create_connection(("127.0.0.1", stack.router_port), timeout=15) as sock:
+        sock.sendall(head)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, conn, raw = read_answer(OneReader(sock))
+    assert status == 200
+    assert json.loads(raw)["object"] == "chat.completion"
+
+
+@pytest.fixture(scope="module")
+def big_router(stack):
+    """A router of its own (write time-out 500 ms, stream_buffer_bytes 64 KiB)
+    and model test/big, ~11 MB of stream from a provider thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BigProvider)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cat = json.loads(json.dumps(stack.catalog))
+    cat["providers"].append({"id": "big", "name": "Big AI", "api": "openai",
+                             "base_url": "http://127.0.0.1:%d/v1" % server.server_address[1]})
+    cat["models"].append({"id": "test/big", "name": "Test: Big", "context_length": 8192,
+                          "endpoints": [{"provider": "big", "upstream_model": "up-big", "max_output": 100000,
+                                         "price": {"prompt_uusd_per_mtok": 1000, "completion_uusd_per_mtok": 1000}}]})
+    stack.write_catalog(cat)
+    stack.ctl("catalog", "import", stack.catalog_path)
+    proc, port = stack.extra_router("router-conn-io", AGORA_CLIENT_WRITE_TIMEOUT_MS="500",
+                                    AGORA_STREAM_BUFFER_BYTES="65536", AGORA_MAX_CONNECTIONS="3")
+
+    def has_model():
+        s, h, raw = stack.request("GET", "/api/v1/models", port=port)
+        return s == 200 and "test/big" in {m["id"] for m in json.loads(raw)["data"]}
+    assert wait_for(has_model, 10)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except Exception:
+            proc.kill()
+            proc.wait(5)
+        stack.write_catalog(stack.catalog)
+        stack.ctl("catalog", "import", stack.catalog_path)
+        server.shutdown()
+
+
+def test_client_that_stops_reading_is_cut_after_the_write_timeout(stack, big_router):
+    head, body = chat_request(stack.key, "test/big", stream=True)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", big_router))
+    sock.settimeout(15)
+    sock.sendall(head + body)
+    time.sleep(2.5)             # reads nothing: the router's output stalls, 500 ms pass
+    got = b""
+    try:
+        while True:
+            b = sock.recv(1 << 16)
+            if not b:
+                break
+            got += b
+    except ConnectionResetError:
+        pass
+    sock.close()
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert len(got) < len(BIG) // 2         # cut: socket buffers and stream_buffer_bytes at most
+    assert b"[DONE]" not in got
+    # the router goes on serving
+    s, h, raw = stack.request("POST", "/api/v1/chat/completions",
+                              {"model": "test/solo", "messages": [{"role": "user", "content": "after"}]},
+                              key=stack.key, port=big_router)
+    assert s == 200
+
+
+def test_connection_limit_answers_503(stack, big_router):
+    held = [socket.create_connection(("127.0.0.1", big_router), timeout=10) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", big_router), timeout=10) as extra:
+            status, conn, raw = read_answer(OneReader(extra))
+            assert status == 503
+            assert conn == "close"
+            assert json.loads(raw)["error"]["code"] == 503
+    finally:
+        for s in held:
+            s.close()
+
+    def served():   # the closed ones are counted out again
+        try:
+            s, h, raw = stack.request("GET", "/api/v1/models", port=big_router)
+            return s == 200
+        except OSError:
+            return False
+    assert wait_for(served, 10)
+
+
+def test_head_in_fragments_with_many_long_headers(stack):
+    """A head past the request's inline arena (1 KiB of strings, 16 headers),
+    arriving in pieces that split names and values: the key, last, still reads."""
+    body = json.dumps({"model": "test/solo", "messages": [{"role": "user", "content": "pieces"}]})
+    filler = "".join("X-Filler-%02d: %s\r\n" % (i, "v" * (40 + i)) for i in range(30))
+    head = ("POST /api/v1/chat/completions?x=1 HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n"
+            "Content-Length: %d\r\nAuthorization: Bearer %s\r\n\r\n" % (filler, len(body), stack.key)).encode()
+    with socket.create_connection(("127.0.0.1", stack.router_port), timeout=15) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = head + body.encode()
+        for i in range(0, len(data), 7):
+            sock.sendall(data[i:i + 7])
+            if i % 70 == 0:
+                time.sleep(0.001)   # separate reads on the router's side
+        status, conn, raw = read_answer(OneReader(sock))
+    assert status == 200, raw
+    assert json.loads(raw)["object"] == "chat.completion"
