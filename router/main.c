@@ -533,10 +533,9 @@ listen_mine(int *fds)
 	return n;
 }
 
-/* The loop. With epoll's changelist, the adds and deletes a callback makes
- * (a bufferevent arming its write event, then disarming it once flushed) are
- * folded into one epoll_ctl per descriptor when the callbacks return, or
- * none: 4.4 epoll_ctl calls per proxied request before. No threads touch
+/* The loop. With epoll's changelist, the adds and deletes made within one
+ * turn are folded into one epoll_ctl per descriptor when the callbacks
+ * return, or none (lib/sockio avoids most of them anyway). No threads touch
  * libevent (the spool thread wakes the loop through an eventfd), so no
  * evthread locks. */
 static struct event_base *
