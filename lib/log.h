@@ -12,6 +12,8 @@
 #ifndef AGORA_LOG_H
 #define AGORA_LOG_H
 
+#include <stddef.h>
+
 struct event_base;
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -22,8 +24,9 @@ int log_level_parse(const char *s);
 enum log_level log_get_level(void);
 void log_write(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* An access line (INFO): buffered once log_buffer() was called. */
-void log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An access line (INFO), msg[0..len) written by the caller (printf was a
+ * tenth of a proxied request): buffered once log_buffer() was called. */
+void log_access(const char *msg, size_t len);
 /* Buffers access lines on this loop, written at least every flush_ms.
  * -1 when the timer cannot be made (lines are then written at once). */
 int log_buffer(struct event_base *base, int flush_ms);

@@ -179,10 +179,34 @@ proxy_log(struct proxy *p, int status)
 {
 	struct rcat_endpoint *e = p->attempt < p->ncands ? p->cands[p->attempt] : NULL;
 
-	log_access("%s model=%s provider=%s status=%d attempts=%d stream=%d tokens=%lld+%lld ms=%lld",
-		 p->gen_id, e ? e->model->id : "-", e ? e->prov->id : "-", status,
-		 p->attempt + (e ? 1 : 0), p->stream, (long long)p->prompt_tokens,
-		 (long long)p->completion_tokens, (long long)(clock_wall_ms() - p->t_start_ms));
+	struct jsonw w = { NULL, 0, 0, 0 };
+	const char *model = e ? e->model->id : "-", *prov = e ? e->prov->id : "-";
+
+	if (log_get_level() < LOG_INFO)
+		return;
+	/* "<gen id> model=%s provider=%s status=%d attempts=%d stream=%d
+	 * tokens=%lld+%lld ms=%lld", without printf (a tenth of a request) */
+	jsonw_reserve(&w, 256);
+	jsonw_add(&w, p->gen_id, strlen(p->gen_id));
+	JSONW_LIT(&w, " model=");
+	jsonw_add(&w, model, strlen(model));
+	JSONW_LIT(&w, " provider=");
+	jsonw_add(&w, prov, strlen(prov));
+	JSONW_LIT(&w, " status=");
+	jsonw_int(&w, status);
+	JSONW_LIT(&w, " attempts=");
+	jsonw_int(&w, p->attempt + (e ? 1 : 0));
+	JSONW_LIT(&w, " stream=");
+	jsonw_int(&w, p->stream);
+	JSONW_LIT(&w, " tokens=");
+	jsonw_int(&w, p->prompt_tokens);
+	JSONW_LIT(&w, "+");
+	jsonw_int(&w, p->completion_tokens);
+	JSONW_LIT(&w, " ms=");
+	jsonw_int(&w, clock_wall_ms() - p->t_start_ms);
+	if (!w.oom)
+		log_access(w.p, w.len);
+	free(w.p);
 }
 
 /* The current attempt ended with status. */
@@ -224,20 +248,25 @@ tries_json(const struct proxy *p)
 static void
 tries_header(struct proxy *p)
 {
-	char buf[512];
-	size_t n = 0;
+	struct jsonw w = { NULL, 0, 0, 0 };
 
-	for (int i = 0; i < p->ntries; i++) {
+	if (!p->ntries)
+		return;
+	jsonw_reserve(&w, 128);
+	for (int i = 0; i < p->ntries; i++) {	/* "alpha=502, beta=200", at most 511 bytes */
 		const struct proxy_try *t = &p->tries[i];
-		int w = snprintf(buf + n, sizeof(buf) - n, "%s%s=%d", i ? ", " : "", t->e->prov->id,
-				 t->status ? t->status : 200);
 
-		if (w < 0 || (size_t)w >= sizeof(buf) - n)
+		if (w.len + strlen(t->e->prov->id) + 16 > 511)
 			break;
-		n += (size_t)w;
+		if (i)
+			JSONW_LIT(&w, ", ");
+		jsonw_add(&w, t->e->prov->id, strlen(t->e->prov->id));
+		JSONW_LIT(&w, "=");
+		jsonw_int(&w, t->status ? t->status : 200);
 	}
-	if (n)
-		httpd_add_header(p->req, "X-Agora-Attempts", buf);
+	if (!w.oom && w.len)
+		httpd_add_header(p->req, "X-Agora-Attempts", w.p);
+	free(w.p);
 }
 
 /* Records the generation's usage, once. Only generations a provider served
