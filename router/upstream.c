@@ -84,7 +84,22 @@ struct upstream_req {
 	int total_armed;		/* the timer runs to deadline_total */
 };
 
+/* A provider URL taken apart: the endpoints' few URLs come back with every
+ * request, and http_parser_parse_url plus a printf of host:port were 2% of
+ * one. Direct-mapped by the URL's hash; a collision parses again. */
+#define URL_CACHE 32
+#define URL_PATH_MAX 2048
+
+struct url_parts {
+	char *url;		/* the key (a copy); NULL: an empty slot */
+	int tls, port;
+	size_t host_off, host_len;
+	size_t path_off;	/* 0: no path ("/") */
+	char hostport[300];
+};
+
 struct upstream_pool {
+	struct url_parts urls[URL_CACHE];
 	struct event_base *base;
 	struct evdns_base *dns;
 	SSL_CTX *ssl;
@@ -671,42 +686,70 @@ req_serialize(struct upstream_req *r, const char *method, const char *path,
 	return 0;
 }
 
+/* Takes url apart into slot (its previous URL dropped); -1 when it is not
+ * an http(s) URL with a host, or its path is too long. */
+static int
+url_parse(struct url_parts *slot, const char *url)
+{
+	struct http_parser_url u;
+	size_t plen;
+
+	free(slot->url);
+	slot->url = NULL;
+	http_parser_url_init(&u);
+	if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
+	    !(u.field_set & (1 << UF_SCHEMA)))
+		return -1;
+	slot->tls = u.field_data[UF_SCHEMA].len == 5 && strncasecmp(url + u.field_data[UF_SCHEMA].off, "https", 5) == 0;
+	if (!slot->tls &&
+	    !(u.field_data[UF_SCHEMA].len == 4 && strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4) == 0))
+		return -1;
+	slot->port = (u.field_set & (1 << UF_PORT)) ? u.port : (slot->tls ? 443 : 80);
+	plen = (u.field_set & (1 << UF_PATH)) ? strlen(url + u.field_data[UF_PATH].off) : 0;
+	if (plen >= URL_PATH_MAX)
+		return -1;
+	slot->path_off = plen ? u.field_data[UF_PATH].off : 0;
+	slot->host_off = u.field_data[UF_HOST].off;
+	slot->host_len = u.field_data[UF_HOST].len;
+	snprintf(slot->hostport, sizeof(slot->hostport),
+		 (slot->port == 80 && !slot->tls) || (slot->port == 443 && slot->tls) ? "%.*s" : "%.*s:%d",
+		 (int)slot->host_len, url + slot->host_off, slot->port);
+	return (slot->url = strdup(url)) ? 0 : -1;
+}
+
+static const struct url_parts *
+url_parts(struct upstream_pool *p, const char *url)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+	struct url_parts *slot;
+
+	for (const char *s = url; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	slot = &p->urls[h % URL_CACHE];
+	if (slot->url && strcmp(slot->url, url) == 0)
+		return slot;
+	return url_parse(slot, url) == 0 ? slot : NULL;
+}
+
 struct upstream_req *
 upstream_send(struct upstream_pool *p, const char *method, const char *url,
 	      const char *const *headers, char *body, size_t len,
 	      const struct upstream_cbs *cbs, void *arg)
 {
-	struct http_parser_url u;
+	const struct url_parts *u = url_parts(p, url);
 	struct upstream_req *r;
-	char hostport[300], path[2048];
-	int tls, port;
-	size_t plen;
 
-	http_parser_url_init(&u);
-	if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
-	    !(u.field_set & (1 << UF_SCHEMA)))
-		goto bad;
-	tls = u.field_data[UF_SCHEMA].len == 5 && strncasecmp(url + u.field_data[UF_SCHEMA].off, "https", 5) == 0;
-	if (!tls && !(u.field_data[UF_SCHEMA].len == 4 && strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4) == 0))
-		goto bad;
-	port = (u.field_set & (1 << UF_PORT)) ? u.port : (tls ? 443 : 80);
-	plen = (u.field_set & (1 << UF_PATH)) ? strlen(url + u.field_data[UF_PATH].off) : 0;
-	if (plen >= sizeof(path) || !(r = calloc(1, sizeof(*r))))
+	if (!u || !(r = calloc(1, sizeof(*r))))
 		goto bad;
 	r->body = body;		/* ours from here: freed with the request */
 	r->body_len = len;
-	if (plen)
-		memcpy(path, url + u.field_data[UF_PATH].off, plen + 1);	/* plen < sizeof(path) */
-	else
-		memcpy(path, "/", 2);
 	r->pool = p;
 	r->cbs = *cbs;
 	r->arg = arg;
-	r->o = origin_get(p, tls, url + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len, port);
-	snprintf(hostport, sizeof(hostport), (port == 80 && !tls) || (port == 443 && tls) ? "%.*s" : "%.*s:%d",
-		 (int)u.field_data[UF_HOST].len, url + u.field_data[UF_HOST].off, port);
+	r->o = origin_get(p, u->tls, u->url + u->host_off, u->host_len, u->port);
 	r->timer = evtimer_new(p->base, req_timer_cb, r);
-	if (!r->o || !r->timer || req_serialize(r, method, path, hostport, headers, len) < 0)
+	if (!r->o || !r->timer ||
+	    req_serialize(r, method, u->path_off ? u->url + u->path_off : "/", u->hostport, headers, len) < 0)
 		goto fail;
 	evutil_gettimeofday(&r->deadline_total, NULL);
 	r->deadline_total.tv_sec += p->lim.total_ms / 1000;
@@ -854,6 +897,8 @@ upstream_pool_free(struct upstream_pool *p)
 		evdns_base_free(p->dns, 0);
 	if (p->ssl)
 		SSL_CTX_free(p->ssl);
+	for (int i = 0; i < URL_CACHE; i++)
+		free(p->urls[i].url);
 	free(p);
 }
 
