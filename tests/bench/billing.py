@@ -11,7 +11,8 @@ XADDed (raw RESP, pipelined every 10 ms) for SECONDS (20), then CPU per
 event of Redis, agora-billing and PostgreSQL (its backends, WAL writer,
 checkpointer...: utime + stime from /proc over the run, billing's catching
 up included). BENCH_REPS (1) runs repeat it on the same stack; BENCH_SQL
-is run first (a variant to compare: an index dropped, a setting).
+is run first (a variant to compare: an index dropped, a setting), and the
+Redis command BENCH_REDIS.
 
 Starts its own stack (deploy/devstack.sh on free ports, PostgreSQL with
 fsync off as in the tests), so the figure is the pipeline's, not the disk's.
@@ -171,6 +172,8 @@ def steady(rate, secs):
         account, key = cur.fetchone()
         if os.environ.get("BENCH_SQL"):      # a variant to compare, e.g. "DROP INDEX ..."
             cur.execute(os.environ["BENCH_SQL"])
+        if os.environ.get("BENCH_REDIS"):    # e.g. "CONFIG SET appendonly no"
+            redis.Redis(port=st.redis_port).execute_command(*os.environ["BENCH_REDIS"].split())
         steady_run(st, cur, account, key, rate, 2, 0)                 # warm-up
         totals = {}
         for rep in range(int(os.environ.get("BENCH_REPS", "1"))):
