@@ -27,6 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "clock.h"
+#include "evcols.h"
 #include "log.h"
 #include "rds_slot.h"
 
@@ -41,13 +42,13 @@
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE, CP_LINGER };
 
-/* A batch ready to write: its shard, stream ids and events as one JSON array. */
+/* A batch ready to write: its shard, stream ids and events as columns. */
 struct batch {
 	int shard;
 	char **ids;
 	int nids;
 	long long events;
-	struct evbuffer *json;
+	struct evcols *cols;
 };
 
 struct shard {
@@ -84,6 +85,7 @@ struct consumer {
 	int nids;
 	int validate;			/* the last batch was refused: check each entry */
 	struct batch next;		/* read ahead while the current one is written */
+	struct evcols *spare[2];	/* columns of batches done, for the next ones */
 	struct event *timer;		/* pause after errors */
 	struct event *linger;		/* a small batch: the next read waits */
 	struct event *trim_timer;	/* trims what a burst left, TRIM_MS later */
@@ -107,14 +109,14 @@ struct consumer {
 };
 
 const char consumer_sql[] =
-	"WITH ev AS ("
+	"WITH ev AS ("	/* the batch's columns (evcols.h), in enum evcol order */
 	" SELECT x.*, timestamptz 'epoch' + x.ts * interval '1 millisecond' AS at"
-	" FROM json_to_recordset($1::json) AS x(id text, ts bigint, account bigint, key bigint,"
-	"  app_url text, app_title text, model text, author text, provider text, endpoint bigint,"
-	"  pt bigint, ct bigint, cached bigint, reasoning bigint, cost bigint, pcost bigint,"
-	"  latency_ms int, ttft_ms int, tps_milli bigint, stream bool, estimated bool, status int,"
-	"  attempts int, finish text, tried json)"
-	" WHERE x.id IS NOT NULL"
+	" FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[],"
+	"  $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],"
+	"  $16::int8[], $17::int4[], $18::int4[], $19::int8[], $20::bool[], $21::bool[], $22::int4[], $23::int4[],"
+	"  $24::text[], $25::text[])"
+	"  AS x(id, ts, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct, cached,"
+	"  reasoning, cost, pcost, latency_ms, ttft_ms, tps_milli, stream, estimated, status, attempts, finish, tried)"
 	"), ins AS ("
 	" INSERT INTO usage_events (generation_id, created_at, account_id, key_id, app_url, app_title,"
 	"  model_id, model_author, provider_id, endpoint_id, prompt_tokens, completion_tokens,"
@@ -128,25 +130,32 @@ const char consumer_sql[] =
 	"  coalesce(app_title, app_url, '') AS app, prompt_tokens, completion_tokens, cost_nusd,"
 	"  provider_cost_nusd, endpoint_id, status, streamed, latency_ms, ttft_ms, tps_milli,"
 	"  reasoning_tokens, provider_responses"
+	"), g AS ("	/* the batch's new events summed once, at the finest grain of every rollup */
+	" SELECT date_trunc('hour', created_at) AS hour, (created_at AT TIME ZONE 'UTC')::date AS day, account_id,"
+	"  key_id, model_id, model_author, provider_id, endpoint_id, app, count(*) AS n,"
+	"  count(*) FILTER (WHERE status <> 200) AS failures, count(*) FILTER (WHERE streamed) AS streamed,"
+	"  sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct, sum(reasoning_tokens) AS rt, sum(cost_nusd) AS cost,"
+	"  sum(provider_cost_nusd) AS pcost, sum(latency_ms) AS lat, sum(ttft_ms) AS ttft, sum(tps_milli) AS tps,"
+	"  max(created_at) AS last"
+	" FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
 	"), led AS ("
 	" INSERT INTO ledger (account_id, kind, amount_nusd, provider_cost_nusd, generations, note, created_at)"
-	" SELECT account_id, 'usage', -sum(cost_nusd), sum(provider_cost_nusd), count(*),"
-	"  'usage: ' || count(*) || ' generations of ' || (created_at AT TIME ZONE 'UTC')::date, max(created_at)"
-	" FROM ins GROUP BY account_id, (created_at AT TIME ZONE 'UTC')::date RETURNING generations"
+	" SELECT account_id, 'usage', -sum(cost), sum(pcost), sum(n),"
+	"  'usage: ' || sum(n) || ' generations of ' || day, max(last)"
+	" FROM g GROUP BY account_id, day RETURNING generations"
 	"), k AS ("
 	" UPDATE api_keys SET usage_nusd = usage_nusd + s.c"
-	" FROM (SELECT key_id, sum(cost_nusd) AS c FROM ins GROUP BY key_id) s"
+	" FROM (SELECT key_id, sum(cost) AS c FROM g GROUP BY key_id) s"
 	" WHERE api_keys.id = s.key_id RETURNING 1"
 	"), b AS ("
 	" UPDATE accounts SET balance_nusd = balance_nusd - s.c"
-	" FROM (SELECT account_id, sum(cost_nusd) AS c FROM ins GROUP BY account_id) s"
+	" FROM (SELECT account_id, sum(cost) AS c FROM g GROUP BY account_id) s"
 	" WHERE accounts.id = s.account_id RETURNING 1"
 	"), r AS ("
 	" INSERT INTO usage_daily AS d (day, account_id, key_id, model_id, model_author, provider_id, app,"
 	"  requests, prompt_tokens, completion_tokens, reasoning_tokens, cost_nusd, provider_cost_nusd)"
-	" SELECT (created_at AT TIME ZONE 'UTC')::date, account_id, key_id, model_id, model_author,"
-	"  provider_id, app, count(*), sum(prompt_tokens), sum(completion_tokens), sum(reasoning_tokens),"
-	"  sum(cost_nusd), sum(provider_cost_nusd) FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7"
+	" SELECT day, account_id, key_id, model_id, model_author, provider_id, app, sum(n), sum(pt), sum(ct),"
+	"  sum(rt), sum(cost), sum(pcost) FROM g GROUP BY 1, 2, 3, 4, 5, 6, 7"
 	" ON CONFLICT (day, account_id, key_id, model_id, provider_id, app) DO UPDATE SET"
 	"  requests = d.requests + excluded.requests,"
 	"  prompt_tokens = d.prompt_tokens + excluded.prompt_tokens,"
@@ -159,10 +168,8 @@ const char consumer_sql[] =
 	" INSERT INTO usage_hourly AS h (hour, model_id, model_author, provider_id, endpoint_id, requests,"
 	"  failures, streamed, prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd,"
 	"  latency_ms_sum, ttft_ms_sum, tps_milli_sum)"
-	" SELECT date_trunc('hour', created_at), model_id, model_author, provider_id, endpoint_id, count(*),"
-	"  count(*) FILTER (WHERE status <> 200), count(*) FILTER (WHERE streamed), sum(prompt_tokens),"
-	"  sum(completion_tokens), sum(cost_nusd), sum(provider_cost_nusd), sum(latency_ms), sum(ttft_ms),"
-	"  sum(tps_milli) FROM ins GROUP BY 1, 2, 3, 4, 5"
+	" SELECT hour, model_id, model_author, provider_id, endpoint_id, sum(n), sum(failures), sum(streamed),"
+	"  sum(pt), sum(ct), sum(cost), sum(pcost), sum(lat), sum(ttft), sum(tps) FROM g GROUP BY 1, 2, 3, 4, 5"
 	" ON CONFLICT (hour, model_id, provider_id, endpoint_id) DO UPDATE SET"
 	"  requests = h.requests + excluded.requests, failures = h.failures + excluded.failures,"
 	"  streamed = h.streamed + excluded.streamed,"
@@ -177,9 +184,8 @@ const char consumer_sql[] =
 	"), de AS ("	/* per day and endpoint: market share and spend by model, provider, day */
 	" INSERT INTO usage_daily_endpoints AS x (day, model_id, model_author, provider_id, endpoint_id, requests,"
 	"  prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd)"
-	" SELECT (created_at AT TIME ZONE 'UTC')::date, model_id, model_author, provider_id, endpoint_id, count(*),"
-	"  sum(prompt_tokens), sum(completion_tokens), sum(cost_nusd), sum(provider_cost_nusd)"
-	" FROM ins GROUP BY 1, 2, 3, 4, 5"
+	" SELECT day, model_id, model_author, provider_id, endpoint_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost)"
+	" FROM g GROUP BY 1, 2, 3, 4, 5"
 	" ON CONFLICT (day, model_id, provider_id, endpoint_id) DO UPDATE SET"
 	"  requests = x.requests + excluded.requests,"
 	"  prompt_tokens = x.prompt_tokens + excluded.prompt_tokens,"
@@ -190,8 +196,7 @@ const char consumer_sql[] =
 	"), dk AS ("	/* per day, account and key: spend by account and key, statements */
 	" INSERT INTO usage_daily_keys AS y (day, account_id, key_id, requests, prompt_tokens, completion_tokens,"
 	"  cost_nusd, provider_cost_nusd)"
-	" SELECT (created_at AT TIME ZONE 'UTC')::date, account_id, key_id, count(*), sum(prompt_tokens),"
-	"  sum(completion_tokens), sum(cost_nusd), sum(provider_cost_nusd) FROM ins GROUP BY 1, 2, 3"
+	" SELECT day, account_id, key_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost) FROM g GROUP BY 1, 2, 3"
 	" ON CONFLICT (day, account_id, key_id) DO UPDATE SET"
 	"  requests = y.requests + excluded.requests,"
 	"  prompt_tokens = y.prompt_tokens + excluded.prompt_tokens,"
@@ -202,8 +207,8 @@ const char consumer_sql[] =
 	"), mk AS ("	/* per month, account and key: a month's spend by account and key */
 	" INSERT INTO usage_monthly_keys AS z (month, account_id, key_id, requests, prompt_tokens, completion_tokens,"
 	"  cost_nusd, provider_cost_nusd)"
-	" SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, account_id, key_id, count(*),"
-	"  sum(prompt_tokens), sum(completion_tokens), sum(cost_nusd), sum(provider_cost_nusd) FROM ins GROUP BY 1, 2, 3"
+	" SELECT date_trunc('month', day)::date, account_id, key_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost)"
+	" FROM g GROUP BY 1, 2, 3"
 	" ON CONFLICT (month, account_id, key_id) DO UPDATE SET"
 	"  requests = z.requests + excluded.requests,"
 	"  prompt_tokens = z.prompt_tokens + excluded.prompt_tokens,"
@@ -215,7 +220,8 @@ const char consumer_sql[] =
 	" INSERT INTO attempts_hourly AS f (hour, model_id, provider_id, endpoint_id, failures)"
 	" SELECT date_trunc('hour', i.created_at), t.e ->> 'model', t.e ->> 'provider',"
 	"  (t.e ->> 'endpoint_id')::numeric::bigint, count(*)"
-	" FROM ins i CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(i.provider_responses)"
+	" FROM (SELECT * FROM ins WHERE provider_responses IS NOT NULL) i"
+	"  CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(i.provider_responses)"
 	"  = 'array' THEN i.provider_responses END) WITH ORDINALITY AS t(e, n)"
 	" WHERE t.n < jsonb_array_length(i.provider_responses) AND jsonb_typeof(t.e -> 'model') = 'string'"
 	"  AND jsonb_typeof(t.e -> 'provider') = 'string' AND jsonb_typeof(t.e -> 'endpoint_id') = 'number'"
@@ -241,15 +247,41 @@ batch_clear(struct consumer *c)
 	c->nids = 0;
 }
 
+/* Frees a batch; its columns are kept for a next one when c is given. */
 static void
-batch_drop(struct batch *b)
+batch_drop_into(struct consumer *c, struct batch *b)
 {
 	for (int i = 0; i < b->nids; i++)
 		free(b->ids[i]);
 	free(b->ids);
-	if (b->json)
-		evbuffer_free(b->json);
+	for (int i = 0; c && b->cols && i < 2; i++)
+		if (!c->spare[i]) {
+			evcols_reset(b->cols);
+			c->spare[i] = b->cols;
+			b->cols = NULL;
+		}
+	evcols_free(b->cols);
 	memset(b, 0, sizeof(*b));
+}
+
+static void
+batch_drop(struct batch *b)
+{
+	batch_drop_into(NULL, b);
+}
+
+/* Empty columns: a spare, or new. */
+static struct evcols *
+cols_take(struct consumer *c)
+{
+	for (int i = 0; i < 2; i++)
+		if (c->spare[i]) {
+			struct evcols *e = c->spare[i];
+
+			c->spare[i] = NULL;
+			return e;
+		}
+	return evcols_new();
 }
 
 static void
@@ -258,7 +290,7 @@ consumer_pause(struct consumer *c)
 	struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
 
 	batch_clear(c);
-	batch_drop(&c->next);	/* its entries are ours, pending: re-read below */
+	batch_drop_into(c, &c->next);	/* its entries are ours, pending: re-read below */
 	c->phase = CP_PAUSE;
 	for (int i = 0; i < c->nshards; i++)
 		c->shards[i].pending_mode = 1;	/* the unacked batches come back from "0" */
@@ -319,7 +351,7 @@ linger_cb(evutil_socket_t fd, short what, void *arg)
 static void
 ack_continue(struct consumer *c)
 {
-	if (c->next.json) {
+	if (c->next.cols) {
 		struct batch b = c->next;
 
 		memset(&c->next, 0, sizeof(c->next));
@@ -535,39 +567,41 @@ entry_event(const redisReply *e)
 	return NULL;
 }
 
-/* entries: [[id, [field, value, ...]], ...] into a batch: the events go to
- * PostgreSQL as one JSON array made of their texts as they are (PostgreSQL
- * parses them; after it refused a batch, each is checked first and bad ones
- * skipped). Returns 0 or -1. */
+/* entries: [[id, [field, value, ...]], ...] into a batch: each event read
+ * once, into columns (evcols.h). An entry that is not a usage event is
+ * acknowledged with the batch and skipped. After PostgreSQL refused a batch
+ * (a `tried` that is not JSON: the only field evcols passes on unchecked),
+ * each event is also checked whole with cJSON first. Returns 0 or -1. */
 static int
 batch_build(struct consumer *c, int shard, const redisReply *entries, struct batch *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->shard = shard;
-	if (!(b->json = evbuffer_new()) || !(b->ids = calloc(entries->elements ? entries->elements : 1, sizeof(char *)))) {
-		batch_drop(b);
-		return -1;
-	}
-	evbuffer_add(b->json, "[", 1);
+	if (!(b->cols = cols_take(c)) || !(b->ids = calloc(entries->elements ? entries->elements : 1, sizeof(char *))))
+		goto fail;
 	for (size_t i = 0; i < entries->elements; i++) {
 		const redisReply *e = entries->element[i], *ev;
+		int rc = -1;
 
 		if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
 			continue;
-		b->ids[b->nids++] = strdup(e->element[0]->str);
+		if (!(b->ids[b->nids] = strdup(e->element[0]->str)))
+			goto fail;
+		b->nids++;
 		ev = entry_event(e);
-		if (!ev || ev->len < 2 || ev->str[0] != '{' || (c->validate && !event_valid(ev->str, ev->len))) {
+		if (ev && (!c->validate || event_valid(ev->str, ev->len)) && (rc = evcols_add(b->cols, ev->str, ev->len)) == -2)
+			goto fail;
+		if (rc < 0) {
 			c->st.bad_entries++;
 			log_error("billing: entry %s is not a usage event; acknowledged and skipped",
 				  e->element[0]->str);
-			continue;
 		}
-		if (b->events++)
-			evbuffer_add(b->json, ",", 1);
-		evbuffer_add(b->json, ev->str, ev->len);
 	}
-	evbuffer_add(b->json, "]", 2);		/* with the NUL */
+	b->events = evcols_count(b->cols);
 	return 0;
+fail:
+	batch_drop_into(c, b);
+	return -1;
 }
 
 static void prefetch_cb(struct rds *rd, redisReply *reply, void *arg);
@@ -604,8 +638,8 @@ read_shard(struct consumer *c, int s, const char *from, const char *block_ms, rd
 static int
 batch_send(struct consumer *c, struct batch *b)
 {
-	const char *params[1];
-	int rc;
+	const char *params[EC_N];
+	int lengths[EC_N], rc;
 
 	c->cur = b->shard;
 	c->ids = b->ids;
@@ -614,11 +648,11 @@ batch_send(struct consumer *c, struct batch *b)
 	b->ids = NULL;
 	b->nids = 0;
 	c->st.events += b->events;
-	params[0] = (const char *)evbuffer_pullup(b->json, -1);
 	c->phase = CP_WRITE;
 	c->t_write_us = clock_mono_us();
-	rc = params[0] ? pgc_query(c->pg, consumer_sql, 1, params, write_cb, c) : -1;
-	batch_drop(b);
+	rc = evcols_params(b->cols, params, lengths) < 0 ? -1
+	     : pgc_query_prepared(c->pg, "agora_billing_batch", consumer_sql, EC_N, params, lengths, write_cb, c);
+	batch_drop_into(c, b);	/* pgc copied the parameters */
 	if (rc < 0)
 		return -1;
 	if (any_pending(c) < 0 && !c->prefetching &&
@@ -938,6 +972,8 @@ consumer_free(struct consumer *c)
 		return;
 	batch_clear(c);
 	batch_drop(&c->next);
+	evcols_free(c->spare[0]);
+	evcols_free(c->spare[1]);
 	if (c->timer)
 		event_free(c->timer);
 	if (c->linger)

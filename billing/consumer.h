@@ -44,7 +44,9 @@ void consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg);
 /* 1 while a batch is between read and ack (for graceful stop). */
 int consumer_busy(const struct consumer *c);
 
-/* The one statement that writes a batch ($1: JSON array of events). */
+/* The one statement that writes a batch: $1..$25 the events' columns as
+ * binary arrays (evcols.h), run as a prepared statement (parsed once a
+ * connection, planned once: a generic plan). */
 extern const char consumer_sql[];
 
 #endif

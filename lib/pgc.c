@@ -15,11 +15,16 @@
 #include "log.h"
 
 #define PGC_BACKOFF_MS 1000
+#define PGC_PREPARED_MAX 8
 
 enum pgc_state { PGC_IDLE, PGC_CONNECTING, PGC_READY, PGC_BUSY, PGC_WAITING };
 
 struct pgc_query {
 	char *sql;
+	int *lengths;			/* binary parameters' lengths, or NULL (text) */
+	int *formats;
+	const char *name;		/* prepared statement's name, or NULL */
+	int preparing;			/* its PREPARE is in flight */
 	int nparams;
 	char **params;
 	pgc_result_fn fn;
@@ -43,6 +48,9 @@ struct pgc {
 	void *notify_arg;
 	pgc_connect_fn connect_fn;
 	void *connect_arg;
+	/* Statements prepared on this connection (forgotten when it drops). */
+	const char *prepared[PGC_PREPARED_MAX];
+	int nprepared;
 };
 
 static void pgc_io_cb(evutil_socket_t fd, short what, void *arg);
@@ -54,6 +62,8 @@ pgc_query_free(struct pgc_query *q)
 	for (int i = 0; i < q->nparams; i++)
 		free(q->params[i]);
 	free(q->params);
+	free(q->lengths);
+	free(q->formats);
 	free(q->sql);
 	free(q);
 }
@@ -121,6 +131,7 @@ pgc_reset(struct pgc *pg, const char *why_in)
 		pg->conn = NULL;
 	}
 	pg->state = PGC_WAITING;
+	pg->nprepared = 0;		/* a new session has none */
 	pgc_fail_all(pg, why);
 	pgc_timer_in(pg, PGC_BACKOFF_MS);
 }
@@ -165,6 +176,56 @@ pgc_connect(struct pgc *pg)
 	pgc_connect_step(pg);
 }
 
+static int
+pgc_is_prepared(const struct pgc *pg, const char *name)
+{
+	for (int i = 0; i < pg->nprepared; i++)
+		if (strcmp(pg->prepared[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Sends q: a plain query, its statement's PREPARE (the first time on this
+ * connection), or the prepared statement. 0 when libpq refused. */
+static int
+pgc_send(struct pgc *pg, struct pgc_query *q)
+{
+	q->preparing = 0;
+	if (q->name && !pgc_is_prepared(pg, q->name) && pg->nprepared == PGC_PREPARED_MAX)
+		q->name = NULL;		/* no room to remember it: sent as a plain query */
+	if (!q->name)
+		return PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
+					 q->lengths, q->formats, 0);
+	if (pgc_is_prepared(pg, q->name))
+		return PQsendQueryPrepared(pg->conn, q->name, q->nparams, (const char *const *)q->params,
+					   q->lengths, q->formats, 0);
+	q->preparing = 1;
+	return PQsendPrepare(pg->conn, q->name, q->sql, q->nparams, NULL);
+}
+
+/* q's PREPARE answered: when it worked, q itself goes out now (1); when it
+ * failed, 0 and the error result goes to q's callback. */
+static int
+pgc_prepared_step(struct pgc *pg, struct pgc_query *q)
+{
+	int r;
+
+	if (!pg->last || PQresultStatus(pg->last) != PGRES_COMMAND_OK)
+		return 0;
+	PQclear(pg->last);
+	pg->last = NULL;
+	pg->prepared[pg->nprepared++] = q->name;	/* room checked by pgc_send */
+	if (!pgc_send(pg, q)) {
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+		return 1;
+	}
+	if ((r = PQflush(pg->conn)) < 0)
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+	else if (r == 1)
+		pgc_watch(pg, EV_READ | EV_WRITE | EV_PERSIST);
+	return 1;
+}
+
 static void
 pgc_deliver_notifies(struct pgc *pg)
 {
@@ -202,6 +263,8 @@ pgc_read(struct pgc *pg)
 			}
 			continue;
 		}
+		if (q->preparing && pgc_prepared_step(pg, q))
+			continue;
 		evtimer_del(pg->timer);
 		res = pg->last;
 		pg->last = NULL;
@@ -267,8 +330,7 @@ pgc_start_next(struct pgc *pg)
 	STAILQ_REMOVE_HEAD(&pg->queue, link);
 	pg->nqueue--;
 	pg->cur = q;
-	if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL,
-			       (const char *const *)q->params, NULL, NULL, 0)) {
+	if (!pgc_send(pg, q)) {
 		pgc_reset(pg, PQerrorMessage(pg->conn));
 		return;
 	}
@@ -285,10 +347,34 @@ int
 pgc_query(struct pgc *pg, const char *sql, int nparams, const char *const *params,
 	  pgc_result_fn fn, void *arg)
 {
+	return pgc_query_prepared(pg, NULL, sql, nparams, params, NULL, fn, arg);
+}
+
+/* Copies parameter i: text up to its NUL, binary of lengths[i] bytes. */
+static int
+pgc_param_copy(struct pgc_query *q, int i, const char *p, const int *lengths)
+{
+	if (!p)
+		return 0;
+	if (!lengths)
+		return (q->params[i] = strdup(p)) ? 0 : -1;
+	if (!(q->params[i] = malloc(lengths[i] ? (size_t)lengths[i] : 1)))
+		return -1;
+	memcpy(q->params[i], p, (size_t)lengths[i]);
+	q->lengths[i] = lengths[i];
+	q->formats[i] = 1;
+	return 0;
+}
+
+int
+pgc_query_prepared(struct pgc *pg, const char *name, const char *sql, int nparams,
+		   const char *const *params, const int *lengths, pgc_result_fn fn, void *arg)
+{
 	struct pgc_query *q;
 
 	if (pg->nqueue >= pg->max_queue || !(q = calloc(1, sizeof(*q))))
 		return -1;
+	q->name = name;
 	q->fn = fn;
 	q->arg = arg;
 	q->nparams = nparams;
@@ -296,8 +382,11 @@ pgc_query(struct pgc *pg, const char *sql, int nparams, const char *const *param
 		goto fail;
 	if (nparams && !(q->params = calloc((size_t)nparams, sizeof(char *))))
 		goto fail;
+	if (nparams && lengths && (!(q->lengths = calloc((size_t)nparams, sizeof(int))) ||
+				   !(q->formats = calloc((size_t)nparams, sizeof(int)))))
+		goto fail;
 	for (int i = 0; i < nparams; i++)
-		if (params[i] && !(q->params[i] = strdup(params[i])))
+		if (pgc_param_copy(q, i, params[i], lengths) < 0)
 			goto fail;
 	STAILQ_INSERT_TAIL(&pg->queue, q, link);
 	pg->nqueue++;

@@ -175,3 +175,51 @@ def test_live_counters_per_minute(stack):
     assert int(r.hget(key, "t|test/solo|solo")) >= body["usage"]["total_tokens"]
     assert 0 < r.ttl(key) <= 7200
     assert all(f.split("|")[0] in ("r", "t") for f in r.hkeys(key))   # counts only, no text
+
+
+def test_entries_that_are_not_usage_events_are_skipped(stack):
+    """agora-billing reads each event into columns (billing/evcols.c): an
+    entry that is not JSON, lacks a field the tables require, has a number
+    that is no integer or a `tried` PostgreSQL refuses (found on the re-read
+    after the refused batch) is acknowledged and skipped; the good events
+    beside them, escapes decoded, are billed once and the sums agree."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
+    now = int(time.time() * 1000)
+
+    def ev(gid, **kw):
+        e = {"id": gid, "ts": now, "account": acct, "key": key, "app_title": "caf\u00e9 \U0001F600", "model": "test/three",
+             "author": "test", "provider": "alpha", "endpoint": 1, "pt": 10, "ct": 20, "cost": 1234, "pcost": 1000,
+             "latency_ms": 50, "ttft_ms": 10, "tps_milli": 1000, "stream": False, "estimated": False, "status": 200,
+             "attempts": 1, "finish": "stop"}
+        e.update(kw)
+        return json.dumps(e)
+
+    tag = "gen-evcols-%d" % now
+    before = totals(stack)
+    p = r.pipeline(transaction=False)
+    p.xadd("usage", {"e": ev(tag + "-a")})
+    p.xadd("usage", {"e": "not json"})
+    p.xadd("usage", {"e": ev(tag + "-b", pt=1.5)})
+    noid = json.loads(ev("x"))
+    del noid["id"]
+    p.xadd("usage", {"e": json.dumps(noid)})
+    p.xadd("usage", {"e": ev(tag + "-c").replace('"finish": "stop"', '"tried": [1 2], "finish": "stop"')})
+    p.xadd("usage", {"e": ev(tag + "-d", tried=[{"model": "test/three", "provider": "beta", "endpoint_id": 2},
+                                                 {"model": "test/three", "provider": "alpha", "endpoint_id": 1}],
+                             attempts=2)})
+    p.xadd("usage", {"e": ev(tag + "-a")})                    # a redelivery: billed once
+    p.execute()
+    assert wait_for(lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id LIKE %s",
+                                      tag + "%")[0][0] >= 2, 20)
+    assert wait_for(lambda: all((g.get("pending") or 0) == 0 and (g.get("lag") or 0) == 0
+                                for g in r.xinfo_groups("usage")), 20)
+    rows = stack.sql("SELECT generation_id, app_title, attempts, provider_responses IS NOT NULL FROM usage_events"
+                     " WHERE generation_id LIKE %s ORDER BY 1", tag + "%")
+    assert rows == [(tag + "-a", "caf\u00e9 \U0001F600", 1, False), (tag + "-d", "caf\u00e9 \U0001F600", 2, True)]
+    after = totals(stack)
+    assert after[0] - before[0] == 2
+    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
+    assert ev_cost == ledger == rollup == key_usage == hourly
+    assert rollup_reqs == events == hourly_reqs
