@@ -494,13 +494,17 @@ live_count(struct meter *m, const struct usage_event *ev)
 	int64_t minute = ev->ts_ms / 60000;
 	char field[METER_LIVE_FIELD];
 	struct live_slot *l = NULL;
-	int n;
+	size_t ml, pl, n;
 
 	if (!rds_is_connected(m->rd) || !ev->model || !ev->provider || m->inflight >= METER_MAX_INFLIGHT)
 		return;
-	n = snprintf(field, sizeof(field), "%s|%s", ev->model, ev->provider);
-	if (n < 0 || (size_t)n >= sizeof(field))
+	ml = strlen(ev->model);
+	pl = strlen(ev->provider);
+	if ((n = ml + 1 + pl) >= sizeof(field))
 		return;
+	memcpy(field, ev->model, ml);		/* "model|provider" */
+	field[ml] = '|';
+	memcpy(field + ml + 1, ev->provider, pl);
 	for (int i = 0; i < m->nlive && !l; i++)
 		if (m->live[i].minute == minute && m->live[i].flen == (size_t)n &&
 		    memcmp(m->live[i].field, field, (size_t)n) == 0)
