@@ -69,6 +69,7 @@ struct agora_conf {
 	int billing_claim_idle_ms;		/* take over entries pending this long */
 	int billing_linger_ms;			/* wait after a small batch */
 	char metering[8];			/* "on", or "off" for benchmarks only */
+	int metering_flush_ms;			/* events held this long, sent together */
 	int workers;				/* router processes sharing the port */
 	int drain_timeout_ms;			/* SIGTERM/upgrade: in-flight limit */
 };
@@ -107,6 +108,6 @@ int conf_in_list(const char *list, const char *name);
 	"upstream_pool_idle upstream_pool_idle_ms upstream_ca_file tls_cert_file tls_key_file " \
 	"max_attempts failure_cooldown_ms breaker_failures catalog_poll_ms spool_path " \
 	"spool_max_bytes key_rpm_default key_tpm_default ratelimit_sync_ms budget_lease_nusd " \
-	"budget_lease_idle_ms health_sync_ms metering master_key master_key_file log_flush_ms"
+	"budget_lease_idle_ms health_sync_ms metering master_key master_key_file log_flush_ms metering_flush_ms"
 
 #endif

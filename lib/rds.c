@@ -587,7 +587,7 @@ rds_format_argv(char **out, int argc, const char **argv, const size_t *argvlen)
 	for (int i = 0; i < argc; i++) {
 		size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
 
-		if (n > INT_MAX - total - 25)
+		if (n > (size_t)INT_MAX || total + n + 25 > (size_t)INT_MAX)
 			return -1;
 		total += 1 + 20 + 2 + n + 2;
 	}

@@ -21,6 +21,7 @@
 
 #define CHATSCAN_MAX 128	/* members of the answer or event */
 #define CHATSCAN_USAGE_MAX 32	/* members of its usage */
+#define CHATSCAN_FINISH 24	/* finish_reason kept, NUL included */
 
 struct chatscan {
 	struct jmember m[CHATSCAN_MAX];	/* the object's members, as written */
@@ -32,7 +33,7 @@ struct chatscan {
 	int choices_array;	/* choices is an array ... */
 	int nchoices;		/* ... of this many elements (0 otherwise) */
 	int has_finish;		/* choices[0].finish_reason is a string: */
-	char finish[24];	/* it, truncated */
+	char finish[CHATSCAN_FINISH];	/* it, truncated */
 	int64_t text_bytes;	/* completion text (chunk: every choice's delta
 				 * content and reasoning; answer: choices[0]'s
 				 * message content), decoded bytes */

@@ -35,7 +35,7 @@
 
 /* What SIGHUP may change in a running router; anything else that changed
  * is logged as needing a restart. */
-#define ROUTER_LIVE "log_level log_flush_ms drain_timeout_ms max_body_bytes max_header_bytes max_headers " \
+#define ROUTER_LIVE "log_level log_flush_ms metering_flush_ms drain_timeout_ms max_body_bytes max_header_bytes max_headers " \
 	"max_connections client_header_timeout_ms client_idle_timeout_ms client_write_timeout_ms " \
 	"stream_buffer_bytes max_response_bytes upstream_connect_timeout_ms " \
 	"upstream_first_byte_timeout_ms upstream_idle_timeout_ms upstream_total_timeout_ms " \
@@ -381,6 +381,7 @@ reload(void)
 	if (upstream_pool_set_limits(rt.up, &ul, err, sizeof(err)) < 0)
 		log_error("reload: upstream: %s: keeping the CA certificates in use", err);
 	auth_set_ttl(rt.auth, rt.conf.key_cache_ttl_ms);
+	meter_set_flush(rt.meter, rt.conf.metering_flush_ms);
 	poll.tv_sec = rt.conf.catalog_poll_ms / 1000;
 	poll.tv_usec = (rt.conf.catalog_poll_ms % 1000) * 1000;
 	evtimer_add(rt.poll_timer, &poll);
@@ -695,6 +696,7 @@ router_setup(void)
 				   err, sizeof(err))))
 		return log_error("metering: %s", err), -1;
 	meter_set_wait(rt.meter, rt.conf.redis_wait_replicas);
+	meter_set_flush(rt.meter, rt.conf.metering_flush_ms);
 	if (!(rt.ratelimit = ratelimit_new(rt.base, rt.redis, rt.conf.ratelimit_sync_ms)))
 		return log_error("out of memory"), -1;
 	if (!(rt.budget = budget_new(rt.base, rt.redis, rt.conf.budget_lease_nusd, rt.conf.budget_lease_idle_ms)))

@@ -37,6 +37,7 @@
 #define METER_LIVE_MS 500		/* live counts are summed and sent this often */
 #define METER_LIVE_SLOTS 64		/* model|provider|minute sums held at once */
 #define METER_LIVE_FIELD 320
+#define METER_QUEUE_MAX 1024		/* events held for the next send: then sent at once */
 
 struct meter {
 	struct event_base *base;
@@ -69,6 +70,16 @@ struct meter {
 	} live[METER_LIVE_SLOTS];
 	int nlive;
 	struct event *live_ev;		/* sends them every METER_LIVE_MS */
+	/* events held up to flush_ms and sent together: one write to Redis,
+	 * and one wake-up and AOF write of Redis, for many events */
+	struct queued {
+		char *json;
+		size_t len;
+		int64_t account_id;
+	} queue[METER_QUEUE_MAX];
+	int nqueue;
+	int flush_ms;			/* 0: sent at the end of the loop turn */
+	struct event *flush_ev;
 	struct meter_stats st;
 
 	pthread_t thread;
@@ -527,23 +538,71 @@ live_count(struct meter *m, const struct usage_event *ev)
 	}
 }
 
+/* Sends one event now, or spools it. -1: lost (the spool is full). */
+static int
+send_or_spool(struct meter *m, char *json, size_t len, int64_t account_id)
+{
+	if (xadd(m, json, len, account_id, 0) == 0)
+		return 0;
+	if (spool_append(m, json) < 0) {
+		log_error("meter: event %.40s lost: Redis away and the spool is full", json);
+		free(json);
+		return -1;
+	}
+	free(json);
+	return 0;
+}
+
+/* Sends the events held (the flush timer, a full queue, a stop). */
+static void
+queue_send(struct meter *m)
+{
+	int n = m->nqueue;
+
+	m->nqueue = 0;
+	for (int i = 0; i < n; i++)
+		send_or_spool(m, m->queue[i].json, m->queue[i].len, m->queue[i].account_id);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	queue_send(arg);
+}
+
 int
 meter_emit(struct meter *m, const struct usage_event *ev)
 {
 	char *json = meter_event_json(ev);
-	int rc = 0;
+	struct queued *q;
 
 	if (!json)
 		return -1;
 	live_count(m, ev);
-	if (xadd(m, json, strlen(json), ev->account_id, 0) == 0)
-		return 0;
-	if (spool_append(m, json) < 0) {
-		log_error("meter: event %s lost: Redis away and the spool is full", ev->id);
-		rc = -1;
+	if (m->flush_ms <= 0 || !rds_is_connected(m->rd))
+		return send_or_spool(m, json, strlen(json), ev->account_id);
+	if (m->nqueue == METER_QUEUE_MAX)
+		queue_send(m);
+	q = &m->queue[m->nqueue++];
+	q->json = json;
+	q->len = strlen(json);
+	q->account_id = ev->account_id;
+	if (!evtimer_pending(m->flush_ev, NULL)) {
+		struct timeval tv = { m->flush_ms / 1000, (m->flush_ms % 1000) * 1000 };
+
+		evtimer_add(m->flush_ev, &tv);
 	}
-	free(json);
-	return rc;
+	return 0;
+}
+
+void
+meter_set_flush(struct meter *m, int ms)
+{
+	m->flush_ms = ms;
+	if (ms <= 0)
+		queue_send(m);
 }
 
 /* Loop side of a replay: the thread has read the spool aside. */
@@ -782,6 +841,7 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 	    !(m->rewait_ev = evtimer_new(base, rewait_cb, m)) ||
 	    !(m->retry_ev = evtimer_new(base, retry_cb, m)) ||
 	    !(m->live_ev = evtimer_new(base, live_flush_cb, m)) ||
+	    !(m->flush_ev = evtimer_new(base, flush_cb, m)) ||
 	    pthread_create(&m->thread, NULL, thread_main, m) != 0) {
 		snprintf(err, errlen, "meter: cannot start the spool thread");
 		if (m->replay_ev)
@@ -794,6 +854,8 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 			event_free(m->retry_ev);
 		if (m->live_ev)
 			event_free(m->live_ev);
+		if (m->flush_ev)
+			event_free(m->flush_ev);
 		if (m->wake_fd >= 0)
 			close(m->wake_fd);
 		free(m);
@@ -809,6 +871,12 @@ meter_free(struct meter *m)
 {
 	if (!m)
 		return;
+	for (int i = 0; i < m->nqueue; i++) {	/* never sent: spooled */
+		if (spool_append(m, m->queue[i].json) < 0)
+			log_error("meter: event %.40s lost: the spool is full", m->queue[i].json);
+		free(m->queue[i].json);
+	}
+	m->nqueue = 0;
 	for (int i = 0; i < m->nshards; i++) {	/* never confirmed: spooled */
 		for (struct xadd_ctx *x = m->unsure[i], *nx; x; x = nx) {
 			nx = x->next;
@@ -826,6 +894,7 @@ meter_free(struct meter *m)
 	event_free(m->rewait_ev);
 	event_free(m->retry_ev);
 	event_free(m->live_ev);	/* unsent live counts go (the Redis link is gone) */
+	event_free(m->flush_ev);
 	close(m->wake_fd);
 	free(m->replay_data);
 	pthread_mutex_destroy(&m->mu);
@@ -842,7 +911,7 @@ meter_set_wait(struct meter *m, int replicas)
 long long
 meter_unsettled(const struct meter *m)
 {
-	return m->inflight;
+	return m->inflight + m->nqueue;
 }
 
 void

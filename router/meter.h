@@ -61,6 +61,10 @@ long long meter_unsettled(const struct meter *m);
  * replicas hold it (else it is spooled and sent again), so a fail-over that
  * promotes a replica loses no event (redis_wait_replicas). */
 void meter_set_wait(struct meter *m, int replicas);
+/* ms > 0: events are held up to ms (at most 1,024) and sent together, one
+ * write for many, so that Redis wakes and appends to its AOF once for them
+ * (metering_flush_ms); 0: each is sent at the end of its loop turn. */
+void meter_set_flush(struct meter *m, int ms);
 
 /* The event as the compact JSON stored in the stream field `e` (exposed for
  * tests and for billing's parser). Caller frees with free(). */

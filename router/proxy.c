@@ -71,7 +71,7 @@ struct proxy {
 	struct anthropic_stream *anth;	/* stream translation (anthropic endpoints) */
 	int client_started;		/* a byte reached the client */
 	int saw_done, saw_finish;
-	char finish[24];		/* finish_reason seen */
+	char finish[CHATSCAN_FINISH];	/* finish_reason seen (chatscan's copy) */
 	int64_t prompt_tokens, completion_tokens;
 	int have_usage;
 	int64_t t_start_ms, t_first_ms;	/* start; first byte to the client */
@@ -855,7 +855,7 @@ finish_json_scanned(struct proxy *p, const char *data, size_t len)
 	}
 	p->have_usage = 1;
 	if (c.has_finish)
-		memcpy(p->finish, c.finish, sizeof(p->finish));
+		memcpy(p->finish, c.finish, sizeof(c.finish));
 	answer_send(p, &c, NULL, NULL, len);
 	return 0;
 }
@@ -1080,7 +1080,7 @@ stream_chunk_scanned(struct proxy *p, const struct chatscan *c)
 		stream_start(p);
 	if (c->has_finish) {
 		p->saw_finish = 1;
-		memcpy(p->finish, c->finish, sizeof(p->finish));
+		memcpy(p->finish, c->finish, sizeof(c->finish));
 	}
 	p->stream_chars += c->text_bytes;
 	if (c->usage_object) {
