@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jscan.h"
+#include "utf8.h"
 
 #define REQUEST_SCAN_MAX 128	/* top-level members read by jscan */
 #define REQUEST_MSG_MEMBERS 32	/* members of one message read by jscan */
@@ -222,34 +223,7 @@ validate_numbers(const struct jfields *b, char *msg, size_t len)
 int
 request_utf8_valid(const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-	while (p < end) {
-		unsigned c = *p;
-		size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
-		unsigned cp;
-		uint64_t w;
-
-		/* ASCII eight bytes at a time: bodies are mostly ASCII (profiles) */
-		if (k == 0 && (size_t)(end - p) >= 8 && (memcpy(&w, p, 8), (w & 0x8080808080808080ULL) == 0)) {
-			p += 8;
-			continue;
-		}
-		if (k == 9 || (size_t)(end - p) <= k)
-			return k == 0;
-		cp = k == 0 ? c : c & (0x3F >> k);
-		for (size_t i = 1; i <= k; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (p[i] & 0x3F);
-		}
-		/* overlong forms, surrogates, beyond U+10FFFF */
-		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-		    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-			return 0;
-		p += k + 1;
-	}
-	return 1;
+	return utf8_valid(s, n);	/* the one validator (lib/utf8.c) */
 }
 
 #define REQUEST_MAX_FIELDS 256	/* members of the body or of `provider` */
