@@ -635,7 +635,7 @@ dead_letter(struct consumer *c, int shard, const redisReply *e, const char *why)
 	d->shard = shard;
 	snprintf(d->id, sizeof(d->id), "%s", e->element[0]->str);
 	snprintf(d->key, sizeof(d->key), "%s" DEAD_SUFFIX, sh->key);
-	log_error("billing: entry %s of %s refused (%s): copied to %s and acknowledged, NOT billed", d->id,
+	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
 		  sh->key, why, d->key);
 	{
 		const char *head[DEAD_HEAD] = { "XADD", d->key, "MAXLEN", "~", DEAD_MAXLEN, "*", "dead_stream",
