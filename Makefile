@@ -87,9 +87,9 @@ $(BUILD)/agora-mock-provider: $(call obj,$(MOCK_SRCS)) $(BUILD)/libagora.a
 # Unit tests: cmocka binaries linking the module under test from the archives.
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/librouter.a $(BUILD)/libagora.a
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+	$(CC) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
-# billing's modules are not in an archive: a unit test names what it links.
+# billing's modules (objects before the archives: they use lib/'s) are not in an archive: a unit test names what it links.
 $(BUILD)/tests/test_evcols: $(call obj,billing/evcols.c)
 
 # Benchmarks: binaries linking the modules they measure.

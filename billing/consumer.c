@@ -39,6 +39,9 @@
 #define RDS_ID_LEN 48			/* "<ms>-<seq>" */
 #define TRIM_MS 1000			/* a shard is trimmed at most this often */
 #define LINGER_MIN 32			/* batches this big: the flow is heavy */
+#define DEAD_SUFFIX ":dead"		/* the dead-letter stream: "<stream>:dead" */
+#define DEAD_MAXLEN "10000"		/* entries it keeps (about: MAXLEN ~) */
+#define DEAD_HEAD 12			/* XADD's arguments before the entry's fields */
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE, CP_LINGER };
 
@@ -55,6 +58,10 @@ struct shard {
 	char key[KEY_LEN];
 	size_t len;
 	int pending_mode;		/* re-reading our own pending entries */
+	/* where the next pending read starts: "0", then past the last entry
+	 * read, so that an entry left pending on purpose (its dead-letter copy
+	 * failed) cannot hold the shard in pending mode for good */
+	char pending_from[RDS_ID_LEN];
 	/* Trimming: entries below both the newest one we acknowledged and the
 	 * group's oldest pending one are billed (acknowledged, by someone) and
 	 * go; nothing undelivered is that old. Without it the stream, and
@@ -284,6 +291,14 @@ cols_take(struct consumer *c)
 	return evcols_new();
 }
 
+/* The shard's pending entries are read again, from the first. */
+static void
+shard_repend(struct shard *sh)
+{
+	sh->pending_mode = 1;
+	snprintf(sh->pending_from, sizeof(sh->pending_from), "0");
+}
+
 static void
 consumer_pause(struct consumer *c)
 {
@@ -293,7 +308,7 @@ consumer_pause(struct consumer *c)
 	batch_drop_into(c, &c->next);	/* its entries are ours, pending: re-read below */
 	c->phase = CP_PAUSE;
 	for (int i = 0; i < c->nshards; i++)
-		c->shards[i].pending_mode = 1;	/* the unacked batches come back from "0" */
+		shard_repend(&c->shards[i]);	/* the unacked batches come back from "0" */
 	c->prefetch_stale = c->prefetching;
 	c->ack_waiting = 0;
 	evtimer_add(c->timer, &tv);
@@ -438,6 +453,18 @@ shard_acked(struct consumer *c, struct shard *sh)
 		evtimer_add(c->trim_timer, &tv);
 }
 
+/* The batch acknowledged (or had nothing to acknowledge): what next. */
+static void
+ack_done(struct consumer *c)
+{
+	batch_clear(c);
+	if (c->prefetching) {
+		c->ack_waiting = 1;	/* the read-ahead answers first */
+		return;
+	}
+	ack_continue(c);
+}
+
 static void
 ack_cb(struct rds *rd, redisReply *r, void *arg)
 {
@@ -453,12 +480,7 @@ ack_cb(struct rds *rd, redisReply *r, void *arg)
 	}
 	c->st.acked += r->integer;
 	shard_acked(c, &c->shards[c->cur]);
-	batch_clear(c);
-	if (c->prefetching) {
-		c->ack_waiting = 1;	/* the read-ahead answers first */
-		return;
-	}
-	ack_continue(c);
+	ack_done(c);
 }
 
 static void
@@ -469,6 +491,11 @@ consumer_ack(struct consumer *c)
 	size_t *argl;
 	int argc = c->nids + 3;
 
+	if (c->nids == 0) {	/* every entry was refused (each acknowledged with its dead-letter copy) */
+		c->phase = CP_ACK;
+		ack_done(c);
+		return;
+	}
 	argv = calloc((size_t)argc, sizeof(*argv));
 	argl = calloc((size_t)argc, sizeof(*argl));
 	if (!argv || !argl)
@@ -554,6 +581,91 @@ event_valid(const char *s, size_t len)
 	return ok;
 }
 
+/* ---- dead letters ---- */
+
+/* A refused entry on its way to the dead-letter stream. */
+struct dead {
+	struct consumer *c;
+	int shard;
+	char id[RDS_ID_LEN];
+	char key[KEY_LEN + 8];
+};
+
+/* The copy's XADD answered: the entry is acknowledged only now, so that
+ * an entry is never gone from both streams. When the copy failed it stays
+ * pending: taken again by XAUTOCLAIM (billing_claim_idle_ms) or at the
+ * next pending read. */
+static void
+dead_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct dead *d = arg;
+	const struct shard *sh = &d->c->shards[d->shard];
+
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		d->c->st.redis_errors++;
+		log_error("billing: entry %s of %s could not be copied to %s (%s); left pending, tried again later",
+			  d->id, sh->key, d->key, r ? r->str : "disconnected");
+	} else {
+		d->c->st.dead_letters++;
+		rds_command(rd, sh->key, sh->len, NULL, NULL, "XACK %b %s %s", sh->key, sh->len, GROUP, d->id);
+	}
+	free(d);
+}
+
+/* An entry billing cannot bill (not a usage event, a field missing or of
+ * the wrong type): copied whole to the dead-letter stream `<stream>:dead`
+ * (the same hash tag: the same cluster slot), with where it came from and
+ * why, then acknowledged (dead_cb). Before, it was acknowledged and
+ * skipped: a generation never billed, with only a log line to say so. */
+static void
+dead_letter(struct consumer *c, int shard, const redisReply *e, const char *why)
+{
+	const struct shard *sh = &c->shards[shard];
+	const redisReply *f = e->elements > 1 && e->element[1]->type == REDIS_REPLY_ARRAY ? e->element[1] : NULL;
+	size_t nf = f ? f->elements & ~(size_t)1 : 0;
+	int argc = DEAD_HEAD + (int)nf;
+	const char **argv = calloc((size_t)argc, sizeof(*argv));
+	size_t *argl = calloc((size_t)argc, sizeof(*argl));
+	struct dead *d = calloc(1, sizeof(*d));
+
+	c->st.bad_entries++;
+	if (!argv || !argl || !d || e->element[0]->len >= sizeof(d->id))
+		goto fail;
+	d->c = c;
+	d->shard = shard;
+	snprintf(d->id, sizeof(d->id), "%s", e->element[0]->str);
+	snprintf(d->key, sizeof(d->key), "%s" DEAD_SUFFIX, sh->key);
+	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
+		  sh->key, why, d->key);
+	{
+		const char *head[DEAD_HEAD] = { "XADD", d->key, "MAXLEN", "~", DEAD_MAXLEN, "*", "dead_stream",
+						sh->key, "dead_id", d->id, "dead_reason", why };
+
+		for (int i = 0; i < DEAD_HEAD; i++) {
+			argv[i] = head[i];
+			argl[i] = strlen(head[i]);
+		}
+	}
+	for (size_t j = 0; j < nf; j++) {	/* then the entry's own fields, as they were */
+		const redisReply *x = f->element[j];
+		int ok = x->type == REDIS_REPLY_STRING;
+
+		argv[DEAD_HEAD + j] = ok ? x->str : "";
+		argl[DEAD_HEAD + j] = ok ? x->len : 0;
+	}
+	if (rds_command_argv(c->rd, d->key, strlen(d->key), dead_cb, d, argc, argv, argl) < 0)
+		goto fail;
+	free(argv);
+	free(argl);
+	return;
+fail:
+	log_error("billing: entry %s of %s refused (%s) and could not be copied to its dead-letter stream;"
+		  " left pending, tried again later", e->element[0]->str, sh->key, why);
+	free(argv);
+	free(argl);
+	free(d);
+}
+
 /* The event text of an entry ([id, [field, value, ...]]), or NULL. */
 static const redisReply *
 entry_event(const redisReply *e)
@@ -581,21 +693,25 @@ batch_build(struct consumer *c, int shard, const redisReply *entries, struct bat
 		goto fail;
 	for (size_t i = 0; i < entries->elements; i++) {
 		const redisReply *e = entries->element[i], *ev;
+		const char *why = "no event (field e)";
 		int rc = -1;
 
 		if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
 			continue;
+		if ((ev = entry_event(e))) {
+			why = c->validate && !event_valid(ev->str, ev->len) ? "refused by validation"
+			      : "not a usage event the tables can hold";
+			if ((!c->validate || event_valid(ev->str, ev->len)) &&
+			    (rc = evcols_add(b->cols, ev->str, ev->len)) == -2)
+				goto fail;
+		}
+		if (rc < 0) {
+			dead_letter(c, shard, e, why);
+			continue;
+		}
 		if (!(b->ids[b->nids] = strdup(e->element[0]->str)))
 			goto fail;
 		b->nids++;
-		ev = entry_event(e);
-		if (ev && (!c->validate || event_valid(ev->str, ev->len)) && (rc = evcols_add(b->cols, ev->str, ev->len)) == -2)
-			goto fail;
-		if (rc < 0) {
-			c->st.bad_entries++;
-			log_error("billing: entry %s is not a usage event; acknowledged and skipped",
-				  e->element[0]->str);
-		}
 	}
 	b->events = evcols_count(b->cols);
 	return 0;
@@ -651,7 +767,7 @@ batch_send(struct consumer *c, struct batch *b)
 	c->phase = CP_WRITE;
 	c->t_write_us = clock_mono_us();
 	rc = evcols_params(b->cols, params, lengths) < 0 ? -1
-	     : pgc_query_prepared(c->pg, "agora_billing_batch", consumer_sql, EC_N, params, lengths, write_cb, c);
+	     : pgc_query_prepared(c->pg, consumer_sql, EC_N, params, lengths, write_cb, c);
 	batch_drop_into(c, b);	/* pgc copied the parameters */
 	if (rc < 0)
 		return -1;
@@ -696,7 +812,7 @@ prefetch_cb(struct rds *rd, redisReply *r, void *arg)
 	if (entries && entries->elements > 0) {
 		c->empty_run = 0;
 		if (batch_build(c, c->reading, entries, &c->next) < 0)
-			c->shards[c->reading].pending_mode = 1;	/* out of memory: back from "0" */
+			shard_repend(&c->shards[c->reading]);	/* out of memory: back from "0" */
 	} else {
 		c->empty_run++;
 	}
@@ -704,6 +820,17 @@ prefetch_cb(struct rds *rd, redisReply *r, void *arg)
 		c->ack_waiting = 0;
 		ack_continue(c);
 	}
+}
+
+/* The id of the last of entries (kept as it is when there is none). */
+static void
+entries_last_id(const redisReply *entries, char *id, size_t len)
+{
+	const redisReply *e = entries->element[entries->elements - 1];
+
+	if (e->type == REDIS_REPLY_ARRAY && e->elements > 0 && e->element[0]->type == REDIS_REPLY_STRING &&
+	    e->element[0]->len < len)
+		snprintf(id, len, "%s", e->element[0]->str);
 }
 
 static void
@@ -733,6 +860,8 @@ read_cb(struct rds *rd, redisReply *r, void *arg)
 	}
 	if (!sh->pending_mode)
 		c->empty_run = 0;
+	else
+		entries_last_id(entries, sh->pending_from, sizeof(sh->pending_from));
 	if (batch_take(c, c->reading, entries) < 0)
 		consumer_pause(c);
 }
@@ -783,7 +912,7 @@ read_next(struct consumer *c)
 	}
 	if ((s = any_pending(c)) >= 0) {
 		c->reading = s;
-		if (read_shard(c, s, "0", NULL, read_cb) == 0)
+		if (read_shard(c, s, c->shards[s].pending_from, NULL, read_cb) == 0)
 			return 0;
 		c->shards[s].pending_mode = 0;
 		return -1;
@@ -827,7 +956,7 @@ groups_settle(struct consumer *c)
 		return;
 	}
 	for (int i = 0; i < c->nshards; i++)
-		c->shards[i].pending_mode = 1;
+		shard_repend(&c->shards[i]);
 	consumer_next(c);
 }
 

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 enum kind { K_TEXT, K_INT8, K_INT4, K_BOOL, K_JSON };
 
 /* The event's members, in enum evcol order; required ones may not be
@@ -60,6 +62,7 @@ struct val {
 struct scan {
 	const char *s, *end;
 	char *out;			/* next free byte of the scratch */
+	int raw;			/* in a value passed on as JSON (tried) */
 };
 
 static void
@@ -69,72 +72,35 @@ ws(struct scan *sc)
 		sc->s++;
 }
 
-static int
-hex4(const char *p, unsigned *v)
+/* A \u escape's code point at sc->s (past it after), or -1. A lone
+ * surrogate or \u0000 (PostgreSQL's text holds neither) is U+FFFD in a
+ * text field; in a value passed on as JSON (sc->raw) PostgreSQL's jsonb
+ * would refuse it, so the event is refused there. */
+static long
+u_escape(struct scan *sc)
 {
-	*v = 0;
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-			   : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
+	unsigned cp, lo;
 
-		if (d > 15)
-			return -1;
-		*v = *v << 4 | d;
+	if (sc->end - sc->s < 6 || utf8_hex4(sc->s + 2, &cp) < 0)
+		return -1;
+	sc->s += 6;
+	if (cp >= 0xD800 && cp <= 0xDBFF && sc->end - sc->s >= 6 && sc->s[0] == '\\' && sc->s[1] == 'u' &&
+	    utf8_hex4(sc->s + 2, &lo) == 0 && lo >= 0xDC00 && lo <= 0xDFFF) {
+		sc->s += 6;
+		return 0x10000 + ((long)(cp - 0xD800) << 10) + (lo - 0xDC00);
 	}
-	return 0;
+	if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+		return sc->raw ? -1 : 0xFFFD;
+	return cp;
 }
 
-static char *
-put_utf8(char *o, unsigned cp)
-{
-	if (cp < 0x80) {
-		*o++ = (char)cp;
-	} else if (cp < 0x800) {
-		*o++ = (char)(0xC0 | cp >> 6);
-		*o++ = (char)(0x80 | (cp & 0x3F));
-	} else if (cp < 0x10000) {
-		*o++ = (char)(0xE0 | cp >> 12);
-		*o++ = (char)(0x80 | (cp >> 6 & 0x3F));
-		*o++ = (char)(0x80 | (cp & 0x3F));
-	} else {
-		*o++ = (char)(0xF0 | cp >> 18);
-		*o++ = (char)(0x80 | (cp >> 12 & 0x3F));
-		*o++ = (char)(0x80 | (cp >> 6 & 0x3F));
-		*o++ = (char)(0x80 | (cp & 0x3F));
-	}
-	return o;
-}
-
-/* Length of the valid UTF-8 sequence at p (PostgreSQL refuses anything
- * else in text), or 0. */
-static size_t
-utf8_len(const unsigned char *p, const unsigned char *end)
-{
-	unsigned c = p[0], cp;
-	size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
-
-	if (n == 0 || (size_t)(end - p) < n)
-		return 0;
-	cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3F);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-		return 0;
-	return n;
-}
-
-/* An escape after the backslash at sc->s: appended decoded. -1 when bad
- * (\u0000 and lone surrogates included: PostgreSQL's text holds neither). */
+/* An escape after the backslash at sc->s: appended decoded. -1 when bad. */
 static int
 unescape(struct scan *sc)
 {
 	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
 	const char *e;
-	unsigned cp, lo;
+	long cp;
 
 	if (sc->end - sc->s < 2)
 		return -1;
@@ -145,28 +111,36 @@ unescape(struct scan *sc)
 		sc->s += 2;
 		return 0;
 	}
-	if (sc->end - sc->s < 6 || hex4(sc->s + 2, &cp) < 0 || cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
+	if ((cp = u_escape(sc)) < 0)
 		return -1;
-	sc->s += 6;
-	if (cp >= 0xD800 && cp <= 0xDBFF) {
-		if (sc->end - sc->s < 6 || sc->s[0] != '\\' || sc->s[1] != 'u' || hex4(sc->s + 2, &lo) < 0 ||
-		    lo < 0xDC00 || lo > 0xDFFF)
-			return -1;
-		cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-		sc->s += 6;
-	}
-	sc->out = put_utf8(sc->out, cp);
+	sc->out = utf8_put(sc->out, (unsigned)cp);
 	return 0;
 }
 
+/* Starts copying the string begun at start into the scratch (at o): from
+ * its first escape or invalid byte on, its text is decoded there. */
+static void
+decode_from(struct scan *sc, const char *start, char *o, int *decoding)
+{
+	if (*decoding)
+		return;
+	memcpy(o, start, (size_t)(sc->s - start));
+	sc->out = o + (sc->s - start);
+	*decoding = 1;
+}
+
 /* A string at sc->s (its opening quote): v spans its decoded text in the
- * scratch, or its raw text when it has no escape. */
+ * scratch, or its raw text when it has no escape. A byte that starts no
+ * well-formed UTF-8 character becomes U+FFFD: an event is never refused
+ * for its text's encoding (a client's X-Title, cut or not UTF-8 at all,
+ * would otherwise cost a generation its bill, or, passed on, make
+ * PostgreSQL refuse the whole batch). */
 static int
 string(struct scan *sc, struct val *v)
 {
 	const char *start = ++sc->s;
 	char *o = sc->out;
-	int escaped = 0;
+	int decoding = 0;
 
 	while (sc->s < sc->end && *sc->s != '"') {
 		unsigned char c = (unsigned char)*sc->s;
@@ -175,18 +149,19 @@ string(struct scan *sc, struct val *v)
 		if (c < 0x20)
 			return -1;
 		if (c == '\\') {
-			if (!escaped) {	/* copy what came before, decode from here on */
-				memcpy(o, start, (size_t)(sc->s - start));
-				sc->out = o + (sc->s - start);
-				escaped = 1;
-			}
+			decode_from(sc, start, o, &decoding);
 			if (unescape(sc) < 0)
 				return -1;
 			continue;
 		}
-		if (c >= 0x80 && !(n = utf8_len((const unsigned char *)sc->s, (const unsigned char *)sc->end)))
-			return -1;
-		if (escaped) {
+		if (c >= 0x80 && !(n = utf8_char_len((const unsigned char *)sc->s, (size_t)(sc->end - sc->s)))) {
+			decode_from(sc, start, o, &decoding);
+			memcpy(sc->out, UTF8_REPLACEMENT, 3);
+			sc->out += 3;
+			sc->s++;
+			continue;
+		}
+		if (decoding) {
 			memcpy(sc->out, sc->s, n);
 			sc->out += n;
 		}
@@ -194,9 +169,9 @@ string(struct scan *sc, struct val *v)
 	}
 	if (sc->s >= sc->end)
 		return -1;
-	v->p = escaped ? o : start;
-	v->len = escaped ? (size_t)(sc->out - o) : (size_t)(sc->s - start);
-	if (!escaped)
+	v->p = decoding ? o : start;
+	v->len = decoding ? (size_t)(sc->out - o) : (size_t)(sc->s - start);
+	if (!decoding)
 		sc->out = o;
 	sc->s++;
 	v->present = 1;
@@ -298,12 +273,35 @@ skip_value(struct scan *sc)
 	return 0;
 }
 
+/* A value passed on as JSON text (tried, cast to jsonb): its raw span, or
+ * when it holds bytes that are not UTF-8, a copy with U+FFFD for them (in
+ * its strings: JSON's structure is ASCII). */
+static int
+json_value(struct scan *sc, struct val *v)
+{
+	const char *start = sc->s;
+	int rc;
+
+	sc->raw = 1;
+	rc = skip_value(sc);
+	sc->raw = 0;
+	if (rc < 0)
+		return -1;
+	v->p = start;
+	v->len = (size_t)(sc->s - start);
+	if (!utf8_valid(start, v->len)) {
+		v->len = utf8_sanitize(sc->out, 3 * v->len, start, v->len);
+		v->p = sc->out;
+		sc->out += v->len;
+	}
+	v->present = 1;
+	return 0;
+}
+
 /* One member's value into v, as its field wants it. */
 static int
 value(struct scan *sc, const struct field *f, struct val *v)
 {
-	const char *start = sc->s;
-
 	v->present = 0;
 	if (word(sc, "null") == 0)
 		return 0;
@@ -321,12 +319,7 @@ value(struct scan *sc, const struct field *f, struct val *v)
 		v->present = 1;
 		return 0;
 	case K_JSON:	/* an array or null (jsonb_array_elements reads it) */
-		if (sc->s >= sc->end || *sc->s != '[' || skip_value(sc) < 0)
-			return -1;
-		v->p = start;
-		v->len = (size_t)(sc->s - start);
-		v->present = 1;
-		return 0;
+		return sc->s < sc->end && *sc->s == '[' ? json_value(sc, v) : -1;
 	}
 	return -1;
 }
@@ -451,20 +444,25 @@ int
 evcols_add(struct evcols *c, const char *json, size_t len)
 {
 	struct val vals[EC_N];
-	struct scan sc = { json, json + len, NULL };
+	struct scan sc = { json, json + len, NULL, 0 };
+	/* decoded text is never longer than its JSON, but for U+FFFD (3 bytes)
+	 * in place of an invalid byte */
+	size_t need = 3 * len + 1;
 
-	if (len + 1 > c->scap) {	/* decoded text is never longer than its JSON */
-		char *p = realloc(c->scratch, len + 1);
+	if (len > INT32_MAX)
+		return -1;
+	if (need > c->scap) {
+		char *p = realloc(c->scratch, need);
 
 		if (!p)
 			return -2;
 		c->scratch = p;
-		c->scap = len + 1;
+		c->scap = need;
 	}
 	sc.out = c->scratch;
 	memset(vals, 0, sizeof(vals));
 	c->hint = 0;
-	if (len > INT32_MAX || parse(c, &sc, vals) < 0)
+	if (parse(c, &sc, vals) < 0)
 		return -1;
 	for (int i = 0; i < EC_N; i++)
 		if (fields[i].required && !vals[i].present)

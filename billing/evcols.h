@@ -10,7 +10,12 @@
  *
  * An event that is not valid JSON, lacks a field the tables require, or has
  * a field of the wrong type (a number that is not an integer, an int4 out of
- * range, a string with \u0000 or invalid UTF-8) is refused whole.
+ * range) is refused whole (billing keeps it in a dead-letter stream). Never
+ * for its text's encoding: in a text field a byte that starts no
+ * well-formed UTF-8 character, a lone surrogate escape or \u0000 becomes
+ * U+FFFD (the router copies the client's X-Title and HTTP-Referer as they
+ * came); in `tried`, passed on as JSON, invalid bytes become U+FFFD and the
+ * escapes jsonb refuses (\u0000, lone surrogates) refuse the event.
  */
 #ifndef AGORA_EVCOLS_H
 #define AGORA_EVCOLS_H

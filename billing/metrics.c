@@ -179,8 +179,11 @@ counters(struct evbuffer *b, const struct consumer_stats *st)
 	prom_counter(b, "agora_billing_entries_acked_total", "stream entries acknowledged after commit", st->acked);
 	prom_counter(b, "agora_billing_entries_claimed_total", "stream entries taken over from stopped workers",
 		     st->claimed);
-	prom_counter(b, "agora_billing_bad_entries_total", "stream entries that were not usage events (skipped)",
+	prom_counter(b, "agora_billing_bad_entries_total", "stream entries refused (not usage events billing can bill)",
 		     st->bad_entries);
+	prom_counter(b, "agora_billing_dead_letters_total",
+		     "refused entries copied to their stream's dead-letter stream <stream>:dead, then acknowledged",
+		     st->dead_letters);
 	prom_counter(b, "agora_billing_pg_errors_total", "batches PostgreSQL did not commit", st->pg_errors);
 	prom_counter(b, "agora_billing_redis_errors_total", "failed stream reads and acknowledgements",
 		     st->redis_errors);

@@ -8,6 +8,8 @@
  */
 #include "pgc.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -16,6 +18,7 @@
 
 #define PGC_BACKOFF_MS 1000
 #define PGC_PREPARED_MAX 8
+#define PGC_NAME_LEN 40			/* "agora_" + 16 hex digits [+ "_" epoch] */
 
 enum pgc_state { PGC_IDLE, PGC_CONNECTING, PGC_READY, PGC_BUSY, PGC_WAITING };
 
@@ -23,8 +26,9 @@ struct pgc_query {
 	char *sql;
 	int *lengths;			/* binary parameters' lengths, or NULL (text) */
 	int *formats;
-	const char *name;		/* prepared statement's name, or NULL */
+	char name[PGC_NAME_LEN];	/* prepared statement's name, or "" */
 	int preparing;			/* its PREPARE is in flight */
+	int retried;			/* sent again after its statement was lost */
 	int nparams;
 	char **params;
 	pgc_result_fn fn;
@@ -49,12 +53,16 @@ struct pgc {
 	pgc_connect_fn connect_fn;
 	void *connect_arg;
 	/* Statements prepared on this connection (forgotten when it drops). */
-	const char *prepared[PGC_PREPARED_MAX];
+	char prepared[PGC_PREPARED_MAX][PGC_NAME_LEN];
 	int nprepared;
+	int unnamed;			/* behind a transaction pool: never prepare */
+	unsigned epoch;			/* names made after a cached plan changed type */
 };
 
 static void pgc_io_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_start_next(struct pgc *pg);
+static int pgc_query_send(struct pgc *pg, int prepare, const char *sql, int nparams, const char *const *params,
+			  const int *lengths, pgc_result_fn fn, void *arg);
 
 static void
 pgc_query_free(struct pgc_query *q)
@@ -176,6 +184,22 @@ pgc_connect(struct pgc *pg)
 	pgc_connect_step(pg);
 }
 
+/* The statement's name: a hash of its text (64-bit FNV-1a), so that a text
+ * never runs under a name prepared from another one (a server connection
+ * of a pool that another version of the program prepared it on). */
+static void
+pgc_stmt_name(const struct pgc *pg, const char *sql, char *name, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	if (pg->epoch)
+		snprintf(name, len, "agora_%016llx_%u", (unsigned long long)h, pg->epoch);
+	else
+		snprintf(name, len, "agora_%016llx", (unsigned long long)h);
+}
+
 static int
 pgc_is_prepared(const struct pgc *pg, const char *name)
 {
@@ -191,9 +215,11 @@ static int
 pgc_send(struct pgc *pg, struct pgc_query *q)
 {
 	q->preparing = 0;
-	if (q->name && !pgc_is_prepared(pg, q->name) && pg->nprepared == PGC_PREPARED_MAX)
-		q->name = NULL;		/* no room to remember it: sent as a plain query */
-	if (!q->name)
+	if (q->name[0] && !pg->unnamed)
+		pgc_stmt_name(pg, q->sql, q->name, sizeof(q->name));	/* the epoch may have changed */
+	if (pg->unnamed || (q->name[0] && !pgc_is_prepared(pg, q->name) && pg->nprepared == PGC_PREPARED_MAX))
+		q->name[0] = '\0';	/* no prepared statements, or no room to remember one: a plain query */
+	if (!q->name[0])
 		return PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
 					 q->lengths, q->formats, 0);
 	if (pgc_is_prepared(pg, q->name))
@@ -214,11 +240,68 @@ pgc_prepared_step(struct pgc *pg, struct pgc_query *q)
 		return 0;
 	PQclear(pg->last);
 	pg->last = NULL;
-	pg->prepared[pg->nprepared++] = q->name;	/* room checked by pgc_send */
+	memcpy(pg->prepared[pg->nprepared++], q->name, PGC_NAME_LEN);	/* room checked by pgc_send */
 	if (!pgc_send(pg, q)) {
 		pgc_reset(pg, PQerrorMessage(pg->conn));
 		return 1;
 	}
+	if ((r = PQflush(pg->conn)) < 0)
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+	else if (r == 1)
+		pgc_watch(pg, EV_READ | EV_WRITE | EV_PERSIST);
+	return 1;
+}
+
+/* Whether res says the prepared statement q used is not there, or not the
+ * one it was: 26000 (no such name on this server connection), 42P05 (the
+ * name is there already), 0A000 "cached plan must not change result type".
+ * The statement ran nothing then (refused at Parse, Bind or planning, in
+ * its own implicit transaction), so q can go again as it is. */
+static int
+pgc_stmt_lost(const struct pgc_query *q, const PGresult *res)
+{
+	const char *st = res && PQresultStatus(res) == PGRES_FATAL_ERROR
+			 ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = st ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+	if (!st || !q->name[0] || q->retried)
+		return 0;
+	return strcmp(st, "26000") == 0 || strcmp(st, "42P05") == 0 ||
+	       (strcmp(st, "0A000") == 0 && msg && strstr(msg, "cached plan must not change result type"));
+}
+
+/* q's prepared statement was lost (pgc_stmt_lost): the connection's
+ * prepared statements are forgotten and q is sent again at once. A name
+ * missing, or there already, means the session is not ours alone (a
+ * transaction pool such as PgBouncer gives each transaction any server
+ * connection): from now on unnamed statements, as PQexecParams sends
+ * them. A changed cached plan (a table altered under it) gets a new name.
+ * 1 when q went again. */
+static int
+pgc_stmt_retry(struct pgc *pg, struct pgc_query *q)
+{
+	const char *st = PQresultErrorField(pg->last, PG_DIAG_SQLSTATE);
+	int r;
+
+	if (strcmp(st, "0A000") == 0) {
+		pg->epoch++;
+		log_warn("postgresql: prepared statement %s: %s; prepared again under a new name", q->name,
+			 PQresultErrorField(pg->last, PG_DIAG_MESSAGE_PRIMARY));
+	} else if (!pg->unnamed) {
+		pg->unnamed = 1;
+		log_warn("postgresql: prepared statement %s: %s (SQLSTATE %s): the server connection changes"
+			 " between transactions (a transaction pool such as PgBouncer); unnamed statements from now on",
+			 q->name, PQresultErrorField(pg->last, PG_DIAG_MESSAGE_PRIMARY), st);
+	}
+	PQclear(pg->last);
+	pg->last = NULL;
+	pg->nprepared = 0;
+	q->retried = 1;
+	if (!pgc_send(pg, q)) {
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+		return 1;
+	}
+	pgc_timer_in(pg, pg->timeout_ms);
 	if ((r = PQflush(pg->conn)) < 0)
 		pgc_reset(pg, PQerrorMessage(pg->conn));
 	else if (r == 1)
@@ -264,6 +347,8 @@ pgc_read(struct pgc *pg)
 			continue;
 		}
 		if (q->preparing && pgc_prepared_step(pg, q))
+			continue;
+		if (pgc_stmt_lost(q, pg->last) && pgc_stmt_retry(pg, q))
 			continue;
 		evtimer_del(pg->timer);
 		res = pg->last;
@@ -347,7 +432,7 @@ int
 pgc_query(struct pgc *pg, const char *sql, int nparams, const char *const *params,
 	  pgc_result_fn fn, void *arg)
 {
-	return pgc_query_prepared(pg, NULL, sql, nparams, params, NULL, fn, arg);
+	return pgc_query_send(pg, 0, sql, nparams, params, NULL, fn, arg);
 }
 
 /* Copies parameter i: text up to its NUL, binary of lengths[i] bytes. */
@@ -367,14 +452,29 @@ pgc_param_copy(struct pgc_query *q, int i, const char *p, const int *lengths)
 }
 
 int
-pgc_query_prepared(struct pgc *pg, const char *name, const char *sql, int nparams,
-		   const char *const *params, const int *lengths, pgc_result_fn fn, void *arg)
+pgc_query_prepared(struct pgc *pg, const char *sql, int nparams, const char *const *params,
+		   const int *lengths, pgc_result_fn fn, void *arg)
+{
+	return pgc_query_send(pg, 1, sql, nparams, params, lengths, fn, arg);
+}
+
+int
+pgc_unnamed(const struct pgc *pg)
+{
+	return pg->unnamed;
+}
+
+/* Queues a query, through a prepared statement when prepare is 1. */
+static int
+pgc_query_send(struct pgc *pg, int prepare, const char *sql, int nparams, const char *const *params,
+	       const int *lengths, pgc_result_fn fn, void *arg)
 {
 	struct pgc_query *q;
 
 	if (pg->nqueue >= pg->max_queue || !(q = calloc(1, sizeof(*q))))
 		return -1;
-	q->name = name;
+	if (prepare)
+		pgc_stmt_name(pg, sql, q->name, sizeof(q->name));
 	q->fn = fn;
 	q->arg = arg;
 	q->nparams = nparams;

@@ -36,14 +36,22 @@ int pgc_is_connected(const struct pgc *pg);
  * 0, or -1 when the queue is full or memory is short (fn is not called). */
 int pgc_query(struct pgc *pg, const char *sql, int nparams,
 	      const char *const *params, pgc_result_fn fn, void *arg);
-/* The same through a prepared statement `name` (a string that outlives pg),
- * prepared from sql on each connection the first time it is used: a
- * statement run again and again is then parsed once a session, and after
- * five runs PostgreSQL plans it once (a generic plan) instead of at every
- * run. The caller keeps one sql per name; at most 8 names. With lengths
- * (not NULL) every parameter is binary, lengths[i] bytes (NULL entries are
- * SQL NULLs); else text. */
-int pgc_query_prepared(struct pgc *pg, const char *name, const char *sql, int nparams,
-		       const char *const *params, const int *lengths, pgc_result_fn fn, void *arg);
+/* The same through a prepared statement, prepared from sql on each
+ * connection the first time it is used: a statement run again and again is
+ * then parsed once a session, and after five runs PostgreSQL plans it once
+ * (a generic plan) instead of at every run. Its name is "agora_" + a 64-bit
+ * hash of sql, so that no text runs under a name prepared from another (a
+ * pooled server connection prepared by another version). At most 8
+ * statements a connection (others go unnamed). Behind a transaction pool
+ * (PgBouncer pool_mode = transaction), where a PREPARE and the next
+ * Bind/Execute can land on different server connections, the first
+ * 26000 / 42P05 makes this pgc send unnamed statements for good (one
+ * warning) and the query goes again at once: nothing ran the first time.
+ * With lengths (not NULL) every parameter is binary, lengths[i] bytes (NULL
+ * entries are SQL NULLs); else text. */
+int pgc_query_prepared(struct pgc *pg, const char *sql, int nparams, const char *const *params,
+		       const int *lengths, pgc_result_fn fn, void *arg);
+/* 1 once the pgc sends unnamed statements only (a transaction pool seen). */
+int pgc_unnamed(const struct pgc *pg);
 
 #endif

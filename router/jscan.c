@@ -10,6 +10,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "utf8.h"
+
 static const char *
 skip_ws(const char *p, const char *end)
 {
@@ -414,31 +416,12 @@ jscan_array_count(const char *text, size_t len)
 static void
 put_utf8(char *out, size_t cap, size_t *n, long cp)
 {
-	unsigned char u[4];
-	size_t k;
+	char u[4];
+	size_t k = (size_t)(utf8_put(u, (unsigned)cp) - u);
 
-	if (cp < 0x80) {
-		u[0] = (unsigned char)cp;
-		k = 1;
-	} else if (cp < 0x800) {
-		u[0] = (unsigned char)(0xC0 | cp >> 6);
-		u[1] = (unsigned char)(0x80 | (cp & 0x3F));
-		k = 2;
-	} else if (cp < 0x10000) {
-		u[0] = (unsigned char)(0xE0 | cp >> 12);
-		u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-		u[2] = (unsigned char)(0x80 | (cp & 0x3F));
-		k = 3;
-	} else {
-		u[0] = (unsigned char)(0xF0 | cp >> 18);
-		u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-		u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-		u[3] = (unsigned char)(0x80 | (cp & 0x3F));
-		k = 4;
-	}
 	for (size_t i = 0; i < k; i++, (*n)++)
 		if (*n + 1 < cap)
-			out[*n] = (char)u[i];
+			out[*n] = u[i];
 }
 
 long

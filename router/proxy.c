@@ -33,6 +33,7 @@
 #include "route.h"
 #include "router.h"
 #include "sse.h"
+#include "utf8.h"
 
 #define PROXY_MAX_CANDIDATES 16
 #define PROXY_ERR_BODY_MAX (64 * 1024)
@@ -276,6 +277,7 @@ proxy_meter(struct proxy *p, int status)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	struct usage_event ev;
+	char finish[sizeof(p->finish)];
 	int64_t now = clock_wall_ms(), gen_ms;
 
 	if (p->metered)
@@ -313,7 +315,10 @@ proxy_meter(struct proxy *p, int status)
 	ev.estimated = p->estimated;
 	ev.status = status;
 	ev.attempts = p->attempt + 1;
-	ev.finish_reason = p->finish[0] ? p->finish : NULL;
+	/* the provider's finish_reason, cut to the buffer: valid UTF-8 for the
+	 * event (whole characters, U+FFFD for a bad byte) */
+	finish[utf8_sanitize(finish, sizeof(finish) - 1, p->finish, strnlen(p->finish, sizeof(p->finish)))] = '\0';
+	ev.finish_reason = finish[0] ? finish : NULL;
 	if (p->rt->metering) {		/* off: benchmarks only, nothing is billed */
 		/* one attempt: the event says it all */
 		cJSON *tried = p->ntries > 1 ? tries_json(p) : NULL;
@@ -1815,15 +1820,28 @@ proxy_auth_cb(const struct auth_key *k, const char *err, void *arg)
 	proxy_start(p);
 }
 
-/* An attribution header, bounded and copied (NULL when absent). */
+#define ATTRIBUTION_MAX 200	/* bytes of an attribution header kept */
+
+/* An attribution header, bounded and copied as valid UTF-8 (NULL when
+ * absent): cut at a character boundary, each byte that starts no UTF-8
+ * character (http_parser lets 0x80-0xFF through) as U+FFFD. It goes into
+ * the usage event, and PostgreSQL's text holds nothing else. */
 static char *
 attribution(struct httpd_req *req, const char *name, const char *alt)
 {
 	const char *v = httpd_req_header(req, name);
+	char *out;
+	size_t n;
 
 	if (!v && alt)
 		v = httpd_req_header(req, alt);
-	return v && *v ? strndup(v, 200) : NULL;
+	if (!v || !*v)
+		return NULL;
+	n = strnlen(v, 3 * ATTRIBUTION_MAX);	/* enough to fill the bound with U+FFFDs */
+	if (!(out = malloc(ATTRIBUTION_MAX + 1)))
+		return NULL;
+	out[utf8_sanitize(out, ATTRIBUTION_MAX, v, n)] = '\0';
+	return out;
 }
 
 void

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jscan.h"
+#include "utf8.h"
 
 #define REQUEST_SCAN_MAX 128	/* top-level members read by jscan */
 #define REQUEST_MSG_MEMBERS 32	/* members of one message read by jscan */
@@ -127,6 +128,22 @@ messages_plain(const char *text, size_t len)
 	return r == 0 && count > 0;
 }
 
+/* A member's value, parsed by cJSON as the whole parse would: all of it
+ * (a cJSON that stopped short, e.g. one reading 63 characters of a number
+ * at most, would check one value and forward another). */
+static cJSON *
+member_value(const char *val, size_t len)
+{
+	const char *end = NULL;
+	cJSON *v = cJSON_ParseWithLengthOpts(val, len, &end, 0);
+
+	if (v && end != val + len) {
+		cJSON_Delete(v);
+		return NULL;
+	}
+	return v;
+}
+
 /* A raw node holding text[0..len): cJSON_CreateRaw would copy a copy. */
 static cJSON *
 raw_node(const char *text, size_t len)
@@ -169,7 +186,7 @@ parse_members(const char *body, size_t len)
 		if (jscan_key_is(&m[i], "messages")) {
 			if (!messages_plain(m[i].val, m[i].vlen) || !(v = raw_node(m[i].val, m[i].vlen)))
 				goto whole;
-		} else if (!(v = cJSON_ParseWithLength(m[i].val, m[i].vlen))) {
+		} else if (!(v = member_value(m[i].val, m[i].vlen))) {
 			goto whole;
 		}
 		if (!cJSON_AddItemToObject(o, key, v)) {
@@ -222,34 +239,7 @@ validate_numbers(const struct jfields *b, char *msg, size_t len)
 int
 request_utf8_valid(const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-	while (p < end) {
-		unsigned c = *p;
-		size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
-		unsigned cp;
-		uint64_t w;
-
-		/* ASCII eight bytes at a time: bodies are mostly ASCII (profiles) */
-		if (k == 0 && (size_t)(end - p) >= 8 && (memcpy(&w, p, 8), (w & 0x8080808080808080ULL) == 0)) {
-			p += 8;
-			continue;
-		}
-		if (k == 9 || (size_t)(end - p) <= k)
-			return k == 0;
-		cp = k == 0 ? c : c & (0x3F >> k);
-		for (size_t i = 1; i <= k; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (p[i] & 0x3F);
-		}
-		/* overlong forms, surrogates, beyond U+10FFFF */
-		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-		    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-			return 0;
-		p += k + 1;
-	}
-	return 1;
+	return utf8_valid(s, n);	/* the one validator (lib/utf8.c) */
 }
 
 #define REQUEST_MAX_FIELDS 256	/* members of the body or of `provider` */

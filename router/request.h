@@ -48,7 +48,7 @@ void jfields_init(struct jfields *f, const cJSON *obj);
 const cJSON *jfields_get(const struct jfields *f, const char *name);
 
 /* 1 when s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or
- * code points beyond U+10FFFF). */
+ * code points beyond U+10FFFF): lib/utf8.c's utf8_valid. */
 int request_utf8_valid(const char *s, size_t n);
 
 /* Turns the client's body into the provider's: `model` becomes the

@@ -224,3 +224,69 @@ def test_entries_that_are_not_usage_events_are_skipped(stack):
     events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
     assert ev_cost == ledger == rollup == key_usage == hourly
     assert rollup_reqs == events == hourly_reqs
+
+
+def raw_chat(stack, title_bytes):
+    """A completion whose X-Title header is title_bytes, sent as they are
+    (http.client would encode a str as Latin-1): its generation id."""
+    import socket
+    body = json.dumps({"model": "test/solo", "messages": [{"role": "user", "content": "utf8"}]}).encode()
+    req = (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + stack.key.encode() +
+           b"\r\nContent-Type: application/json\r\nX-Title: " + title_bytes +
+           b"\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", stack.router_port), timeout=30) as s:
+        s.sendall(req)
+        raw = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), raw[:300]
+    return json.loads(payload)["id"]
+
+
+def test_titles_not_utf8_are_billed(stack):
+    """An X-Title that is not UTF-8 (a lead byte 0xF5, which billing once took
+    for a 3-byte start: PostgreSQL refused the batch again and again) and a
+    CJK title longer than the router's 200 bytes (cut mid-character, which
+    billing once refused: a generation never billed) are both billed, and
+    events = ledger = rollups."""
+    before = totals(stack)
+    bad = raw_chat(stack, b"\xf5\x80\x80")
+    cjk = raw_chat(stack, "\u4e2d\u6587\u6807\u9898".encode() * 20)   # 240 bytes: cut at 200
+    rows = lambda: stack.sql("SELECT generation_id, app_title FROM usage_events WHERE generation_id IN (%s, %s)",
+                             bad, cjk)
+    assert wait_for(lambda: len(rows()) == 2, 15), (rows(), stack.log("billing")[-2000:])
+    titles = dict(rows())
+    assert titles[bad] == "\ufffd" * 3
+    assert titles[cjk] == ("\u4e2d\u6587\u6807\u9898" * 20)[:66]          # 198 bytes: whole characters
+    assert wait_for(lambda: totals(stack)[0] - before[0] == 2, 10)
+    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = totals(stack)
+    assert ev_cost == ledger == rollup == key_usage == hourly
+    assert rollup_reqs == events == hourly_reqs
+
+
+def test_refused_entry_goes_to_the_dead_letter_stream(stack):
+    """An entry billing cannot bill (a required field missing, a number that
+    is no integer) is copied to `usage:dead` before it is acknowledged, and
+    billing goes on."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    dead0 = r.xlen("usage:dead")
+    before = totals(stack)
+    bad1 = r.xadd("usage", {"e": json.dumps({"id": "gen-dead-1", "ts": int(time.time() * 1000)})})
+    bad2 = r.xadd("usage", {"e": '{"id":"gen-dead-2","pt":1.5}', "x": "y"})
+    s, body = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "after"}]})
+    assert s == 200
+    assert wait_for(lambda: r.xlen("usage:dead") - dead0 >= 2, 15), stack.log("billing")[-2000:]
+    dead = {e[1][b"dead_id"]: e[1] for e in r.xrange("usage:dead")}
+    assert dead[bad1][b"dead_stream"] == b"usage" and b"gen-dead-1" in dead[bad1][b"e"]
+    assert dead[bad2][b"e"] == b'{"id":"gen-dead-2","pt":1.5}' and dead[bad2][b"x"] == b"y"
+    assert wait_for(lambda: stack.sql("SELECT 1 FROM usage_events WHERE generation_id = %s", body["id"]), 10)
+    assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 10)   # acknowledged
+    log = stack.log("billing")
+    assert bad1.decode() in log and "usage:dead" in log
+    after = totals(stack)
+    assert after[0] - before[0] == 1 and after[1] == after[2] == after[3]

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,14 +93,79 @@ test_columns(void **state)
 	evcols_free(c);
 }
 
+/* The app_title evcols passes on for an event whose title is t. */
+static void
+title_is(const char *t, const char *want, size_t wlen)
+{
+	struct evcols *c = evcols_new();
+	const char *v[EC_N];
+	int len[EC_N];
+	int32_t n;
+	const unsigned char *p;
+	char ev[512];
+
+	snprintf(ev, sizeof(ev), EV_HEAD "\"app_title\":\"%s\"," EV_TAIL, t);
+	assert_int_equal(add(c, ev), 0);
+	assert_int_equal(evcols_params(c, v, len), 0);
+	p = element(v[EC_APP_TITLE], 0, &n);
+	assert_int_equal(n, (int32_t)wlen);
+	assert_memory_equal(p, want, wlen);
+	p = element(v[EC_ID], 0, &n);		/* the columns after it are whole */
+	assert_memory_equal(p, "gen-1-abc", 9);
+	evcols_free(c);
+}
+
+#define R "\xef\xbf\xbd"		/* U+FFFD */
+
+/* Text that is not UTF-8 never costs an event its bill: each byte that
+ * starts no well-formed character becomes U+FFFD (PostgreSQL would refuse
+ * the batch for it: 22021). */
+static void
+test_invalid_utf8_replaced(void **state)
+{
+	(void)state;
+	title_is("\xf5\x80\x80", R R R, 9);				/* lead 0xF5: was taken for 3 bytes */
+	title_is("x\xf7\xbf\xbf\xbfy", "x" R R R R "y", 14);
+	title_is("\xff\xfe", R R, 6);
+	title_is("\xe4\xb8\xad\xe6\x96", "\xe4\xb8\xad" R R, 9);	/* a title cut mid-character */
+	title_is("\xc3", R, 3);
+	title_is("\xc0\xaf\xe0\x80\xaf\xf0\x80\x80\xaf", R R R R R R R R R, 27);	/* overlong forms */
+	title_is("\xed\xa0\x80", R R R, 9);				/* an encoded surrogate */
+	title_is("\xf4\x90\x80\x80", R R R R, 12);			/* beyond U+10FFFF */
+	title_is("\xc3\x28", R "(", 4);
+	title_is("a\\u0000b", "a" R "b", 5);				/* text cannot hold NUL */
+	title_is("\\ud83d!", R "!", 4);				/* a lone surrogate */
+	title_is("\\n\xff\\u00e9\xc3\xa9", "\n" R "\xc3\xa9\xc3\xa9", 8);	/* escapes and bad bytes */
+	title_is("\xe4\xb8\xad\xe6\x96\x87", "\xe4\xb8\xad\xe6\x96\x87", 6);	/* valid: as it is */
+}
+
+/* tried goes on as JSON text: its bad bytes become U+FFFD too. */
+static void
+test_tried_invalid_utf8(void **state)
+{
+	struct evcols *c = evcols_new();
+	const char *v[EC_N];
+	int len[EC_N];
+	int32_t n;
+	const unsigned char *p;
+	static const char want[] = "[{\"provider\":\"p" R "\",\"endpoint_id\":2}]";
+
+	(void)state;
+	assert_int_equal(add(c, EV_HEAD "\"tried\":[{\"provider\":\"p\xf5\",\"endpoint_id\":2}]," EV_TAIL), 0);
+	assert_int_equal(evcols_params(c, v, len), 0);
+	p = element(v[EC_TRIED], 0, &n);
+	assert_int_equal(n, (int32_t)strlen(want));
+	assert_memory_equal(p, want, strlen(want));
+	evcols_free(c);
+}
+
 /* Each of these is refused, and leaves nothing behind. */
 static void
 test_refused(void **state)
 {
 	static const char *const bad[] = {
-		EV_HEAD "\"app_url\":\"a\\u0000b\"," EV_TAIL,		/* NUL: text cannot hold it */
-		EV_HEAD "\"app_url\":\"\\ud83d\"," EV_TAIL,		/* lone surrogate */
-		EV_HEAD "\"app_url\":\"\xc3\x28\"," EV_TAIL,		/* invalid UTF-8 */
+		EV_HEAD "\"tried\":[\"a\\u0000b\"]," EV_TAIL,		/* jsonb refuses NUL */
+		EV_HEAD "\"tried\":[\"\\ud83d\"]," EV_TAIL,		/* and a lone surrogate */
 		EV_HEAD "\"app_url\":\"a\tb\"," EV_TAIL,		/* raw control character */
 		EV_HEAD "\"cached\":1.5," EV_TAIL,			/* not an integer */
 		EV_HEAD "\"cached\":1e3," EV_TAIL,
@@ -137,6 +203,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_columns),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_invalid_utf8_replaced),
+		cmocka_unit_test(test_tried_invalid_utf8),
 	};
 
 	return cmocka_run_group_tests_name("evcols", tests, NULL, NULL);
