@@ -213,16 +213,17 @@ def test_head_in_fragments_with_many_long_headers(stack):
 
 @pytest.fixture(scope="module")
 def unreachable_router(stack):
-    """A router of its own and model test/unreach, whose only provider is at
-    255.255.255.255: connect(2) fails at once (ENETUNREACH, or EACCES on a
-    broadcast route) inside the connect call, the IP literal answered by
-    evdns on the spot."""
+    """A router of its own and model test/unreach, whose providers (plain and
+    TLS) are at 255.255.255.255: connect(2) fails at once (ENETUNREACH, or
+    EACCES on a broadcast route) inside the connect call, the IP literal
+    answered by evdns on the spot."""
     cat = json.loads(json.dumps(stack.catalog))
-    cat["providers"].append({"id": "unreach", "name": "Unreachable AI", "api": "openai",
-                             "base_url": "http://255.255.255.255:80/v1"})
+    for pid, url in (("unreach", "http://255.255.255.255:80/v1"), ("unreach-tls", "https://255.255.255.255:443/v1")):
+        cat["providers"].append({"id": pid, "name": pid + " AI", "api": "openai", "base_url": url})
     cat["models"].append({"id": "test/unreach", "name": "Test: Unreachable", "context_length": 8192,
-                          "endpoints": [{"provider": "unreach", "upstream_model": "up-unreach", "max_output": 1024,
-                                         "price": {"prompt_uusd_per_mtok": 1000, "completion_uusd_per_mtok": 1000}}]})
+                          "endpoints": [{"provider": pid, "upstream_model": "up-unreach", "max_output": 1024,
+                                         "price": {"prompt_uusd_per_mtok": 1000, "completion_uusd_per_mtok": 1000}}
+                                        for pid in ("unreach", "unreach-tls")]})
     stack.write_catalog(cat)
     stack.ctl("catalog", "import", stack.catalog_path)
     proc, port = stack.extra_router("router-unreach")
