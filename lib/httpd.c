@@ -16,8 +16,8 @@
 #include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -64,7 +64,7 @@ struct httpd_hdr {
 struct httpd_req {
 	struct httpd_conn *conn;	/* NULL once the client is gone */
 	const char *method;		/* NULL until the head is read */
-	char *url;			/* path, NUL, query (set at dispatch) */
+	char *url;			/* path, NUL, query (set at dispatch or error) */
 	uint32_t url_off;		/* HTTPD_NONE: no URL yet */
 	const char *query;
 	struct httpd_hdr *hdrs;		/* hdrs_inl, or malloc'd when more */
@@ -308,6 +308,8 @@ cb_header_field(http_parser *p, const char *at, size_t n)
 	if (cb_head_bytes(c, n) < 0)
 		return -1;
 	if (start) {
+		uint32_t name;
+
 		if (r->nhdrs >= c->h->lim.max_headers)
 			return cb_fail(c, 431, "too many request header fields");
 		if (r->nhdrs == r->hdrs_cap) {
@@ -321,11 +323,17 @@ cb_header_field(http_parser *p, const char *at, size_t n)
 			r->hdrs = h;
 			r->hdrs_cap *= 2;
 		}
+		/* the slot counts once its name is in: httpd_req_header
+		 * reads every counted name, on the error path too */
+		if (strs_add(r, at, n, 1, &name) < 0)
+			return cb_fail(c, 503, "out of memory");
+		r->hdrs[r->nhdrs].name = name;
 		r->hdrs[r->nhdrs].value = HTTPD_NONE;
 		r->nhdrs++;
 		c->last_was_value = 0;
+		return 0;
 	}
-	if (strs_add(r, at, n, start, &r->hdrs[r->nhdrs - 1].name) < 0)
+	if (strs_add(r, at, n, 0, NULL) < 0)	/* the name's next fragment */
 		return cb_fail(c, 503, "out of memory");
 	return 0;
 }
@@ -558,6 +566,40 @@ req_report(struct httpd *h, const struct httpd_req *r)
 	h->done_fn(r, r->status, usec, h->done_arg);
 }
 
+/* The arena moves no more (dispatch: trailers came before message_complete;
+ * an error: nothing more is read into it): the path and query, split. */
+static void
+req_set_url(struct httpd_req *r)
+{
+	char *q;
+
+	if (r->url || r->url_off == HTTPD_NONE)
+		return;
+	r->url = r->strs + r->url_off;
+	if ((q = strchr(r->url, '?'))) {
+		*q = '\0';
+		r->query = q + 1;
+	}
+}
+
+/*
+ * CLOSING, and everything queued is written: our side ends (FIN) and the
+ * peer's bytes are read and dropped for HTTPD_LINGER_MS at most. Closing
+ * with unread input would send a RST, which can take the answer's tail
+ * with it at the client.
+ */
+static void
+conn_linger(struct httpd_conn *c)
+{
+	if (c->shut_wr)
+		return;
+	c->shut_wr = 1;
+	if (!c->h->tls)	/* TLS: the close_notify comes with the free */
+		shutdown(sockio_fd(c->io), SHUT_WR);
+	if (!evtimer_pending(c->timer, NULL))
+		conn_set_timer(c, HTTPD_LINGER_MS);
+}
+
 /* The current request is answered: next request, or close. */
 static void
 conn_request_done(struct httpd_conn *c)
@@ -569,8 +611,19 @@ conn_request_done(struct httpd_conn *c)
 	c->req = NULL;
 	req_free(r);
 	if (!keep) {
+		struct evbuffer *in = sockio_input(c->io);
+
 		c->state = CS_CLOSING;
-		return;	/* the write callback closes once flushed */
+		/* Pipelined requests are not answered: dropped, and reading
+		 * resumes (it pauses at HTTPD_PIPELINE_BYTES while handling,
+		 * and only a read or this call starts it again). */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		sockio_set_read_max(c->io, 0);
+		/* lingers once flushed (the write callback); with nothing
+		 * queued (an HTTP/1.0 stream's end) no write callback comes */
+		if (sockio_pending(c->io) == 0)
+			conn_linger(c);
+		return;
 	}
 	c->state = CS_READING;
 	http_parser_init(&c->parser, HTTP_REQUEST);
@@ -702,6 +755,7 @@ conn_fail(struct httpd_conn *c, int status, const char *msg)
 	}
 	c->req->conn = c;
 	c->req->keep_alive = 0;
+	req_set_url(c->req);	/* for the done callback: the path, if it came */
 	c->state = CS_CLOSING;
 	body = httpd_error_body(status, msg);
 	resp_head(c->req, status, "application/json", body ? (long long)strlen(body) : 0);
@@ -719,17 +773,11 @@ static void
 conn_dispatch(struct httpd_conn *c)
 {
 	struct httpd_req *r = c->req;
-	char *q;
 
 	c->state = CS_HANDLING;
 	evtimer_del(c->timer);
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
-	/* the arena moves no more: trailers came before message_complete */
-	r->url = r->strs + r->url_off;
-	if ((q = strchr(r->url, '?'))) {
-		*q = '\0';
-		r->query = q + 1;
-	}
+	req_set_url(r);
 	/* Keep watching for EOF, but bound pipelined input while we work. */
 	sockio_set_read_max(c->io, HTTPD_PIPELINE_BYTES);
 	c->h->fn(r, c->h->arg);
@@ -782,14 +830,9 @@ conn_write_cb(struct sockio *io, void *arg)
 {
 	struct httpd_conn *c = arg;
 
+	(void)io;
 	if (c->state == CS_CLOSING) {
-		if (!c->shut_wr) {
-			c->shut_wr = 1;
-			if (!c->h->tls)	/* TLS: the close_notify comes with the free */
-				shutdown(sockio_fd(io), SHUT_WR);
-			if (!evtimer_pending(c->timer, NULL))
-				conn_set_timer(c, HTTPD_LINGER_MS);
-		}
+		conn_linger(c);
 		return;
 	}
 	if (c->req && c->req->drain_cb && c->state == CS_STREAMING)

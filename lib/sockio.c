@@ -9,14 +9,14 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/util.h>
 
-/* One readv's room: a chat request or a stream's burst in one call. */
+/* One read's room: a chat request or a stream's burst in one call. */
 #define SOCKIO_READ_BYTES 16384
 
 struct sockio {
@@ -32,6 +32,10 @@ struct sockio {
 	int wr_armed;		/* plain: the bufferevent's write side enabled */
 	struct event *rd;	/* plain: our read event, once the fd is known */
 	struct event *flush;	/* plain: deferred write, end of this turn */
+	int in_connect;		/* inside sockio_connect_hostname */
+	short later_what;	/* an event met there, delivered from the loop */
+	int later_errno;	/* and the errno that came with it */
+	struct event *later;	/* made for the first such event only */
 };
 
 /* Plain: rd added iff connected, wanted and the input under its bound. */
@@ -43,61 +47,62 @@ rd_update(struct sockio *s)
 
 	if (want == s->rd_armed)
 		return;
-	if (want)
-		event_add(s->rd, NULL);
-	else
+	if (want) {
+		/* a failed add leaves it unarmed: the next update tries again */
+		if (event_add(s->rd, NULL) < 0)
+			return;
+	} else {
 		event_del(s->rd);
+	}
 	s->rd_armed = want;
 }
 
+/*
+ * Reads into a buffer on the stack and appends what came: the input gets a
+ * chain the size of the bytes read, as evbuffer_read's FIONREAD sized it.
+ * Reading straight into reserved space would need the room reserved before
+ * the size is known: evbuffer_reserve_space(16 KiB) makes a 32 KiB chain
+ * (the size and the chain's header, rounded up to a power of two) for
+ * every read, a 300-byte request's too, and with two vectors it does not
+ * trim them to the size asked. The copy is cheap next to the parse that
+ * reads every byte anyway.
+ */
 static void
 rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sockio *s = arg;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer_iovec v[2];
-	size_t room = SOCKIO_READ_BYTES;
-	struct iovec iov[2];
-	int nv, err;
+	char buf[SOCKIO_READ_BYTES];
+	size_t room = sizeof(buf);
 	ssize_t n;
+	int err, rc;
 
 	(void)what;
 	if (s->read_max) {
 		size_t have = evbuffer_get_length(in);
 
-		room = have >= s->read_max ? 1 : s->read_max - have;
-		if (room > SOCKIO_READ_BYTES)
-			room = SOCKIO_READ_BYTES;
+		if (have >= s->read_max) {	/* full: rd_update disarms */
+			rd_update(s);
+			return;
+		}
+		if (s->read_max - have < room)	/* never past read_max */
+			room = s->read_max - have;
 	}
-	/* bufferevent_socket keeps its input's end frozen against writers
-	 * other than itself: we are its reader now. */
-	evbuffer_unfreeze(in, 0);
-	nv = evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2);
-	if (nv <= 0) {
-		evbuffer_freeze(in, 0);
-		rd_update(s);
-		s->cbs.on_event(s, BEV_EVENT_READING | BEV_EVENT_ERROR, s->arg);
-		return;
-	}
-	for (int i = 0; i < nv; i++) {
-		iov[i].iov_base = v[i].iov_base;
-		iov[i].iov_len = v[i].iov_len;
-	}
-	n = readv(fd, iov, nv);
+	n = read(fd, buf, room);
 	err = errno;
 	if (n > 0) {
-		size_t left = (size_t)n;
-
-		for (int i = 0; i < nv; i++) {
-			v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
-			left -= v[i].iov_len;
+		/* bufferevent_socket keeps its input's end frozen against
+		 * writers other than itself: we are its reader now. */
+		evbuffer_unfreeze(in, 0);
+		rc = evbuffer_add(in, buf, (size_t)n);
+		evbuffer_freeze(in, 0);
+		if (rc < 0) {
+			s->reading = 0;
+			rd_update(s);
+			errno = ENOMEM;
+			s->cbs.on_event(s, BEV_EVENT_READING | BEV_EVENT_ERROR, s->arg);
+			return;
 		}
-		evbuffer_commit_space(in, v, nv);
-	} else {
-		evbuffer_commit_space(in, v, 0);
-	}
-	evbuffer_freeze(in, 0);
-	if (n > 0) {
 		rd_update(s);
 		s->cbs.on_read(s, s->arg);
 		return;
@@ -162,21 +167,58 @@ bev_write_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-bev_event_cb(struct bufferevent *bev, short what, void *arg)
+event_deliver(struct sockio *s, short what)
 {
-	struct sockio *s = arg;
-
 	if (s->plain && (what & BEV_EVENT_CONNECTED)) {
 		s->connected = 1;
-		if (!s->rd && !(s->rd = event_new(s->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, rd_cb, s))) {
+		if (!s->rd && !(s->rd = event_new(s->base, bufferevent_getfd(s->bev), EV_READ | EV_PERSIST, rd_cb, s))) {
 			s->cbs.on_event(s, BEV_EVENT_ERROR, s->arg);
 			return;
 		}
 		rd_update(s);
-		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 			event_active(s->flush, EV_WRITE, 0);
 	}
 	s->cbs.on_event(s, what, s->arg);
+}
+
+static void
+later_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct sockio *s = arg;
+	short what = s->later_what;
+
+	(void)fd;
+	(void)ev;
+	s->later_what = 0;
+	errno = s->later_errno;		/* for the owner's error text */
+	event_deliver(s, what);
+}
+
+/*
+ * A connect that fails at once (evdns answers an IP literal or a hosts-file
+ * name on the spot, and connect(2) says EMFILE, ENETUNREACH...) reports its
+ * error from inside bufferevent_socket_connect_hostname: the owner, which
+ * may free us from on_event, has not even got our return value yet. Such an
+ * event waits for the loop. Not BEV_OPT_DEFER_CALLBACKS: a deferred write
+ * callback could disable the write event after new output was queued.
+ */
+static void
+bev_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct sockio *s = arg;
+
+	(void)bev;
+	if (s->in_connect) {
+		s->later_what |= what;
+		s->later_errno = errno;
+		if (!s->later)
+			s->later = event_new(s->base, -1, 0, later_cb, s);
+		if (s->later)	/* else sockio_connect_hostname fails */
+			event_active(s->later, EV_TIMEOUT, 0);
+		return;
+	}
+	event_deliver(s, what);
 }
 
 struct sockio *
@@ -224,6 +266,8 @@ sockio_free(struct sockio *s)
 		event_free(s->rd);	/* before the bufferevent closes the fd */
 	if (s->flush)
 		event_free(s->flush);
+	if (s->later)
+		event_free(s->later);
 	bufferevent_free(s->bev);
 	free(s);
 }
@@ -231,7 +275,14 @@ sockio_free(struct sockio *s)
 int
 sockio_connect_hostname(struct sockio *s, struct evdns_base *dns, const char *host, int port)
 {
-	return bufferevent_socket_connect_hostname(s->bev, dns, AF_UNSPEC, host, port);
+	int rc;
+
+	s->in_connect = 1;
+	rc = bufferevent_socket_connect_hostname(s->bev, dns, AF_UNSPEC, host, port);
+	s->in_connect = 0;
+	if (rc == 0 && s->later_what && !s->later)
+		return -1;	/* failed at once, and no memory to say it later */
+	return rc;
 }
 
 struct evbuffer *

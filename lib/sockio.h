@@ -12,14 +12,15 @@
  *    again once flushed. bufferevent_socket arms its write event for every
  *    answer and disarms it after: two epoll_ctl per answer and side;
  *  - input is read by our own persistent read event, registered once, with
- *    readv into the input buffer: evbuffer_read asks ioctl(FIONREAD) first,
- *    every time.
+ *    read(2) into 16 KiB on the stack, appended to the input buffer in a
+ *    chain of the size read: evbuffer_read asks ioctl(FIONREAD) first,
+ *    every time, for that size.
  * A TLS connection (bufferevent_openssl) is left to the bufferevent as it
  * is: everything here forwards to it.
  *
- * Callbacks run from the loop, not from inside a sockio_* call (but for a
- * connect that fails at once, as bufferevent's), and any of them may free
- * the sockio. on_drain may be NULL.
+ * Callbacks run from the loop, never from inside a sockio_* call (a connect
+ * that fails at once reports it from the loop too), and any of them may
+ * free the sockio. on_drain may be NULL.
  */
 #ifndef AGORA_SOCKIO_H
 #define AGORA_SOCKIO_H
@@ -45,8 +46,9 @@ struct sockio_cbs {
 struct sockio *sockio_new(struct event_base *base, struct bufferevent *bev, int plain,
 			  const struct sockio_cbs *cbs, void *arg);
 void sockio_free(struct sockio *s);
-/* bufferevent_socket_connect_hostname: BEV_EVENT_CONNECTED or an error
- * follows. Output queued before is written once connected. */
+/* bufferevent_socket_connect_hostname: 0, and BEV_EVENT_CONNECTED or an
+ * error follows from the loop; -1: nothing follows. Output queued before
+ * is written once connected. */
 int sockio_connect_hostname(struct sockio *s, struct evdns_base *dns, const char *host, int port);
 
 struct evbuffer *sockio_input(struct sockio *s);
@@ -61,7 +63,9 @@ void sockio_write(struct sockio *s, const void *data, size_t len);
 /* Reading on (1) or off (0). */
 void sockio_read(struct sockio *s, int on);
 /* Reading pauses while the input holds max bytes or more (0: no bound);
- * checked after each read and by this call. */
+ * checked after each read and by this call only: an owner that drains the
+ * input below max calls this (or sockio_read) again, or reading stays
+ * paused. */
 void sockio_set_read_max(struct sockio *s, size_t max);
 /* Output not taken by the peer for ms (armed only while some waits). */
 void sockio_set_write_timeout(struct sockio *s, int ms);

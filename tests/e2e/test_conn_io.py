@@ -1,8 +1,11 @@
 """Client connections byte by byte (lib/sockio under lib/httpd): requests
 pipelined on one connection are answered in order, Expect: 100-continue gets
 its interim answer, a client that stops reading is cut after
-client_write_timeout_ms, and the connection limit answers 503. The raw
-socket is the point: an HTTP library would hide each of these."""
+client_write_timeout_ms, the connection limit answers 503, input pipelined
+past the bound is read while closing, and an answer refused before its
+handler keeps its path. A provider connect that fails inside the connect
+call answers 502/503. The raw socket is the point: an HTTP library would
+hide each of these."""
 import http.client
 import io
 import json
@@ -206,3 +209,113 @@ def test_head_in_fragments_with_many_long_headers(stack):
         status, conn, raw = read_answer(OneReader(sock))
     assert status == 200, raw
     assert json.loads(raw)["object"] == "chat.completion"
+
+
+@pytest.fixture(scope="module")
+def unreachable_router(stack):
+    """A router of its own and model test/unreach, whose providers (plain and
+    TLS) are at 255.255.255.255: connect(2) fails at once (ENETUNREACH, or
+    EACCES on a broadcast route) inside the connect call, the IP literal
+    answered by evdns on the spot."""
+    cat = json.loads(json.dumps(stack.catalog))
+    for pid, url in (("unreach", "http://255.255.255.255:80/v1"), ("unreach-tls", "https://255.255.255.255:443/v1")):
+        cat["providers"].append({"id": pid, "name": pid + " AI", "api": "openai", "base_url": url})
+    cat["models"].append({"id": "test/unreach", "name": "Test: Unreachable", "context_length": 8192,
+                          "endpoints": [{"provider": pid, "upstream_model": "up-unreach", "max_output": 1024,
+                                         "price": {"prompt_uusd_per_mtok": 1000, "completion_uusd_per_mtok": 1000}}
+                                        for pid in ("unreach", "unreach-tls")]})
+    stack.write_catalog(cat)
+    stack.ctl("catalog", "import", stack.catalog_path)
+    proc, port = stack.extra_router("router-unreach")
+
+    def has_model():
+        s, h, raw = stack.request("GET", "/api/v1/models", port=port)
+        return s == 200 and "test/unreach" in {m["id"] for m in json.loads(raw)["data"]}
+    assert wait_for(has_model, 10)
+    try:
+        yield proc, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except Exception:
+            proc.kill()
+            proc.wait(5)
+        stack.write_catalog(stack.catalog)
+        stack.ctl("catalog", "import", stack.catalog_path)
+
+
+def test_connect_failing_at_once_answers_and_keeps_serving(stack, unreachable_router):
+    """The connect's error came from inside the connect call, and the
+    connection was freed there while the request went on to use it (ASan:
+    heap-use-after-free; AGORA_BUILD=build-asan)."""
+    proc, port = unreachable_router
+    for stream in (False, True, False):
+        body = {"model": "test/unreach", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+        s, h, raw = stack.request("POST", "/api/v1/chat/completions", body, key=stack.key, port=port)
+        assert s in (502, 503), raw
+    s, h, raw = stack.request("POST", "/api/v1/chat/completions",
+                              {"model": "test/solo", "messages": [{"role": "user", "content": "after"}]},
+                              key=stack.key, port=port)
+    assert s == 200, raw
+    assert proc.poll() is None
+
+
+def test_pipelined_bytes_past_the_bound_are_read_while_closing(stack):
+    """A request with Connection: close and more than the 64 KiB of pipelined
+    input a connection holds while handling: once answered, the router reads
+    (and drops) the rest while it lingers, instead of leaving it unread
+    until the linger ends in a reset."""
+    stack.mock("solo").config(ttft_ms=300)      # the junk arrives while handling
+    head, body = chat_request(stack.key, "test/solo", extra="Connection: close\r\n")
+    junk = b"x" * (16 << 20)                    # more than the socket buffers hold
+    sock = socket.create_connection(("127.0.0.1", stack.router_port), timeout=15)
+    sent = {}
+
+    def send():
+        try:
+            sock.sendall(head + body + junk)
+            sent["done"] = time.time()
+        except OSError as e:
+            sent["error"] = e
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        status, conn, raw = read_answer(OneReader(sock))
+        answered = time.time()
+        assert status == 200, raw
+        assert conn == "close"
+        t.join(1.5)                             # the linger lasts 2 s
+        assert "done" in sent, sent             # all of it taken, not stuck until the reset
+        assert sent["done"] - answered < 1.5
+        sock.settimeout(5)
+        assert sock.recv(100) == b""            # then our FIN: nothing more
+    finally:
+        sock.close()
+        t.join(5)
+
+
+def scrape_analytics(stack):
+    c = http.client.HTTPConnection("127.0.0.1", stack.analytics_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("agora_analytics_responses_total{"):
+            labels, v = line.rsplit(" ", 1)
+            out[labels] = float(v)
+    return out
+
+
+def test_answers_failed_before_dispatch_keep_their_path(stack):
+    """A request refused before its handler (here 413, Content-Length past
+    the limit) is reported under its own path to the done callback: the
+    analytics service counts answers by endpoint class."""
+    key = 'agora_analytics_responses_total{endpoint="health",code="4xx"}'
+    before = scrape_analytics(stack).get(key, 0)
+    with socket.create_connection(("127.0.0.1", stack.analytics_port), timeout=10) as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n")
+        status, conn, raw = read_answer(OneReader(sock))
+    assert status == 413
+    assert wait_for(lambda: scrape_analytics(stack).get(key, 0) == before + 1, 5)
