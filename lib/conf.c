@@ -95,7 +95,7 @@ static const struct conf_key conf_keys[] = {
 	I("billing_linger_ms", billing_linger_ms, 0, 1000, "25", "after a batch under half billing_batch, billing waits this long before reading again: fewer, larger transactions (0: read at once)"),
 	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
 	S("metering", metering, "on", "on; off only for benchmarks: usage events are not emitted, nothing is billed"),
-	I("metering_flush_ms", metering_flush_ms, 0, 1000, "1", "usage events are held this long at most and sent to Redis together: one write, and one wake-up and AOF write of Redis, for many (0: each at the end of its loop turn)"),
+	I("metering_flush_ms", metering_flush_ms, 0, 1000, "0", "usage events are held this long at most and sent to Redis together: one write, and one wake-up and AOF write of Redis, for many; a router killed by SIGKILL loses the events of its last milliseconds' answers (0: each sent with its answer)"),
 	I("workers", workers, 1, 64, "1", "router processes sharing the listen port (SO_REUSEPORT), each with its own loop"),
 	I("drain_timeout_ms", drain_timeout_ms, 0, 3600000, "10000",
 	  "SIGTERM or upgrade: how long requests in flight may still run (then streams are cut, billed as cut)"),

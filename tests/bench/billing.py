@@ -159,17 +159,28 @@ def event_now(i, account, key):
     return e
 
 
-def steady(rate, secs):
+def bench_stack():
+    """A fresh stack with billing's default batch: (stack, its directory)."""
     tmp = tempfile.mkdtemp(prefix="agora-bench-")
     st = Stack(tmp)
     st.env["AGORA_BILLING_BATCH"] = os.environ.get("AGORA_BILLING_BATCH", "2000")   # the default
+    return st, tmp
+
+
+def stack_cursor(st):
+    """Starts st: an autocommit cursor on its database, and the demo key's (account, key)."""
+    st.start()
+    pg = psycopg2.connect(host="127.0.0.1", port=st.pg_port, dbname="agora", user="agora")
+    pg.autocommit = True
+    cur = pg.cursor()
+    cur.execute("SELECT k.account_id, k.id FROM api_keys k WHERE k.kind = 'inference' LIMIT 1")
+    return (cur,) + tuple(cur.fetchone())
+
+
+def steady(rate, secs):
+    st, tmp = bench_stack()
     try:
-        st.start()
-        pg = psycopg2.connect(host="127.0.0.1", port=st.pg_port, dbname="agora", user="agora")
-        pg.autocommit = True
-        cur = pg.cursor()
-        cur.execute("SELECT k.account_id, k.id FROM api_keys k WHERE k.kind = 'inference' LIMIT 1")
-        account, key = cur.fetchone()
+        cur, account, key = stack_cursor(st)
         if os.environ.get("BENCH_SQL"):      # a variant to compare, e.g. "DROP INDEX ..."
             cur.execute(os.environ["BENCH_SQL"])
         if os.environ.get("BENCH_REDIS"):    # e.g. "CONFIG SET appendonly no"
@@ -204,16 +215,9 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--rate":
         return steady(int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 20)
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    tmp = tempfile.mkdtemp(prefix="agora-bench-")
-    st = Stack(tmp)
-    st.env["AGORA_BILLING_BATCH"] = os.environ.get("AGORA_BILLING_BATCH", "2000")   # the default
+    st, tmp = bench_stack()
     try:
-        st.start()
-        pg = psycopg2.connect(host="127.0.0.1", port=st.pg_port, dbname="agora", user="agora")
-        pg.autocommit = True
-        cur = pg.cursor()
-        cur.execute("SELECT k.account_id, k.id FROM api_keys k WHERE k.kind = 'inference' LIMIT 1")
-        account, key = cur.fetchone()
+        cur, account, key = stack_cursor(st)
         events = [json.dumps(event_of(i, account, key), separators=(",", ":")) for i in range(n)]
 
         # baseline: the same rows, plain INSERTs of 10,000 into a table with a primary key only

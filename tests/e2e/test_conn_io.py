@@ -24,6 +24,18 @@ BIG = b"".join(("data: " + json.dumps({"id": "c", "object": "chat.completion.chu
                for _ in range(40000)) + b"data: [DONE]\n\n"
 
 
+def stop_router(stack, proc):
+    """Stops an extra router and puts the stack's own catalog back."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except Exception:
+        proc.kill()
+        proc.wait(5)
+    stack.write_catalog(stack.catalog)
+    stack.ctl("catalog", "import", stack.catalog_path)
+
+
 class BigProvider(BaseHTTPRequestHandler):
     """Streams BIG (~11 MB) as fast as the socket takes it."""
     protocol_version = "HTTP/1.1"
@@ -132,14 +144,7 @@ def big_router(stack):
     try:
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except Exception:
-            proc.kill()
-            proc.wait(5)
-        stack.write_catalog(stack.catalog)
-        stack.ctl("catalog", "import", stack.catalog_path)
+        stop_router(stack, proc)
         server.shutdown()
 
 
@@ -235,14 +240,7 @@ def unreachable_router(stack):
     try:
         yield proc, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except Exception:
-            proc.kill()
-            proc.wait(5)
-        stack.write_catalog(stack.catalog)
-        stack.ctl("catalog", "import", stack.catalog_path)
+        stop_router(stack, proc)
 
 
 def test_connect_failing_at_once_answers_and_keeps_serving(stack, unreachable_router):
