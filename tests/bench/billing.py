@@ -167,6 +167,15 @@ def bench_stack():
     return st, tmp
 
 
+def stack_stop(st, tmp):
+    """Stops st; its directory goes unless BENCH_KEEP is set."""
+    st.stop()
+    if os.environ.get("BENCH_KEEP"):
+        print("kept " + tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def stack_cursor(st):
     """Starts st: an autocommit cursor on its database, and the demo key's (account, key)."""
     st.start()
@@ -204,11 +213,7 @@ def steady(rate, secs):
         print("sums (events = ledger = daily = hourly): %s" % ("agree" if len(set(sums)) == 1 else sums))
         return 0 if len(set(sums)) == 1 else 1
     finally:
-        st.stop()
-        if os.environ.get("BENCH_KEEP"):
-            print("kept " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        stack_stop(st, tmp)
 
 
 def main():
@@ -267,11 +272,7 @@ def main():
         print("%-52s %s" % ("sums (events = ledger = daily = hourly)", "agree" if len(set(sums)) == 1 else sums))
         return 0 if done >= n and len(set(sums)) == 1 else 1
     finally:
-        st.stop()
-        if os.environ.get("BENCH_KEEP"):
-            print("kept " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        stack_stop(st, tmp)
 
 
 if __name__ == "__main__":
