@@ -47,7 +47,7 @@ BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 BINS = $(BUILD)/agora-router $(BUILD)/agora-billing $(BUILD)/agora-analytics \
        $(BUILD)/agoractl $(BUILD)/agora-mock-provider
 
-.PHONY: all deps run stop status test unit asan clean bench profile web install
+.PHONY: all deps run stop status test unit asan clean bench profile memcheck web install
 all: $(BINS) $(UNIT_BINS) web
 
 # The dashboards' charting library: installed from the lock file (npm ci, when
@@ -145,6 +145,13 @@ profile: deps
 	@sh deploy/install-deps.sh --bench
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/loadgen
 	@AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/profile.py
+
+# agora-router under valgrind's memcheck with load, odd bodies and a drain;
+# non-zero on any error or definite leak (tests/bench/memcheck.py).
+memcheck: deps
+	@sh deploy/install-deps.sh --bench
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/loadgen
+	@AGORA_BUILD=$(BUILD) /usr/bin/python3 tests/bench/memcheck.py
 
 # Fuzzing (README "Fuzzing"): clang's libFuzzer with ASan + UBSan over the
 # parsers, built in build-fuzz/ by tests/fuzz/fuzz.mk and run for
