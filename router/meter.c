@@ -581,8 +581,10 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 	if (!json)
 		return -1;
 	live_count(m, ev);
-	if (m->flush_ms <= 0 || !rds_is_connected(m->rd))
+	if (m->flush_ms <= 0 || !rds_is_connected(m->rd)) {
+		queue_send(m);		/* the older ones first: the spool keeps the order */
 		return send_or_spool(m, json, strlen(json), ev->account_id);
+	}
 	if (m->nqueue == METER_QUEUE_MAX)
 		queue_send(m);
 	q = &m->queue[m->nqueue++];

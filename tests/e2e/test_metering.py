@@ -290,3 +290,38 @@ def test_refused_entry_goes_to_the_dead_letter_stream(stack):
     assert bad1.decode() in log and "usage:dead" in log
     after = totals(stack)
     assert after[0] - before[0] == 1 and after[1] == after[2] == after[3]
+
+
+def test_events_held_by_metering_flush_ms_are_all_billed(stack):
+    """metering_flush_ms > 0: events wait up to that long and go to Redis
+    together; every one is billed, also those still held when SIGTERM
+    comes (the drain waits for them)."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    proc, port = stack.extra_router("flush", AGORA_METERING_FLUSH_MS="1000")
+    ids, lock = [], threading.Lock()
+
+    def one(i):
+        body = {"model": "test/solo", "stream": bool(i % 2), "messages": [{"role": "user", "content": "f %d" % i}]}
+        s, h, raw = stack.request("POST", "/api/v1/chat/completions", body, key=stack.key, port=port)
+        assert s == 200
+        gid = json.loads(raw)["id"] if not i % 2 else json.loads(
+            [x for x in raw.decode().split("\n") if x.startswith("data: {")][0][6:])["id"]
+        with lock:
+            ids.append(gid)
+    added = r.xinfo_stream("usage")["entries-added"]
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(ids) == 30
+        assert r.xinfo_stream("usage")["entries-added"] - added < 30    # some are still held
+        proc.terminate()                      # the drain sends them at once
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_for(lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id = ANY(%s)",
+                                      ids)[0][0] == 30, 15)
