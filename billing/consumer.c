@@ -699,10 +699,10 @@ batch_build(struct consumer *c, int shard, const redisReply *entries, struct bat
 		if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
 			continue;
 		if ((ev = entry_event(e))) {
-			why = c->validate && !event_valid(ev->str, ev->len) ? "refused by validation"
-			      : "not a usage event the tables can hold";
-			if ((!c->validate || event_valid(ev->str, ev->len)) &&
-			    (rc = evcols_add(b->cols, ev->str, ev->len)) == -2)
+			int valid = !c->validate || event_valid(ev->str, ev->len);
+
+			why = valid ? "not a usage event the tables can hold" : "refused by validation";
+			if (valid && (rc = evcols_add(b->cols, ev->str, ev->len)) == -2)
 				goto fail;
 		}
 		if (rc < 0) {

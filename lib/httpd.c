@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -610,15 +609,14 @@ conn_request_done(struct httpd_conn *c)
 	req_report(c->h, r);
 	c->req = NULL;
 	req_free(r);
+	/* reading paused at HTTPD_PIPELINE_BYTES while handling; only a read or
+	 * this call starts it again, whichever state follows */
+	sockio_set_read_max(c->io, 0);
 	if (!keep) {
 		struct evbuffer *in = sockio_input(c->io);
 
 		c->state = CS_CLOSING;
-		/* Pipelined requests are not answered: dropped, and reading
-		 * resumes (it pauses at HTTPD_PIPELINE_BYTES while handling,
-		 * and only a read or this call starts it again). */
-		evbuffer_drain(in, evbuffer_get_length(in));
-		sockio_set_read_max(c->io, 0);
+		evbuffer_drain(in, evbuffer_get_length(in));	/* pipelined requests: not answered */
 		/* lingers once flushed (the write callback); with nothing
 		 * queued (an HTTP/1.0 stream's end) no write callback comes */
 		if (sockio_pending(c->io) == 0)
@@ -628,7 +626,6 @@ conn_request_done(struct httpd_conn *c)
 	c->state = CS_READING;
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
-	sockio_set_read_max(c->io, 0);
 	sockio_read(c->io, 1);
 	conn_set_timer(c, c->h->draining ? HTTPD_DRAIN_IDLE_MS : c->h->lim.idle_timeout_ms);
 	if (evbuffer_get_length(sockio_input(c->io)) > 0)
@@ -942,7 +939,6 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 {
 	struct httpd *h = arg;
 	struct httpd_conn *c;
-	int one = 1;
 
 	(void)l;
 	(void)sa;
@@ -951,7 +947,6 @@ httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 		evutil_closesocket(fd);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->h = h;
 	c->io = conn_io(h, fd, c);
 	c->timer = evtimer_new(h->base, conn_timer_cb, c);

@@ -229,26 +229,37 @@ pgc_send(struct pgc *pg, struct pgc_query *q)
 	return PQsendPrepare(pg->conn, q->name, q->sql, q->nparams, NULL);
 }
 
+/* Sends q and flushes what libpq could not write at once (the rest when
+ * the socket takes it), its deadline armed when arm; a failure resets the
+ * connection. */
+static void
+pgc_send_flush(struct pgc *pg, struct pgc_query *q, int arm)
+{
+	int r;
+
+	if (!pgc_send(pg, q)) {
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	if (arm)
+		pgc_timer_in(pg, pg->timeout_ms);
+	if ((r = PQflush(pg->conn)) < 0)
+		pgc_reset(pg, PQerrorMessage(pg->conn));
+	else if (r == 1)
+		pgc_watch(pg, EV_READ | EV_WRITE | EV_PERSIST);
+}
+
 /* q's PREPARE answered: when it worked, q itself goes out now (1); when it
  * failed, 0 and the error result goes to q's callback. */
 static int
 pgc_prepared_step(struct pgc *pg, struct pgc_query *q)
 {
-	int r;
-
 	if (!pg->last || PQresultStatus(pg->last) != PGRES_COMMAND_OK)
 		return 0;
 	PQclear(pg->last);
 	pg->last = NULL;
 	memcpy(pg->prepared[pg->nprepared++], q->name, PGC_NAME_LEN);	/* room checked by pgc_send */
-	if (!pgc_send(pg, q)) {
-		pgc_reset(pg, PQerrorMessage(pg->conn));
-		return 1;
-	}
-	if ((r = PQflush(pg->conn)) < 0)
-		pgc_reset(pg, PQerrorMessage(pg->conn));
-	else if (r == 1)
-		pgc_watch(pg, EV_READ | EV_WRITE | EV_PERSIST);
+	pgc_send_flush(pg, q, 0);
 	return 1;
 }
 
@@ -281,7 +292,6 @@ static int
 pgc_stmt_retry(struct pgc *pg, struct pgc_query *q)
 {
 	const char *st = PQresultErrorField(pg->last, PG_DIAG_SQLSTATE);
-	int r;
 
 	if (strcmp(st, "0A000") == 0) {
 		pg->epoch++;
@@ -297,15 +307,7 @@ pgc_stmt_retry(struct pgc *pg, struct pgc_query *q)
 	pg->last = NULL;
 	pg->nprepared = 0;
 	q->retried = 1;
-	if (!pgc_send(pg, q)) {
-		pgc_reset(pg, PQerrorMessage(pg->conn));
-		return 1;
-	}
-	pgc_timer_in(pg, pg->timeout_ms);
-	if ((r = PQflush(pg->conn)) < 0)
-		pgc_reset(pg, PQerrorMessage(pg->conn));
-	else if (r == 1)
-		pgc_watch(pg, EV_READ | EV_WRITE | EV_PERSIST);
+	pgc_send_flush(pg, q, 1);
 	return 1;
 }
 
@@ -408,24 +410,14 @@ static void
 pgc_start_next(struct pgc *pg)
 {
 	struct pgc_query *q;
-	int r;
 
 	if (pg->state != PGC_READY || !(q = STAILQ_FIRST(&pg->queue)))
 		return;
 	STAILQ_REMOVE_HEAD(&pg->queue, link);
 	pg->nqueue--;
 	pg->cur = q;
-	if (!pgc_send(pg, q)) {
-		pgc_reset(pg, PQerrorMessage(pg->conn));
-		return;
-	}
 	pg->state = PGC_BUSY;
-	pgc_timer_in(pg, pg->timeout_ms);
-	r = PQflush(pg->conn);
-	if (r < 0)
-		pgc_reset(pg, PQerrorMessage(pg->conn));
-	else if (r == 1)
-		pgc_watch(pg, EV_READ | EV_WRITE | EV_PERSIST);
+	pgc_send_flush(pg, q, 1);
 }
 
 int
@@ -456,12 +448,6 @@ pgc_query_prepared(struct pgc *pg, const char *sql, int nparams, const char *con
 		   const int *lengths, pgc_result_fn fn, void *arg)
 {
 	return pgc_query_send(pg, 1, sql, nparams, params, lengths, fn, arg);
-}
-
-int
-pgc_unnamed(const struct pgc *pg)
-{
-	return pg->unnamed;
 }
 
 /* Queues a query, through a prepared statement when prepare is 1. */

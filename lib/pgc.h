@@ -51,7 +51,5 @@ int pgc_query(struct pgc *pg, const char *sql, int nparams,
  * entries are SQL NULLs); else text. */
 int pgc_query_prepared(struct pgc *pg, const char *sql, int nparams, const char *const *params,
 		       const int *lengths, pgc_result_fn fn, void *arg);
-/* 1 once the pgc sends unnamed statements only (a transaction pool seen). */
-int pgc_unnamed(const struct pgc *pg);
 
 #endif

@@ -8,7 +8,10 @@
 #include "sockio.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -166,9 +169,23 @@ bev_write_cb(struct bufferevent *bev, void *arg)
 		s->cbs.on_drain(s, s->arg);
 }
 
+/* Every connection, client or provider, plain or TLS: without Nagle, a
+ * small write (an SSE event; over TLS the body's record after the head's)
+ * never waits for the peer's delayed ACK of the one before. */
+static void
+nodelay(evutil_socket_t fd)
+{
+	int one = 1;
+
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static void
 event_deliver(struct sockio *s, short what)
 {
+	if (what & BEV_EVENT_CONNECTED)
+		nodelay(bufferevent_getfd(s->bev));
 	if (s->plain && (what & BEV_EVENT_CONNECTED)) {
 		s->connected = 1;
 		if (!s->rd && !(s->rd = event_new(s->base, bufferevent_getfd(s->bev), EV_READ | EV_PERSIST, rd_cb, s))) {
@@ -236,6 +253,7 @@ sockio_new(struct event_base *base, struct bufferevent *bev, int plain,
 	s->arg = arg;
 	s->plain = plain;
 	bufferevent_setcb(bev, plain ? NULL : bev_read_cb, bev_write_cb, bev_event_cb, s);
+	nodelay(fd);		/* accepted (a connect's: once connected) */
 	if (!plain) {
 		bufferevent_enable(bev, EV_WRITE);
 		return s;

@@ -16,7 +16,8 @@
  *    chain of the size read: evbuffer_read asks ioctl(FIONREAD) first,
  *    every time, for that size.
  * A TLS connection (bufferevent_openssl) is left to the bufferevent as it
- * is: everything here forwards to it.
+ * is: everything here forwards to it. Every connection gets TCP_NODELAY
+ * (accepted ones at once, others once connected).
  *
  * Callbacks run from the loop, never from inside a sockio_* call (a connect
  * that fails at once reports it from the loop too), and any of them may

@@ -321,7 +321,7 @@ drain_start(const char *why)
 	log_info("%s: draining %d requests (at most %d ms)", why, rt.inflight, rt.conf.drain_timeout_ms);
 	httpd_drain(rt.httpd);
 	listen_close_all();
-	meter_set_flush(rt.meter, 0);	/* held events go now, and the rest with their answers */
+	meter_drain(rt.meter);
 	drain_deadline = clock_wall_ms() + rt.conf.drain_timeout_ms;
 	drain_phase = DR_REQUESTS;
 	if (!(drain_timer = evtimer_new(rt.base, drain_cb, NULL))) {

@@ -27,6 +27,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "rds_slot.h"
+#include "utf8.h"
 
 #define METER_MAX_INFLIGHT 100000	/* XADDs awaiting a reply */
 #define METER_KEY_LEN 40		/* usage:{tag} */
@@ -79,6 +80,7 @@ struct meter {
 	} queue[METER_QUEUE_MAX];
 	int nqueue;
 	int flush_ms;			/* 0: sent at the end of the loop turn */
+	int draining;			/* meter_drain: nothing held any more */
 	struct event *flush_ev;
 	struct meter_stats st;
 
@@ -129,10 +131,26 @@ jb_bool(struct jsonw *b, const char *k, int v)
 static void
 jb_str(struct jsonw *b, const char *k, const char *v)
 {
+	size_t n;
+	char *clean;
+
 	if (!v)
 		return;
 	jb_key(b, k);
-	jsonw_string(b, v);
+	if (utf8_valid(v, n = strlen(v))) {
+		jsonw_string(b, v);
+		return;
+	}
+	/* a provider's finish_reason, a client's title cut mid-character: whole
+	 * characters, U+FFFD for each bad byte, so that PostgreSQL's text takes
+	 * every event */
+	if (!(clean = malloc(3 * n + 1))) {
+		b->oom = 1;
+		return;
+	}
+	clean[utf8_sanitize(clean, 3 * n, v, n)] = '\0';
+	jsonw_string(b, clean);
+	free(clean);
 }
 
 char *
@@ -540,17 +558,20 @@ live_count(struct meter *m, const struct usage_event *ev)
 
 /* Sends one event now, or spools it. -1: lost (the spool is full). */
 static int
+spool_or_lose(struct meter *m, char *json)
+{
+	int rc = spool_append(m, json);
+
+	if (rc < 0)
+		log_error("meter: event %.40s lost: Redis away and the spool is full", json);
+	free(json);
+	return rc;
+}
+
+static int
 send_or_spool(struct meter *m, char *json, size_t len, int64_t account_id)
 {
-	if (xadd(m, json, len, account_id, 0) == 0)
-		return 0;
-	if (spool_append(m, json) < 0) {
-		log_error("meter: event %.40s lost: Redis away and the spool is full", json);
-		free(json);
-		return -1;
-	}
-	free(json);
-	return 0;
+	return xadd(m, json, len, account_id, 0) == 0 ? 0 : spool_or_lose(m, json);
 }
 
 /* Sends the events held (the flush timer, a full queue, a stop). */
@@ -581,7 +602,7 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 	if (!json)
 		return -1;
 	live_count(m, ev);
-	if (m->flush_ms <= 0 || !rds_is_connected(m->rd)) {
+	if (m->flush_ms <= 0 || m->draining || !rds_is_connected(m->rd)) {
 		queue_send(m);		/* the older ones first: the spool keeps the order */
 		return send_or_spool(m, json, strlen(json), ev->account_id);
 	}
@@ -605,6 +626,13 @@ meter_set_flush(struct meter *m, int ms)
 	m->flush_ms = ms;
 	if (ms <= 0)
 		queue_send(m);
+}
+
+void
+meter_drain(struct meter *m)
+{
+	m->draining = 1;
+	queue_send(m);
 }
 
 /* Loop side of a replay: the thread has read the spool aside. */
@@ -873,11 +901,8 @@ meter_free(struct meter *m)
 {
 	if (!m)
 		return;
-	for (int i = 0; i < m->nqueue; i++) {	/* never sent: spooled */
-		if (spool_append(m, m->queue[i].json) < 0)
-			log_error("meter: event %.40s lost: the spool is full", m->queue[i].json);
-		free(m->queue[i].json);
-	}
+	for (int i = 0; i < m->nqueue; i++)	/* never sent: spooled */
+		spool_or_lose(m, m->queue[i].json);
 	m->nqueue = 0;
 	for (int i = 0; i < m->nshards; i++) {	/* never confirmed: spooled */
 		for (struct xadd_ctx *x = m->unsure[i], *nx; x; x = nx) {

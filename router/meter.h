@@ -65,6 +65,9 @@ void meter_set_wait(struct meter *m, int replicas);
  * write for many, so that Redis wakes and appends to its AOF once for them
  * (metering_flush_ms); 0: each is sent at the end of its loop turn. */
 void meter_set_flush(struct meter *m, int ms);
+/* A drain: held events go now, later ones with their answers, whatever
+ * meter_set_flush says after (a reload during the drain). */
+void meter_drain(struct meter *m);
 
 /* The event as the compact JSON stored in the stream field `e` (exposed for
  * tests and for billing's parser). Caller frees with free(). */

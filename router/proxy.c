@@ -277,7 +277,6 @@ proxy_meter(struct proxy *p, int status)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	struct usage_event ev;
-	char finish[sizeof(p->finish)];
 	int64_t now = clock_wall_ms(), gen_ms;
 
 	if (p->metered)
@@ -315,10 +314,7 @@ proxy_meter(struct proxy *p, int status)
 	ev.estimated = p->estimated;
 	ev.status = status;
 	ev.attempts = p->attempt + 1;
-	/* the provider's finish_reason, cut to the buffer: valid UTF-8 for the
-	 * event (whole characters, U+FFFD for a bad byte) */
-	finish[utf8_sanitize(finish, sizeof(finish) - 1, p->finish, strnlen(p->finish, sizeof(p->finish)))] = '\0';
-	ev.finish_reason = finish[0] ? finish : NULL;
+	ev.finish_reason = p->finish[0] ? p->finish : NULL;	/* made UTF-8 by the meter */
 	if (p->rt->metering) {		/* off: benchmarks only, nothing is billed */
 		/* one attempt: the event says it all */
 		cJSON *tried = p->ntries > 1 ? tries_json(p) : NULL;

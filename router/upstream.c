@@ -10,7 +10,6 @@
 #include <arpa/inet.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -472,14 +471,8 @@ uconn_event_cb(struct sockio *io, short what, void *arg)
 	struct uconn *c = arg;
 	char buf[256];
 
-	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
-
-		/* Plain, the request goes out in one writev; over TLS in a
-		 * record for each buffer (head, then body), and under Nagle
-		 * the second, small, would wait for the provider's delayed
-		 * ACK of the first. */
-		setsockopt(sockio_fd(io), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)io;
+	if (what & BEV_EVENT_CONNECTED) {	/* sockio has set TCP_NODELAY */
 		c->state = UC_ACTIVE;
 		if (c->req) {
 			c->req->phase = PH_FIRST_BYTE;

@@ -11,7 +11,6 @@ jemalloc is the router's allocator: --soname-synonyms=somalloc=*jemalloc*
 lets memcheck see its malloc and free. Environment: MEMCHECK_SECONDS (4),
 MEMCHECK_KEEP (1: the directory, its log included, stays), AGORA_BUILD (build).
 """
-import json
 import os
 import shutil
 import signal
@@ -20,7 +19,6 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import router as B  # noqa: E402  (its canned upstream, catalog, bodies and loads)
-from conftest import Stack, free_ports  # noqa: E402
 
 SECONDS = float(os.environ.get("MEMCHECK_SECONDS", "4"))
 ODD = ['{"model":"bench/chat","messages":[{"r\\u006fle":"user","content":"x"}]}', '{bad',
@@ -31,19 +29,9 @@ ODD = ['{"model":"bench/chat","messages":[{"r\\u006fle":"user","content":"x"}]}'
 def main():
     tmp = tempfile.mkdtemp(prefix="agora-memcheck-")
     os.chmod(tmp, 0o755)
-    st = Stack(tmp)
-    up_port, = free_ports(1)
-    www = os.path.join(tmp, "www")
-    B.write_canned(www)
-    up = B.Nginx(os.path.join(tmp, "ng-upstream"), up_port, 1, B.NGINX_UPSTREAM.format(port=up_port, www=www))
+    st, up = B.canned_stack(tmp, "memcheck")
     log = os.path.join(tmp, "memcheck.log")
     try:
-        st.start()
-        cat = os.path.join(tmp, "bench-catalog.json")
-        with open(cat, "w") as f:
-            json.dump(B.bench_catalog(up_port, st.mock_ports["alpha"]), f)
-        st.ctl("catalog", "import", cat)
-        st.ctl("credits", "add", "demo", "1000000", "--note", "memcheck")
         wrap = ["valgrind", "--error-exitcode=9", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                 "--errors-for-leak-kinds=definite,indirect", "--soname-synonyms=somalloc=*jemalloc*",
                 "--log-file=" + log]

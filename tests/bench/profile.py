@@ -18,7 +18,6 @@ slower, so this is a few thousand requests), PROFILE_CONNS (4), PROFILE_TOP
 e.g. another malloc), AGORA_BUILD (build).
 """
 import glob
-import json
 import os
 import re
 import subprocess
@@ -28,7 +27,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import router as B  # noqa: E402  (its canned upstream, catalog, bodies and loads)
-from conftest import Stack, free_ports  # noqa: E402
 
 SECONDS = float(os.environ.get("PROFILE_SECONDS", "8"))
 CONNS = int(os.environ.get("PROFILE_CONNS", "4"))
@@ -70,25 +68,9 @@ def main():
     os.chmod(tmp, 0o755)
     out = os.environ.get("PROFILE_OUT") or os.path.join(tmp, "callgrind")
     os.makedirs(out, exist_ok=True)
-    st = Stack(tmp)
-    for k in ("AGORA_CATALOG_POLL_MS", "AGORA_MAX_BODY_BYTES", "AGORA_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
-              "AGORA_FAILURE_COOLDOWN_MS", "AGORA_KEY_CACHE_TTL_MS", "AGORA_CLIENT_HEADER_TIMEOUT_MS",
-              "AGORA_BILLING_BATCH"):
-        st.env.pop(k, None)
-    up_port, = free_ports(1)
-    started = []
+    st, upstream = B.canned_stack(tmp, "profile")
+    started = [upstream]
     try:
-        www = os.path.join(tmp, "www")
-        B.write_canned(www)
-        upstream = B.Nginx(os.path.join(tmp, "ng-upstream"), up_port, 1,
-                           B.NGINX_UPSTREAM.format(port=up_port, www=www))
-        started.append(upstream)
-        st.start()
-        cat = os.path.join(tmp, "bench-catalog.json")
-        with open(cat, "w") as f:
-            json.dump(B.bench_catalog(up_port, st.mock_ports["alpha"]), f)
-        st.ctl("catalog", "import", cat)
-        st.ctl("credits", "add", "demo", "1000000", "--note", "profile")
         wrap = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(out, "callgrind.out.%p")]
         extra = {"LD_PRELOAD": os.environ["PROFILE_PRELOAD"]} if os.environ.get("PROFILE_PRELOAD") else {}
         proc, port = st.extra_router("profile", wrap=wrap, **extra,

@@ -365,6 +365,37 @@ def bench_catalog(up_port, slow_port):
             "models": [model("bench/chat", "fixed"), model("bench/long", "fixedlong"), model("bench/slow", "slow")]}
 
 
+DEPLOYMENT_DEFAULTS = ("AGORA_CATALOG_POLL_MS", "AGORA_MAX_BODY_BYTES", "AGORA_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
+                       "AGORA_FAILURE_COOLDOWN_MS", "AGORA_KEY_CACHE_TTL_MS", "AGORA_CLIENT_HEADER_TIMEOUT_MS",
+                       "AGORA_BILLING_BATCH")   # the test suite's short time-outs, dropped
+
+
+def canned_stack(tmp, note):
+    """The stack the router is measured on, started under tmp: the test
+    suite's Stack with a deployment's defaults, the canned nginx upstream
+    (1 worker), the bench catalog and credits. (stack, upstream Nginx); the
+    caller stops both."""
+    st = Stack(tmp)
+    for k in DEPLOYMENT_DEFAULTS:
+        st.env.pop(k, None)
+    up_port, = free_ports(1)
+    www = os.path.join(tmp, "www")
+    write_canned(www)
+    upstream = Nginx(os.path.join(tmp, "ng-upstream"), up_port, 1, NGINX_UPSTREAM.format(port=up_port, www=www))
+    try:
+        st.start()
+        cat = os.path.join(tmp, "bench-catalog.json")
+        with open(cat, "w") as f:
+            json.dump(bench_catalog(up_port, st.mock_ports["alpha"]), f)
+        st.ctl("catalog", "import", cat)
+        st.ctl("credits", "add", "demo", "1000000", "--note", note)
+    except Exception:
+        upstream.stop()
+        st.stop()
+        raise
+    return st, upstream
+
+
 def agora(st, name, **overrides):
     proc, port = st.extra_router(name, **{k: str(v) for k, v in overrides.items()})
     status, _, raw = st.request("POST", "/api/v1/chat/completions", chat_body("bench/chat", False), key=st.key,
@@ -427,10 +458,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="agora-bench-router-")
     os.chmod(tmp, 0o755)
     st = Stack(tmp)
-    # the defaults of a real deployment, not the test suite's short time-outs
-    for k in ("AGORA_CATALOG_POLL_MS", "AGORA_MAX_BODY_BYTES", "AGORA_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
-              "AGORA_FAILURE_COOLDOWN_MS", "AGORA_KEY_CACHE_TTL_MS", "AGORA_CLIENT_HEADER_TIMEOUT_MS",
-              "AGORA_BILLING_BATCH"):
+    for k in DEPLOYMENT_DEFAULTS:   # the defaults of a real deployment
         st.env.pop(k, None)
     up_port, ng_port, ngn_port = free_ports(3)
     started = []

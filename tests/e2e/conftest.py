@@ -280,6 +280,30 @@ def clean_mocks(request):
     yield
 
 
+def canned_stream_provider(body):
+    """An HTTP handler class (for http.server) answering every POST with the
+    SSE bytes body, as fast as the socket takes them."""
+    from http.server import BaseHTTPRequestHandler
+
+    class Canned(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass            # the router went away (a test ended early)
+
+        def log_message(self, *args):
+            pass
+    return Canned
+
+
 def sse_events(raw):
     """The data payloads of an SSE body, in order."""
     out = []

@@ -9,11 +9,11 @@ import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
-from conftest import wait_for
+from conftest import canned_stream_provider, wait_for
 
 BUFFER = 65536                  # the router's stream_buffer_bytes here
 MARGIN = 3 << 20                # allocator slack, parser and socket buffers
@@ -32,23 +32,7 @@ STREAM = b"".join([chunk("x" * 200)] * EVENTS) + chunk("", "stop") + \
     b'"usage":{"prompt_tokens":5,"completion_tokens":60000,"total_tokens":60005}}\n\ndata: [DONE]\n\n'
 
 
-class FastProvider(BaseHTTPRequestHandler):
-    """Answers every completion with STREAM, as fast as the socket takes it."""
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(STREAM)))
-        self.end_headers()
-        try:
-            self.wfile.write(STREAM)
-        except OSError:
-            pass                # the router went away (a test ended early)
-
-    def log_message(self, *args):
-        pass
+FastProvider = canned_stream_provider(STREAM)    # STREAM to every completion, as fast as it goes
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
-from conftest import wait_for
+from conftest import canned_stream_provider, wait_for
 
 BIG = b"".join(("data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "up-big",
                                        "choices": [{"index": 0, "delta": {"content": "y" * 200},
@@ -36,23 +36,7 @@ def stop_router(stack, proc):
     stack.ctl("catalog", "import", stack.catalog_path)
 
 
-class BigProvider(BaseHTTPRequestHandler):
-    """Streams BIG (~11 MB) as fast as the socket takes it."""
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(BIG)))
-        self.end_headers()
-        try:
-            self.wfile.write(BIG)
-        except OSError:
-            pass
-
-    def log_message(self, *args):
-        pass
+BigProvider = canned_stream_provider(BIG)    # streams BIG (~11 MB) as fast as the socket takes it
 
 
 def chat_request(key, model, stream=False, extra=""):

@@ -1,10 +1,11 @@
 """Every generation is metered once: router -> Redis stream -> billing ->
 PostgreSQL, and events = ledger = rollups = key usage."""
+import concurrent.futures
 import json
 import threading
 import time
 
-from conftest import wait_for
+from conftest import sse_events, wait_for
 
 
 def totals(stack):
@@ -299,24 +300,16 @@ def test_events_held_by_metering_flush_ms_are_all_billed(stack):
     import redis
     r = redis.Redis(port=stack.redis_port)
     proc, port = stack.extra_router("flush", AGORA_METERING_FLUSH_MS="1000")
-    ids, lock = [], threading.Lock()
 
     def one(i):
         body = {"model": "test/solo", "stream": bool(i % 2), "messages": [{"role": "user", "content": "f %d" % i}]}
         s, h, raw = stack.request("POST", "/api/v1/chat/completions", body, key=stack.key, port=port)
         assert s == 200
-        gid = json.loads(raw)["id"] if not i % 2 else json.loads(
-            [x for x in raw.decode().split("\n") if x.startswith("data: {")][0][6:])["id"]
-        with lock:
-            ids.append(gid)
+        return json.loads(sse_events(raw)[0] if i % 2 else raw)["id"]
     added = r.xinfo_stream("usage")["entries-added"]
     try:
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(ids) == 30
+        with concurrent.futures.ThreadPoolExecutor(30) as ex:
+            ids = list(ex.map(one, range(30)))
         assert r.xinfo_stream("usage")["entries-added"] - added < 30    # some are still held
         proc.terminate()                      # the drain sends them at once
         assert proc.wait(30) == 0
