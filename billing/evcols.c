@@ -72,24 +72,19 @@ ws(struct scan *sc)
 		sc->s++;
 }
 
-/* A \u escape's code point at sc->s (past it after), or -1. A lone
- * surrogate or \u0000 (PostgreSQL's text holds neither) is U+FFFD in a
- * text field; in a value passed on as JSON (sc->raw) PostgreSQL's jsonb
- * would refuse it, so the event is refused there. */
+/* The \u escape at sc->s, past it: its code point; U+FFFD for a lone
+ * surrogate or \u0000 (PostgreSQL's text holds neither) unless raw (then
+ * -1, as for a malformed escape). */
 static long
 u_escape(struct scan *sc)
 {
-	unsigned cp, lo;
+	int len;
+	long cp = utf8_u_escape(sc->s, sc->end, &len);
 
-	if (sc->end - sc->s < 6 || utf8_hex4(sc->s + 2, &cp) < 0)
+	if (cp == -1)
 		return -1;
-	sc->s += 6;
-	if (cp >= 0xD800 && cp <= 0xDBFF && sc->end - sc->s >= 6 && sc->s[0] == '\\' && sc->s[1] == 'u' &&
-	    utf8_hex4(sc->s + 2, &lo) == 0 && lo >= 0xDC00 && lo <= 0xDFFF) {
-		sc->s += 6;
-		return 0x10000 + ((long)(cp - 0xD800) << 10) + (lo - 0xDC00);
-	}
-	if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+	sc->s += len;
+	if (cp == 0 || cp == UTF8_LONE_SURROGATE)
 		return sc->raw ? -1 : 0xFFFD;
 	return cp;
 }

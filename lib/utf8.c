@@ -95,6 +95,23 @@ utf8_put(char *o, unsigned cp)
 	return o;
 }
 
+long
+utf8_u_escape(const char *p, const char *end, int *len)
+{
+	unsigned hi, lo;
+
+	if (end - p < 6 || utf8_hex4(p + 2, &hi) < 0)
+		return -1;
+	*len = 6;
+	if (hi < 0xD800 || hi > 0xDFFF)
+		return (long)hi;
+	if (hi >= 0xDC00 || end - p < 12 || p[6] != '\\' || p[7] != 'u' || utf8_hex4(p + 8, &lo) < 0 ||
+	    lo < 0xDC00 || lo > 0xDFFF)
+		return UTF8_LONE_SURROGATE;
+	*len = 12;
+	return 0x10000 + (long)(((hi & 0x3FF) << 10) | (lo & 0x3FF));
+}
+
 int
 utf8_hex4(const char *p, unsigned *v)
 {

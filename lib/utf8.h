@@ -26,5 +26,12 @@ size_t utf8_sanitize(char *dst, size_t cap, const char *s, size_t n);
 char *utf8_put(char *o, unsigned cp);
 /* The four hex digits at p (which has 4 readable bytes) into *v; 0, or -1. */
 int utf8_hex4(const char *p, unsigned *v);
+/* The JSON \u escape at p (its backslash; end: the text's end): its code
+ * point, a UTF-16 surrogate pair taken whole, *len its bytes (6 or 12).
+ * UTF8_LONE_SURROGATE (*len 6): a low surrogate, or a high one not followed
+ * by a low one (cJSON refuses the text; a reader may substitute U+FFFD);
+ * -1: not four hex digits. */
+#define UTF8_LONE_SURROGATE (-2L)
+long utf8_u_escape(const char *p, const char *end, int *len);
 
 #endif

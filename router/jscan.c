@@ -72,52 +72,6 @@ plain_run(const char *p, const char *end)
 	return p;
 }
 
-static int
-is_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static unsigned
-hex4(const char *p)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-
-		v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-	}
-	return v;
-}
-
-/* The code point of the \u escape at p (checked: 4 hex digits), a UTF-16
- * surrogate pair taken whole as cJSON takes it (a low surrogate first, or a
- * high one not followed by a low one, is refused: cJSON refuses the text).
- * Sets *len to the escape's length; -1 if it is not valid. */
-static long
-u_escape(const char *p, const char *end, int *len)
-{
-	unsigned hi, lo;
-
-	if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
-		return -1;
-	hi = hex4(p + 2);
-	*len = 6;
-	if (hi >= 0xDC00 && hi <= 0xDFFF)
-		return -1;
-	if (hi < 0xD800 || hi > 0xDBFF)
-		return (long)hi;
-	if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !is_hex(p[8]) || !is_hex(p[9]) ||
-	    !is_hex(p[10]) || !is_hex(p[11]))
-		return -1;
-	lo = hex4(p + 8);
-	if (lo < 0xDC00 || lo > 0xDFFF)
-		return -1;
-	*len = 12;
-	return 0x10000 + (long)(((hi & 0x3FF) << 10) | (lo & 0x3FF));
-}
-
 /* Past the string starting at p (on its opening quote), checked as JSON
  * wants it (no raw control character, known escapes only, surrogates in
  * pairs: cJSON lets some through that a stricter reader refuses, and
@@ -136,7 +90,7 @@ skip_string(const char *p, const char *end)
 		if (end - p < 2)	/* a backslash */
 			return NULL;
 		if (p[1] == 'u') {
-			if (u_escape(p, end, &n) < 0)
+			if (utf8_u_escape(p, end, &n) < 0)	/* a lone surrogate too: cJSON refuses it */
 				return NULL;
 			p += n;
 		} else if (strchr("\"\\/bfnrt", p[1]) && p[1]) {
@@ -448,7 +402,7 @@ jscan_cstring(const char *val, size_t vlen, char *out, size_t cap)
 		if (end - p < 2)
 			return -1;
 		if (p[1] == 'u') {
-			if ((cp = u_escape(p, end, &elen)) < 0)
+			if ((cp = utf8_u_escape(p, end, &elen)) < 0)
 				return -1;
 			if (cp == 0)
 				break;	/* where C's view of the string ends */

@@ -109,10 +109,42 @@ test_put_hex(void **state)
 	assert_int_equal(utf8_hex4("00g0", &v), -1);
 }
 
+/* \u escapes as JSON reads them: a code point, a surrogate pair whole,
+ * lone surrogates told apart from malformed escapes. */
+static long
+esc(const char *s, int *len)
+{
+	*len = 0;
+	return utf8_u_escape(s, s + strlen(s), len);
+}
+
+static void
+test_u_escape(void **state)
+{
+	int len;
+
+	(void)state;
+	assert_int_equal(esc("\\u00e9x", &len), 0xE9);
+	assert_int_equal(len, 6);
+	assert_int_equal(esc("\\u0000", &len), 0);
+	assert_int_equal(esc("\\uD83D\\uDE00", &len), 0x1F600);
+	assert_int_equal(len, 12);
+	assert_int_equal(esc("\\ud83d\\ude00", &len), 0x1F600);
+	assert_int_equal(esc("\\uDE00\\uD83D", &len), UTF8_LONE_SURROGATE);	/* low first */
+	assert_int_equal(len, 6);
+	assert_int_equal(esc("\\uD83Dx", &len), UTF8_LONE_SURROGATE);		/* high alone */
+	assert_int_equal(esc("\\uD83D\\u0041", &len), UTF8_LONE_SURROGATE);	/* high, not low */
+	assert_int_equal(len, 6);
+	assert_int_equal(esc("\\uD83D\\uDE0", &len), UTF8_LONE_SURROGATE);	/* pair cut short */
+	assert_int_equal(esc("\\u00g9", &len), -1);
+	assert_int_equal(esc("\\u00e", &len), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_u_escape),
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_sanitize),
 		cmocka_unit_test(test_cut),
