@@ -428,6 +428,19 @@ shard_trim(struct consumer *c, struct shard *sh, int64_t now)
 }
 
 static void
+trim_later(struct consumer *c)
+{
+	struct timeval tv = { TRIM_MS / 1000, (TRIM_MS % 1000) * 1000 };
+
+	if (!evtimer_pending(c->trim_timer, NULL))
+		evtimer_add(c->trim_timer, &tv);
+}
+
+/* Trims every shard that acknowledged entries since its last trim, and
+ * comes back for those it may not trim yet (one trimmed under TRIM_MS ago,
+ * or its XPENDING still out): a burst's last acknowledgements are trimmed
+ * too, however they fell against the timer. */
+static void
 trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct consumer *c = arg;
@@ -435,8 +448,12 @@ trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	for (int i = 0; i < c->nshards; i++)
-		shard_trim(c, &c->shards[i], now);
+	for (int i = 0; i < c->nshards; i++) {
+		struct shard *sh = &c->shards[i];
+
+		if (!shard_trim(c, sh, now) && sh->acked_max[0] && strcmp(sh->acked_max, sh->trimmed_at) != 0)
+			trim_later(c);
+	}
 }
 
 /* After an XACK: what it acknowledged may go now, or when the last burst
@@ -444,13 +461,11 @@ trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 shard_acked(struct consumer *c, struct shard *sh)
 {
-	struct timeval tv = { TRIM_MS / 1000, (TRIM_MS % 1000) * 1000 };
-
 	/* a batch is one reply's entries, in stream order: the last is newest */
 	if (c->nids > 0 && (!sh->acked_max[0] || id_cmp(c->ids[c->nids - 1], sh->acked_max) > 0))
 		snprintf(sh->acked_max, sizeof(sh->acked_max), "%s", c->ids[c->nids - 1]);
-	if (!shard_trim(c, sh, clock_mono_ms()) && !evtimer_pending(c->trim_timer, NULL))
-		evtimer_add(c->trim_timer, &tv);
+	if (!shard_trim(c, sh, clock_mono_ms()))
+		trim_later(c);
 }
 
 /* The batch acknowledged (or had nothing to acknowledge): what next. */
