@@ -420,7 +420,8 @@ shard_trim(struct consumer *c, struct shard *sh, int64_t now)
 	    now - sh->trimmed_ms < TRIM_MS)
 		return 0;
 	sh->trimmed_ms = now;
-	snprintf(sh->trimmed_at, sizeof(sh->trimmed_at), "%s", sh->acked_max);
+	_Static_assert(sizeof(sh->trimmed_at) == sizeof(sh->acked_max), "ids of one size");
+	memcpy(sh->trimmed_at, sh->acked_max, sizeof(sh->trimmed_at));
 	if (rds_command(c->rd, sh->key, sh->len, trim_pending_cb, sh, "XPENDING %b %s", sh->key, sh->len, GROUP) < 0)
 		return 0;
 	sh->trimming = 1;
