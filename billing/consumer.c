@@ -41,17 +41,29 @@
 #define LINGER_MIN 32			/* batches this big: the flow is heavy */
 #define DEAD_SUFFIX ":dead"		/* the dead-letter stream: "<stream>:dead" */
 #define DEAD_MAXLEN "10000"		/* entries it keeps (about: MAXLEN ~) */
+#define DEAD_WHY_LEN 240		/* a dead letter's reason, cut to this */
+#define ISOLATE_MAX 8			/* refused alone in a row: not the entries' fault */
 #define DEAD_HEAD 12			/* XADD's arguments before the entry's fields */
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE, CP_LINGER };
 
-/* A batch ready to write: its shard, stream ids and events as columns. */
+/* An entry of a batch that billing refused, with why (a literal). */
+struct refused {
+	char id[RDS_ID_LEN];
+	const char *why;
+};
+
+/* A batch ready to write: its shard, stream ids and events as columns,
+ * and the entries it refused, dead-lettered when it is sent (a read-ahead
+ * batch dropped by a pause is read again: no second copy). */
 struct batch {
 	int shard;
 	char **ids;
 	int nids;
 	long long events;
 	struct evcols *cols;
+	struct refused *refused;
+	int nrefused;
 };
 
 struct shard {
@@ -91,6 +103,15 @@ struct consumer {
 	char **ids;			/* the batch's stream ids, for XACK */
 	int nids;
 	int validate;			/* the last batch was refused: check each entry */
+	/* A batch refused again once validated: its entries, re-read from
+	 * "0", are written one at a time, and one PostgreSQL refuses alone
+	 * goes to the dead-letter stream with PostgreSQL's reason. Before, such
+	 * a batch (a time before 4713 BC, a latency past int4) was refused for
+	 * good and its shard stalled. ISOLATE_MAX refused in a row: PostgreSQL
+	 * refuses everything (a schema fault), and billing stalls and retries
+	 * rather than set the whole flow apart. */
+	int isolate;
+	int refused_run;		/* refused alone in a row (reset by a commit) */
 	struct batch next;		/* read ahead while the current one is written */
 	struct evcols *spare[2];	/* columns of batches done, for the next ones */
 	struct event *timer;		/* pause after errors */
@@ -243,6 +264,7 @@ const char consumer_sql[] =
 
 static void consumer_next(struct consumer *c);
 static int batch_send(struct consumer *c, struct batch *b);
+static void dead_letter(struct consumer *c, int shard, const char *id, const char *why);
 
 static void
 batch_clear(struct consumer *c)
@@ -261,6 +283,7 @@ batch_drop_into(struct consumer *c, struct batch *b)
 	for (int i = 0; i < b->nids; i++)
 		free(b->ids[i]);
 	free(b->ids);
+	free(b->refused);
 	for (int i = 0; c && b->cols && i < 2; i++)
 		if (!c->spare[i]) {
 			evcols_reset(b->cols);
@@ -548,24 +571,65 @@ batch_committed(struct consumer *c, PGresult *res)
 	c->batch_fn(c->nids, strtoll(PQgetvalue(res, 0, 0), NULL, 10), clock_mono_us() - c->t_write_us, c->batch_arg);
 }
 
+/* Whether PostgreSQL refused a batch for what some entry holds: a data
+ * exception (22), a constraint (23) or a limit such as an index row's size
+ * (54); not a lost connection, a lock or a missing table. */
+static int
+refused_for_data(const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+			 strncmp(state, "54", 2) == 0);
+}
+
+/* A batch of one entry, refused alone: that entry goes to the dead-letter
+ * stream with PostgreSQL's reason, and billing goes on. */
+static void
+refused_alone(struct consumer *c, const PGresult *res)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	char why[DEAD_WHY_LEN];
+
+	snprintf(why, sizeof(why), "refused by PostgreSQL: %s (SQLSTATE %s)", msg ? msg : "?",
+		 PQresultErrorField(res, PG_DIAG_SQLSTATE));
+	c->refused_run++;
+	dead_letter(c, c->cur, c->ids[0], why);
+	batch_clear(c);		/* dead_letter acknowledges it once copied */
+	consumer_ack(c);
+}
+
 static void
 write_cb(PGresult *res, const char *err, void *arg)
 {
 	struct consumer *c = arg;
 
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		c->st.pg_errors++;
-		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		int data = refused_for_data(res);
 
+		c->st.pg_errors++;
 		log_warn("billing: batch of %d not written: %s", c->nids,
 			 res ? PQresultErrorMessage(res) : err);
-		/* a data exception: some entry is malformed; find it on the re-read */
-		if (state && strncmp(state, "22", 2) == 0)
+		if (data && c->isolate && c->nids == 1 && c->refused_run < ISOLATE_MAX) {
+			refused_alone(c, res);
+			return;
+		}
+		if (data && c->isolate && c->nids == 1)
+			log_error("billing: PostgreSQL refused %d entries in a row one at a time: not the entries'"
+				  " fault; none is set apart, billing retries", c->refused_run);
+		/* some entry is malformed: check each on the re-read, and when
+		 * the checked batch is refused too, write them one at a time */
+		if (data && c->validate && !c->isolate) {
+			c->isolate = 1;
+			log_warn("billing: the batch was refused again once checked: its entries go one at a time");
+		}
+		if (data)
 			c->validate = 1;
 		consumer_pause(c);
 		return;
 	}
 	c->validate = 0;
+	c->refused_run = 0;
 	c->st.batches++;
 	batch_committed(c, res);
 	c->st.inserted += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -605,6 +669,7 @@ struct dead {
 	int shard;
 	char id[RDS_ID_LEN];
 	char key[KEY_LEN + 8];
+	char why[DEAD_WHY_LEN];
 };
 
 /* The copy's XADD answered: the entry is acknowledged only now, so that
@@ -628,39 +693,25 @@ dead_cb(struct rds *rd, redisReply *r, void *arg)
 	free(d);
 }
 
-/* An entry billing cannot bill (not a usage event, a field missing or of
- * the wrong type): copied whole to the dead-letter stream `<stream>:dead`
- * (the same hash tag: the same cluster slot), with where it came from and
- * why, then acknowledged (dead_cb). Before, it was acknowledged and
- * skipped: a generation never billed, with only a log line to say so. */
+/* The entry as read again (XRANGE id id: its fields, or NULL when it is
+ * gone from the stream), copied whole to `<stream>:dead` with where it came
+ * from and why. */
 static void
-dead_letter(struct consumer *c, int shard, const redisReply *e, const char *why)
+dead_copy(struct dead *d, const redisReply *f)
 {
-	const struct shard *sh = &c->shards[shard];
-	const redisReply *f = e->elements > 1 && e->element[1]->type == REDIS_REPLY_ARRAY ? e->element[1] : NULL;
+	struct consumer *c = d->c;
 	size_t nf = f ? f->elements & ~(size_t)1 : 0;
 	int argc = DEAD_HEAD + (int)nf;
 	const char **argv = calloc((size_t)argc, sizeof(*argv));
 	size_t *argl = calloc((size_t)argc, sizeof(*argl));
-	struct dead *d = calloc(1, sizeof(*d));
+	const char *head[DEAD_HEAD] = { "XADD", d->key, "MAXLEN", "~", DEAD_MAXLEN, "*", "dead_stream",
+					c->shards[d->shard].key, "dead_id", d->id, "dead_reason", d->why };
 
-	c->st.bad_entries++;
-	if (!argv || !argl || !d || e->element[0]->len >= sizeof(d->id))
+	if (!argv || !argl)
 		goto fail;
-	d->c = c;
-	d->shard = shard;
-	snprintf(d->id, sizeof(d->id), "%s", e->element[0]->str);
-	snprintf(d->key, sizeof(d->key), "%s" DEAD_SUFFIX, sh->key);
-	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
-		  sh->key, why, d->key);
-	{
-		const char *head[DEAD_HEAD] = { "XADD", d->key, "MAXLEN", "~", DEAD_MAXLEN, "*", "dead_stream",
-						sh->key, "dead_id", d->id, "dead_reason", why };
-
-		for (int i = 0; i < DEAD_HEAD; i++) {
-			argv[i] = head[i];
-			argl[i] = strlen(head[i]);
-		}
+	for (int i = 0; i < DEAD_HEAD; i++) {
+		argv[i] = head[i];
+		argl[i] = strlen(head[i]);
 	}
 	for (size_t j = 0; j < nf; j++) {	/* then the entry's own fields, as they were */
 		const redisReply *x = f->element[j];
@@ -675,10 +726,64 @@ dead_letter(struct consumer *c, int shard, const redisReply *e, const char *why)
 	free(argl);
 	return;
 fail:
-	log_error("billing: entry %s of %s refused (%s) and could not be copied to its dead-letter stream;"
-		  " left pending, tried again later", e->element[0]->str, sh->key, why);
+	log_error("billing: entry %s of %s could not be copied to %s; left pending, tried again later", d->id,
+		  c->shards[d->shard].key, d->key);
 	free(argv);
 	free(argl);
+	free(d);
+}
+
+/* XRANGE reply: [[id, [field, value, ...]]], or [] for an entry deleted
+ * from the stream while pending (copied with no fields). */
+static void
+dead_range_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct dead *d = arg;
+	const redisReply *e, *f = NULL;
+
+	(void)rd;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		d->c->st.redis_errors++;
+		log_error("billing: entry %s could not be read again (%s); left pending, tried again later", d->id,
+			  r && r->type == REDIS_REPLY_ERROR ? r->str : "disconnected");
+		free(d);
+		return;
+	}
+	e = r->elements > 0 && r->element[0]->type == REDIS_REPLY_ARRAY ? r->element[0] : NULL;
+	if (e && e->elements > 1 && e->element[1]->type == REDIS_REPLY_ARRAY)
+		f = e->element[1];
+	dead_copy(d, f);
+}
+
+/* An entry billing cannot bill (not a usage event, a field missing or of
+ * the wrong type, or one PostgreSQL refuses alone): read again, copied
+ * whole to the dead-letter stream `<stream>:dead` (the same hash tag: the
+ * same cluster slot) with why, then acknowledged (dead_cb). Before, it was
+ * acknowledged and skipped: a generation never billed, with only a log
+ * line to say so. */
+static void
+dead_letter(struct consumer *c, int shard, const char *id, const char *why)
+{
+	const struct shard *sh = &c->shards[shard];
+	struct dead *d = calloc(1, sizeof(*d));
+
+	c->st.bad_entries++;
+	if (!d || strlen(id) >= sizeof(d->id))
+		goto fail;
+	d->c = c;
+	d->shard = shard;
+	snprintf(d->id, sizeof(d->id), "%s", id);
+	snprintf(d->key, sizeof(d->key), "%s" DEAD_SUFFIX, sh->key);
+	snprintf(d->why, sizeof(d->why), "%s", why);
+	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
+		  sh->key, d->why, d->key);
+	if (rds_command(c->rd, sh->key, sh->len, dead_range_cb, d, "XRANGE %b %s %s", sh->key, sh->len, d->id,
+			d->id) < 0)
+		goto fail;
+	return;
+fail:
+	log_error("billing: entry %s of %s refused (%s) and could not be copied to its dead-letter stream;"
+		  " left pending, tried again later", id, sh->key, why);
 	free(d);
 }
 
@@ -693,6 +798,19 @@ entry_event(const redisReply *e)
 		    f->element[j + 1]->type == REDIS_REPLY_STRING)
 			return f->element[j + 1];
 	return NULL;
+}
+
+/* An entry the batch will not carry, dead-lettered when it is sent. */
+static int
+batch_refuse(struct batch *b, const redisReply *id, const char *why, size_t max)
+{
+	if (id->len >= RDS_ID_LEN)
+		return 0;	/* no stream id is this long: left pending */
+	if (!b->refused && !(b->refused = calloc(max, sizeof(*b->refused))))
+		return -1;
+	memcpy(b->refused[b->nrefused].id, id->str, id->len + 1);
+	b->refused[b->nrefused++].why = why;
+	return 0;
 }
 
 /* entries: [[id, [field, value, ...]], ...] into a batch: each event read
@@ -722,7 +840,8 @@ batch_build(struct consumer *c, int shard, const redisReply *entries, struct bat
 				goto fail;
 		}
 		if (rc < 0) {
-			dead_letter(c, shard, e, why);
+			if (batch_refuse(b, e->element[0], why, entries->elements) < 0)
+				goto fail;
 			continue;
 		}
 		if (!(b->ids[b->nids] = strdup(e->element[0]->str)))
@@ -756,7 +875,8 @@ read_shard(struct consumer *c, int s, const char *from, const char *block_ms, rd
 	const struct shard *sh = &c->shards[s];
 	char count[16];
 
-	snprintf(count, sizeof(count), "%d", c->batch);
+	/* isolating a refused batch: its entries come back one at a time */
+	snprintf(count, sizeof(count), "%d", c->isolate && strcmp(from, ">") != 0 ? 1 : c->batch);
 	if (block_ms)
 		return rds_command(c->rd, sh->key, sh->len, fn, c, "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %b %s",
 				   GROUP, c->name, count, block_ms, sh->key, sh->len, from);
@@ -780,6 +900,8 @@ batch_send(struct consumer *c, struct batch *b)
 	b->ids = NULL;
 	b->nids = 0;
 	c->st.events += b->events;
+	for (int i = 0; i < b->nrefused; i++)
+		dead_letter(c, b->shard, b->refused[i].id, b->refused[i].why);
 	c->phase = CP_WRITE;
 	c->t_write_us = clock_mono_us();
 	rc = evcols_params(b->cols, params, lengths) < 0 ? -1
@@ -867,9 +989,13 @@ read_cb(struct rds *rd, redisReply *r, void *arg)
 	}
 	entries = read_entries(r);
 	if (!entries || entries->elements == 0) {
-		if (sh->pending_mode)
+		if (sh->pending_mode) {
 			sh->pending_mode = 0;
-		else
+			if (c->isolate && any_pending(c) < 0) {
+				c->isolate = 0;
+				log_info("billing: the refused batch's entries are settled; batches again");
+			}
+		} else
 			c->empty_run++;
 		consumer_next(c);
 		return;

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 
 #include "clock.h"
@@ -52,6 +51,11 @@ struct rds_node {
 	int lost;			/* its link failed since the last connect */
 	unsigned gen;			/* links made so far (rds_link) */
 	struct event *retry;
+	/* Writes what was queued this loop turn at its end, as sockio does:
+	 * hiredis's own write event costs an epoll_ctl to arm it, a loop turn
+	 * to report it and one more epoll_ctl to disarm it, per command at low
+	 * load (the router's XADD a generation). */
+	struct event *flush;
 	int64_t opened_ms, pong_ms;	/* the link's start, its last PING answer */
 	int ping_out;			/* a watchdog PING awaits its answer */
 };
@@ -170,6 +174,89 @@ seeds_parse(struct rds *r, const char *list, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- hiredis on the loop ----
+ * hiredis's own libevent adapter makes its read event one-shot: each reply
+ * read deletes it and hiredis adds it again, which the epoll changelist
+ * turns into an epoll_ctl(MOD) a read. Ours keeps both events persistent and
+ * added only while hiredis wants them, so the steady state costs no
+ * epoll_ctl (with node_flush_cb, not even for writes). */
+struct rds_ev {
+	redisAsyncContext *ac;
+	struct event *rev, *wev;
+	int reading, writing;
+};
+
+static void
+ev_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	redisAsyncHandleRead(((struct rds_ev *)arg)->ac);
+}
+
+static void
+ev_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	redisAsyncHandleWrite(((struct rds_ev *)arg)->ac);
+}
+
+static void
+ev_want(struct event *ev, int *on, int want)
+{
+	if (*on == want)
+		return;
+	if (want ? event_add(ev, NULL) : event_del(ev))
+		return;		/* a failed add: the next call tries again */
+	*on = want;
+}
+
+static void ev_add_read(void *p) { struct rds_ev *e = p; ev_want(e->rev, &e->reading, 1); }
+static void ev_del_read(void *p) { struct rds_ev *e = p; ev_want(e->rev, &e->reading, 0); }
+static void ev_add_write(void *p) { struct rds_ev *e = p; ev_want(e->wev, &e->writing, 1); }
+static void ev_del_write(void *p) { struct rds_ev *e = p; ev_want(e->wev, &e->writing, 0); }
+
+static void
+ev_cleanup(void *p)
+{
+	struct rds_ev *e = p;
+
+	event_free(e->rev);
+	event_free(e->wev);
+	free(e);
+}
+
+/* Both events on at first: the write event reports the connect. */
+static int
+ev_attach(redisAsyncContext *ac, struct event_base *base)
+{
+	struct rds_ev *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return -1;
+	e->ac = ac;
+	e->rev = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, ev_read_cb, e);
+	e->wev = event_new(base, ac->c.fd, EV_WRITE | EV_PERSIST, ev_write_cb, e);
+	if (!e->rev || !e->wev) {
+		if (e->rev)
+			event_free(e->rev);
+		if (e->wev)
+			event_free(e->wev);
+		free(e);
+		return -1;
+	}
+	ac->ev.addRead = ev_add_read;
+	ac->ev.delRead = ev_del_read;
+	ac->ev.addWrite = ev_add_write;
+	ac->ev.delWrite = ev_del_write;
+	ac->ev.cleanup = ev_cleanup;
+	ac->ev.data = e;
+	ev_add_read(e);
+	ev_add_write(e);
+	return 0;
+}
+
 /* A hiredis link to a, attached to the loop; NULL (logged) on failure. */
 static redisAsyncContext *
 ctx_open(struct rds *r, const struct rds_addr *a, void *data, redisConnectCallback *on_connect,
@@ -183,8 +270,12 @@ ctx_open(struct rds *r, const struct rds_addr *a, void *data, redisConnectCallba
 			redisAsyncFree(ac);
 		return NULL;
 	}
+	if (ev_attach(ac, r->base) < 0) {
+		log_warn("redis: %s:%d: out of memory", a->host, a->port);
+		redisAsyncFree(ac);
+		return NULL;
+	}
 	ac->data = data;
-	redisLibeventAttach(ac, r->base);
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	return ac;
@@ -194,6 +285,19 @@ ctx_open(struct rds *r, const struct rds_addr *a, void *data, redisConnectCallba
 
 static void
 node_retry_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+node_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rds_node *n = arg;
+	redisAsyncContext *ac = n->ac;
+
+	(void)fd;
+	(void)what;
+	/* what is left after a partial write waits for the write event */
+	if (ac && (ac->c.flags & REDIS_CONNECTED) && !(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
+		redisAsyncHandleWrite(ac);
+}
 
 static struct rds_node *
 node_get(struct rds *r, const char *host, int port)
@@ -208,7 +312,10 @@ node_get(struct rds *r, const char *host, int port)
 	n->r = r;
 	snprintf(n->a.host, sizeof(n->a.host), "%s", host);
 	n->a.port = port;
-	if (!(n->retry = evtimer_new(r->base, node_retry_cb, n))) {
+	if (!(n->retry = evtimer_new(r->base, node_retry_cb, n)) ||
+	    !(n->flush = event_new(r->base, -1, 0, node_flush_cb, n))) {
+		if (n->retry)
+			event_free(n->retry);
 		free(n);
 		return NULL;
 	}
@@ -390,7 +497,10 @@ cmd_send(struct rds_cmd *c, struct rds_node *n, int asking)
 		return -1;
 	if (asking && redisAsyncCommand(n->ac, NULL, NULL, "ASKING") != REDIS_OK)
 		return -1;
-	return redisAsyncFormattedCommand(n->ac, cmd_cb, c, c->buf, c->len) == REDIS_OK ? 0 : -1;
+	if (redisAsyncFormattedCommand(n->ac, cmd_cb, c, c->buf, c->len) != REDIS_OK)
+		return -1;
+	event_active(n->flush, EV_WRITE, 0);	/* once a turn: already active is a no-op */
+	return 0;
 }
 
 static void
@@ -1082,6 +1192,7 @@ rds_free(struct rds *r)
 	}
 	for (int i = 0; i < r->nnodes; i++) {
 		event_free(r->nodes[i]->retry);
+		event_free(r->nodes[i]->flush);
 		free(r->nodes[i]);
 	}
 	r->nnodes = 0;

@@ -2,6 +2,7 @@
 PostgreSQL, and events = ledger = rollups = key usage."""
 import concurrent.futures
 import json
+import os
 import threading
 import time
 
@@ -318,3 +319,96 @@ def test_events_held_by_metering_flush_ms_are_all_billed(stack):
             proc.kill()
     assert wait_for(lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id = ANY(%s)",
                                       ids)[0][0] == 30, 15)
+
+
+def test_entry_postgresql_refuses_is_set_apart(stack):
+    """An event whose fields have the right types but that PostgreSQL still
+    refuses (a time before 4713 BC, an id too long for the primary key's
+    index) no longer stalls its
+    shard: once the batch has been refused twice, its entries are billed one
+    at a time, each one refused alone goes to `usage:dead` with
+    PostgreSQL's reason, and the good events beside them are billed once."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
+    now = int(time.time() * 1000)
+    tag = "gen-pgref-%d" % now
+
+    def ev(gid, **kw):
+        e = {"id": gid, "ts": now, "account": acct, "key": key, "model": "test/three", "author": "test",
+             "provider": "alpha", "endpoint": 1, "pt": 10, "ct": 20, "cost": 777, "pcost": 700,
+             "latency_ms": 50, "ttft_ms": 10, "tps_milli": 1000, "stream": False, "estimated": False,
+             "status": 200, "attempts": 1, "finish": "stop"}
+        e.update(kw)
+        return json.dumps(e)
+    dead0 = r.xlen("usage:dead")
+    before = totals(stack)
+    p = r.pipeline(transaction=False)
+    p.xadd("usage", {"e": ev(tag + "-a")})
+    p.xadd("usage", {"e": ev(tag + "-old", ts=-9 * 10**15)})
+    p.xadd("usage", {"e": ev(tag + "-b")})
+    import base64
+    long_id = tag + "-long-" + base64.b64encode(os.urandom(6000)).decode()   # no compression gets it under 2.7 kB
+    p.xadd("usage", {"e": ev(long_id)})
+    p.xadd("usage", {"e": ev(tag + "-c")})
+    ids = p.execute()
+    s, body = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "after refused"}]})
+    assert s == 200
+    billed = lambda: [g for (g,) in stack.sql("SELECT generation_id FROM usage_events WHERE generation_id LIKE %s"
+                                              " OR generation_id = %s ORDER BY 1", tag + "%", body["id"])]
+    assert wait_for(lambda: len(billed()) == 4, 30), (billed(), stack.log("billing")[-3000:])
+    assert sorted(billed()) == sorted([tag + "-a", tag + "-b", tag + "-c", body["id"]])
+    assert wait_for(lambda: r.xlen("usage:dead") - dead0 == 2, 10)
+    dead = {e[1][b"dead_id"]: e[1] for e in r.xrange("usage:dead")}
+    for i in (ids[1], ids[3]):
+        assert dead[i][b"dead_stream"] == b"usage"
+        assert dead[i][b"dead_reason"].startswith(b"refused by PostgreSQL"), dead[i]
+    assert b"-old" in dead[ids[1]][b"e"] and long_id.encode() in dead[ids[3]][b"e"]
+    assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 10)
+    after = totals(stack)
+    assert after[0] - before[0] == 4
+    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
+    assert ev_cost == ledger == rollup == key_usage == hourly
+    assert rollup_reqs == events == hourly_reqs
+
+
+def test_postgresql_refusing_everything_sets_apart_at_most_eight(stack):
+    """When PostgreSQL refuses every event (a schema fault, here a trigger
+    raising check_violation), billing sets apart at most eight entries one at
+    a time, then stalls and retries instead of dead-lettering the flow; once
+    the fault is mended, the rest are billed."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
+    now = int(time.time() * 1000)
+    tag = "gen-refall-%d" % now
+    ev = {"ts": now, "account": acct, "key": key, "model": "test/three", "author": "test", "provider": "alpha",
+          "endpoint": 1, "pt": 1, "ct": 2, "cost": 5, "pcost": 4, "latency_ms": 5, "ttft_ms": 1, "tps_milli": 1,
+          "stream": False, "estimated": False, "status": 200, "attempts": 1, "finish": "stop"}
+    dead0 = r.xlen("usage:dead")
+    stack.sql("CREATE FUNCTION agora_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
+              " $$BEGIN RAISE EXCEPTION 'test: refuse all' USING ERRCODE = 'check_violation'; END$$")
+    stack.sql("CREATE TRIGGER agora_test_refuse BEFORE INSERT ON usage_events"
+              " FOR EACH ROW EXECUTE FUNCTION agora_test_refuse()")
+    try:
+        p = r.pipeline(transaction=False)
+        for i in range(12):
+            p.xadd("usage", {"e": json.dumps(dict(ev, id="%s-%02d" % (tag, i)))})
+        p.execute()
+        assert wait_for(lambda: r.xlen("usage:dead") - dead0 >= 8, 20), stack.log("billing")[-2000:]
+        time.sleep(2.5)                         # two more retries: nothing more set apart
+        assert r.xlen("usage:dead") - dead0 == 8
+        assert r.xpending("usage", "billing")["pending"] == 4
+        assert "not the entries' fault" in stack.log("billing")
+    finally:
+        stack.sql("DROP TRIGGER agora_test_refuse ON usage_events")
+        stack.sql("DROP FUNCTION agora_test_refuse()")
+    billed = lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id LIKE %s", tag + "%")[0][0]
+    assert wait_for(lambda: billed() == 4, 15), stack.log("billing")[-2000:]
+    assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 10)
+    reasons = [e[1][b"dead_reason"] for e in r.xrange("usage:dead")[-8:]]
+    assert all(b"SQLSTATE 23514" in x and b"test: refuse all" in x for x in reasons), reasons
+    # a commit ends the run: a later entry refused alone is set apart again
+    s, body = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "after the fault"}]})
+    assert s == 200
+    assert wait_for(lambda: stack.sql("SELECT 1 FROM usage_events WHERE generation_id = %s", body["id"]), 10)
