@@ -112,6 +112,7 @@ struct consumer {
 	 * rather than set the whole flow apart. */
 	int isolate;
 	int refused_run;		/* refused alone in a row (reset by a commit) */
+	int refusing_all;		/* ISOLATE_MAX reached: said once */
 	struct batch next;		/* read ahead while the current one is written */
 	struct evcols *spare[2];	/* columns of batches done, for the next ones */
 	struct event *timer;		/* pause after errors */
@@ -605,18 +606,24 @@ write_cb(PGresult *res, const char *err, void *arg)
 	struct consumer *c = arg;
 
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		int data = refused_for_data(res);
+		int data = refused_for_data(res), alone;
 
 		c->st.pg_errors++;
 		log_warn("billing: batch of %d not written: %s", c->nids,
 			 res ? PQresultErrorMessage(res) : err);
-		if (data && c->isolate && c->nids == 1 && c->refused_run < ISOLATE_MAX) {
+		/* one entry, re-read from the refused batch (its shard is still
+		 * in pending mode: not a new entry after a stale isolate) */
+		alone = data && c->isolate && c->nids == 1 && c->shards[c->cur].pending_mode;
+		if (alone && c->refused_run < ISOLATE_MAX) {
 			refused_alone(c, res);
 			return;
 		}
-		if (data && c->isolate && c->nids == 1)
+		if (alone && !c->refusing_all) {
+			c->refusing_all = 1;
 			log_error("billing: PostgreSQL refused %d entries in a row one at a time: not the entries'"
-				  " fault; none is set apart, billing retries", c->refused_run);
+				  " fault; none more is set apart, billing retries until a batch commits",
+				  c->refused_run);
+		}
 		/* some entry is malformed: check each on the re-read, and when
 		 * the checked batch is refused too, write them one at a time */
 		if (data && c->validate && !c->isolate) {
@@ -628,8 +635,11 @@ write_cb(PGresult *res, const char *err, void *arg)
 		consumer_pause(c);
 		return;
 	}
-	c->validate = 0;
-	c->refused_run = 0;
+	if (c->nids > 0) {	/* an empty statement proves nothing */
+		c->validate = 0;
+		c->refused_run = 0;
+		c->refusing_all = 0;
+	}
 	c->st.batches++;
 	batch_committed(c, res);
 	c->st.inserted += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -1056,7 +1066,9 @@ read_next(struct consumer *c)
 		c->reading = s;
 		if (read_shard(c, s, c->shards[s].pending_from, NULL, read_cb) == 0)
 			return 0;
-		c->shards[s].pending_mode = 0;
+		c->shards[s].pending_mode = 0;	/* its node is away: XAUTOCLAIM brings them back */
+		if (any_pending(c) < 0)
+			c->isolate = 0;
 		return -1;
 	}
 	c->reading = c->rr;

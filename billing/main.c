@@ -21,6 +21,7 @@
 #include "consumer.h"
 #include "httpd.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "pgc.h"
 #include "rds.h"
@@ -174,7 +175,7 @@ main(int argc, char **argv)
 	log_init("agora-billing", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);	/* until the loop handles it */
-	if (!(base = event_base_new()))
+	if (!(base = loop_base_new()))
 		return 1;
 	pg = pgc_new(base, conf.pg_dsn, conf.pg_timeout_ms, 1024);
 	{

@@ -68,7 +68,7 @@ start_pg() {
 	fi
 	psql_pg() { psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tAc "$1"; }
 	[ "$(psql_pg "SELECT 1 FROM pg_roles WHERE rolname = 'agora'")" = 1 ] || psql_pg "CREATE ROLE agora LOGIN SUPERUSER"
-	[ "$(psql_pg "SELECT 1 FROM pg_database WHERE datname = 'agora'")" = 1 ] || psql_pg "CREATE DATABASE agora OWNER agora"
+	[ "$(psql_pg "SELECT 1 FROM pg_database WHERE datname = 'agora'")" = 1 ] || psql_pg "CREATE DATABASE agora OWNER agora TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
 }
 
 # AOF, fsynced every second, no RDB snapshots: deploy/redis.md says why and

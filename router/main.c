@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "loop.h"
 #include "lsock.h"
 #include "router.h"
 #include "secretbox.h"
@@ -535,25 +536,6 @@ listen_mine(int *fds)
 	return n;
 }
 
-/* The loop. With epoll's changelist, the adds and deletes made within one
- * turn are folded into one epoll_ctl per descriptor when the callbacks
- * return, or none (lib/sockio avoids most of them anyway). No threads touch
- * libevent (the spool thread wakes the loop through an eventfd), so no
- * evthread locks. */
-static struct event_base *
-base_new(void)
-{
-	struct event_config *cfg = event_config_new();
-	struct event_base *base;
-
-	if (!cfg)
-		return NULL;
-	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(cfg);
-	event_config_free(cfg);
-	return base;
-}
-
 /* workers = N > 1: this process is worker 0 and forks workers 1..N-1,
  * before any loop or thread exists. Each one has its own loop,
  * connections, upstream pools, key cache, credit leases and spool
@@ -879,7 +861,9 @@ main(int argc, char **argv)
 		worker_index = fork_workers();
 		log_info("worker %d of %d", worker_index, rt.conf.workers);
 	}
-	if (!(rt.base = base_new()))
+	/* no threads touch libevent (the spool thread wakes the loop through
+	 * an eventfd): no evthread locks */
+	if (!(rt.base = loop_base_new()))
 		return 1;
 	log_access_setup();
 	rc = serve();

@@ -1,0 +1,18 @@
+/*
+ * loop: the event base every Agora process runs on (see loop.h).
+ */
+#include "loop.h"
+
+struct event_base *
+loop_base_new(void)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+
+	if (!cfg)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}

@@ -1,0 +1,16 @@
+/*
+ * loop: the event base every Agora process runs on.
+ */
+#ifndef AGORA_LOOP_H
+#define AGORA_LOOP_H
+
+#include <event2/event.h>
+
+/* An event base whose epoll changes are applied once a loop turn (the
+ * changelist): an event added and deleted in the same turn, as a write
+ * event armed and flushed at once, costs no epoll_ctl. Nothing of ours
+ * watches a dup()'d descriptor, the changelist's one caveat. NULL on
+ * failure. */
+struct event_base *loop_base_new(void);
+
+#endif
