@@ -25,7 +25,7 @@ jsonw_reserve(struct jsonw *w, size_t n)
 }
 
 void
-jsonw_add(struct jsonw *w, const char *s, size_t n)
+jsonw_add_grow(struct jsonw *w, const char *s, size_t n)
 {
 	jsonw_reserve(w, n);
 	if (w->oom)

@@ -102,41 +102,24 @@ struct meter {
 /* The event is written by hand, not through cJSON: cJSON prints every
  * number with sprintf("%1.15g") and checks it back with sscanf, which made
  * this function a fifth of a request's CPU time (README "Performance"). */
-/* ,"key": (the first member writes no comma) */
-static void
-jb_key(struct jsonw *b, const char *k)
-{
-	if (b->len > 1)
-		jsonw_add(b, ",", 1);
-	jsonw_add(b, "\"", 1);
-	jsonw_add(b, k, strlen(k));
-	jsonw_add(b, "\":", 2);
-}
+/* Members are written with their key as one literal, comma and quotes
+ * included (",\"ts\":"): one copy a key rather than four. */
+#define JB_KEY(b, lit) JSONW_LIT((b), "," lit)
+#define JB_INT(b, lit, v) (JB_KEY(b, lit), jsonw_int((b), (v)))
+#define JB_BOOL(b, lit, v) (JB_KEY(b, lit), (v) ? JSONW_LIT((b), "true") : JSONW_LIT((b), "false"))
+#define JB_STR(b, lit, v) jb_str((b), "," lit, sizeof("," lit) - 1, (v))
 
+/* A string member (jsonw escapes as cJSON does) after its key (",\"k\":");
+ * NULL: no member. */
 static void
-jb_int(struct jsonw *b, const char *k, int64_t v)
-{
-	jb_key(b, k);
-	jsonw_int(b, v);
-}
-
-static void
-jb_bool(struct jsonw *b, const char *k, int v)
-{
-	jb_key(b, k);
-	jsonw_add(b, v ? "true" : "false", v ? 4 : 5);
-}
-
-/* A string member (jsonw escapes as cJSON does); NULL: no member. */
-static void
-jb_str(struct jsonw *b, const char *k, const char *v)
+jb_str(struct jsonw *b, const char *key, size_t klen, const char *v)
 {
 	size_t n;
 	char *clean;
 
 	if (!v)
 		return;
-	jb_key(b, k);
+	jsonw_add(b, key, klen);
 	if (utf8_valid(v, n = strlen(v))) {
 		jsonw_string(b, v);
 		return;
@@ -159,33 +142,33 @@ meter_event_json(const struct usage_event *e)
 	struct jsonw b = { NULL, 0, 0, 0 };
 
 	jsonw_reserve(&b, 480);
-	jsonw_add(&b, "{", 1);
-	jb_str(&b, "id", e->id);
-	jb_int(&b, "ts", e->ts_ms);
-	jb_int(&b, "account", e->account_id);
-	jb_int(&b, "key", e->key_id);
-	jb_str(&b, "app_url", e->app_url);
-	jb_str(&b, "app_title", e->app_title);
-	jb_str(&b, "model", e->model);
-	jb_str(&b, "author", e->author);
-	jb_str(&b, "provider", e->provider);
-	jb_int(&b, "endpoint", e->endpoint_id);
-	jb_int(&b, "pt", e->prompt_tokens);
-	jb_int(&b, "ct", e->completion_tokens);
-	jb_int(&b, "cached", e->cached_tokens);
-	jb_int(&b, "reasoning", e->reasoning_tokens);
-	jb_int(&b, "cost", e->cost_nusd);
-	jb_int(&b, "pcost", e->provider_cost_nusd);
-	jb_int(&b, "latency_ms", e->latency_ms);
-	jb_int(&b, "ttft_ms", e->ttft_ms);
-	jb_int(&b, "tps_milli", e->tps_milli);
-	jb_bool(&b, "stream", e->streamed);
-	jb_bool(&b, "estimated", e->estimated);
-	jb_int(&b, "status", e->status);
-	jb_int(&b, "attempts", e->attempts);
-	jb_str(&b, "finish", e->finish_reason);
+	JSONW_LIT(&b, "{\"id\":");	/* every event has its id, first */
+	jsonw_string(&b, e->id ? e->id : "");
+	JB_INT(&b, "\"ts\":", e->ts_ms);
+	JB_INT(&b, "\"account\":", e->account_id);
+	JB_INT(&b, "\"key\":", e->key_id);
+	JB_STR(&b, "\"app_url\":", e->app_url);
+	JB_STR(&b, "\"app_title\":", e->app_title);
+	JB_STR(&b, "\"model\":", e->model);
+	JB_STR(&b, "\"author\":", e->author);
+	JB_STR(&b, "\"provider\":", e->provider);
+	JB_INT(&b, "\"endpoint\":", e->endpoint_id);
+	JB_INT(&b, "\"pt\":", e->prompt_tokens);
+	JB_INT(&b, "\"ct\":", e->completion_tokens);
+	JB_INT(&b, "\"cached\":", e->cached_tokens);
+	JB_INT(&b, "\"reasoning\":", e->reasoning_tokens);
+	JB_INT(&b, "\"cost\":", e->cost_nusd);
+	JB_INT(&b, "\"pcost\":", e->provider_cost_nusd);
+	JB_INT(&b, "\"latency_ms\":", e->latency_ms);
+	JB_INT(&b, "\"ttft_ms\":", e->ttft_ms);
+	JB_INT(&b, "\"tps_milli\":", e->tps_milli);
+	JB_BOOL(&b, "\"stream\":", e->streamed);
+	JB_BOOL(&b, "\"estimated\":", e->estimated);
+	JB_INT(&b, "\"status\":", e->status);
+	JB_INT(&b, "\"attempts\":", e->attempts);
+	JB_STR(&b, "\"finish\":", e->finish_reason);
 	if (e->provider_responses) {
-		jb_key(&b, "tried");
+		JB_KEY(&b, "\"tried\":");
 		jsonw_add(&b, e->provider_responses, strlen(e->provider_responses));
 	}
 	jsonw_add(&b, "}", 1);
