@@ -144,23 +144,34 @@ member_parse(const char *val, size_t len)
 	return v;
 }
 
-/* A string member decoded by jscan straight into its node (cJSON would
- * parse it again); NULL: let cJSON parse it. */
+/* v (a new string or raw node) given s (cJSON_malloc'd) as its text, in
+ * place of the empty one it was made with; NULL, s freed, when v is NULL. */
 static cJSON *
-string_node(const char *val, size_t len)
+node_text(cJSON *v, char *s)
 {
-	char *s = cJSON_malloc(len);	/* decoded, it is shorter than quoted */
-	cJSON *v;
-
-	if (!s)
-		return NULL;
-	if (jscan_cstring(val, len, s, len) < 0 || !(v = cJSON_CreateString(""))) {
+	if (!v) {
 		cJSON_free(s);
 		return NULL;
 	}
 	cJSON_free(v->valuestring);	/* the hooks' allocator, both */
 	v->valuestring = s;
 	return v;
+}
+
+/* A string member decoded by jscan straight into its node (cJSON would
+ * parse it again); NULL: let cJSON parse it. */
+static cJSON *
+string_node(const char *val, size_t len)
+{
+	char *s = cJSON_malloc(len);	/* decoded, it is shorter than quoted */
+
+	if (!s)
+		return NULL;
+	if (jscan_cstring(val, len, s, len) < 0) {
+		cJSON_free(s);
+		return NULL;
+	}
+	return node_text(cJSON_CreateString(""), s);
 }
 
 /* A member's value (jscan found where it ends) as the node cJSON would
@@ -193,19 +204,12 @@ static cJSON *
 raw_node(const char *text, size_t len)
 {
 	char *s = cJSON_malloc(len + 1);
-	cJSON *v;
 
 	if (!s)
 		return NULL;
 	memcpy(s, text, len);
 	s[len] = '\0';
-	if (!(v = cJSON_CreateRaw(""))) {
-		cJSON_free(s);
-		return NULL;
-	}
-	cJSON_free(v->valuestring);	/* the hooks' allocator, both */
-	v->valuestring = s;
-	return v;
+	return node_text(cJSON_CreateRaw(""), s);
 }
 
 /* The members one by one, `messages` raw; NULL when jscan cannot read it
