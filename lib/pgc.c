@@ -266,6 +266,9 @@ pgc_prepared_step(struct pgc *pg, struct pgc_query *q)
 /* Whether res says the prepared statement q used is not there, or not the
  * one it was: 26000 (no such name on this server connection), 42P05 (the
  * name is there already), 0A000 "cached plan must not change result type".
+ * That 0A000 is told from the others by the server function that raised
+ * it (plancache.c's RevalidateCachedQuery), which lc_messages does not
+ * translate; the English text too, for a server that sends no function.
  * The statement ran nothing then (refused at Parse, Bind or planning, in
  * its own implicit transaction), so q can go again as it is. */
 static int
@@ -273,12 +276,18 @@ pgc_stmt_lost(const struct pgc_query *q, const PGresult *res)
 {
 	const char *st = res && PQresultStatus(res) == PGRES_FATAL_ERROR
 			 ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = st ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *fn, *msg;
 
 	if (!st || !q->name[0] || q->retried)
 		return 0;
-	return strcmp(st, "26000") == 0 || strcmp(st, "42P05") == 0 ||
-	       (strcmp(st, "0A000") == 0 && msg && strstr(msg, "cached plan must not change result type"));
+	if (strcmp(st, "26000") == 0 || strcmp(st, "42P05") == 0)
+		return 1;
+	if (strcmp(st, "0A000") != 0)
+		return 0;
+	fn = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION);
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	return (fn && strcmp(fn, "RevalidateCachedQuery") == 0) ||
+	       (msg && strstr(msg, "cached plan must not change result type"));
 }
 
 /* q's prepared statement was lost (pgc_stmt_lost): the connection's
