@@ -3,26 +3,42 @@
  * http_parser), for what wrk does not measure: time to the first body byte
  * of a streamed answer, body bytes per second, and connections held open
  * without a request. One process, one loop; every connection keeps one
- * request in flight on a keep-alive connection (closed loop).
+ * request in flight on a keep-alive connection (closed loop), or, with -r,
+ * requests leave at a fixed rate whatever the answers' speed (open loop).
  *
  *   loadgen -u http://127.0.0.1:PORT/path [-m POST] [-b BODY_FILE]
  *           [-H 'Name: value']... [-c CONNS] [-d SECONDS] [-w WARMUP_SECONDS]
- *           [-n REQUESTS]           load: one JSON line of figures on stdout
+ *           [-n REQUESTS] [-r RATE] load: one JSON line of figures on stdout
  *   loadgen -u URL --idle -c CONNS  open CONNS connections, print
  *           {"connected":N}, hold them until stdin closes (or -d), then exit
  *
  * Latency is from the request's first byte written to the answer's last
  * byte read; ttfb to the first body byte (for SSE: the first event). A
  * benchmark tool, not a test: it asserts nothing.
+ *
+ * Open loop (-r RATE, requests a second over all connections): request i is
+ * due at start + i/RATE and leaves on an idle keep-alive connection; with
+ * none idle it waits (the queue is the range of due, unsent schedule
+ * indices: no memory per request) and its latency and ttfb still count from
+ * the time it was due, as wrk2 does, so a stalled server cannot hide its
+ * stall by slowing the load (coordinated omission). A timer armed for the
+ * next due time (libevent's precise timer, not a 1 ms tick, which would add
+ * up to 1 ms to every latency) sends what is due. Measured: the requests due
+ * within the window; none leaves after it ("unsent"), answers in flight are
+ * waited for. Extra fields: rate, late (left more than 1 ms after due),
+ * max_backlog (most due and unsent at once), unsent, svc_p50/p99_ms (from
+ * the request's first byte written, as in closed loop).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -36,6 +52,7 @@
 
 #define MAX_HEADERS 16
 #define MAX_CONNECTING 256	/* connects in flight at once (listen backlogs) */
+#define LATE_S 0.001		/* open loop: a request leaving later than this is late */
 
 struct samples {
 	uint32_t *v;		/* microseconds */
@@ -46,7 +63,9 @@ struct conn {
 	struct bufferevent *bev;
 	http_parser parser;
 	double t_sent, t_first;
+	double t_sched;		/* when it was due (open loop); t_sent in closed loop */
 	int got_first, complete, connected;
+	int in_idle;		/* open loop: in the idle stack, nothing in flight */
 	int index;
 };
 
@@ -60,11 +79,17 @@ static int nconns, idle_mode, connecting, next_connect;
 static double t_start, t_measure, t_end, t_last;
 static long long max_requests, sent, done_requests, errors, measured, statuses[6];
 static unsigned long long body_bytes;
-static struct samples lat, ttfb;
+static struct samples lat, ttfb, svc;
 static int stopping;
 static http_parser_settings settings;
+/* open loop: sent is the next request's index in the schedule */
+static double rate;
+static long long late, max_backlog;
+static int *idle, nidle;		/* connections with nothing in flight */
+static struct event *sched_ev;
 
 static void conn_start(struct conn *c);
+static void open_pump(void);
 
 static double
 now_s(void)
@@ -96,6 +121,13 @@ cmp_u32(const void *a, const void *b)
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
 	return x < y ? -1 : x > y;
+}
+
+static void
+samples_sort(struct samples *s)
+{
+	if (s->n)	/* qsort's array may not be NULL */
+		qsort(s->v, s->n, sizeof(*s->v), cmp_u32);
 }
 
 /* The q-quantile in milliseconds (nearest rank), -1 without samples. */
@@ -156,19 +188,47 @@ measuring_over(void)
 	return stopping || (max_requests > 0 ? sent >= max_requests : now_s() >= t_end);
 }
 
+/* t_sched: when it was due (open loop), 0: now (closed loop) */
 static void
-send_request(struct conn *c)
+send_request(struct conn *c, double t_sched)
 {
-	if (measuring_over()) {
-		conn_reset(c);
-		return;
-	}
 	sent++;
 	http_parser_init(&c->parser, HTTP_RESPONSE);
 	c->parser.data = c;
 	c->got_first = c->complete = 0;
 	c->t_sent = now_s();
+	c->t_sched = t_sched > 0 ? t_sched : c->t_sent;
 	bufferevent_write(c->bev, request, request_len);
+}
+
+/* Whether an answer at t counts: sent (closed loop) or due (open loop) in
+ * the window. */
+static int
+counted(const struct conn *c, double t)
+{
+	if (c->t_sched < t_measure)
+		return 0;
+	if (max_requests > 0)
+		return 1;
+	return rate > 0 ? c->t_sched < t_end : t <= t_end;
+}
+
+/* A connection free for a request: closed loop sends one at once. */
+static void
+conn_ready(struct conn *c)
+{
+	if (rate <= 0) {
+		if (measuring_over())
+			conn_reset(c);
+		else
+			send_request(c, 0);
+		return;
+	}
+	if (!c->in_idle && nidle < nconns) {
+		c->in_idle = 1;
+		idle[nidle++] = c->index;
+	}
+	open_pump();
 }
 
 static void
@@ -180,12 +240,14 @@ answer_done(struct conn *c)
 	done_requests++;
 	if (t > t_last)
 		t_last = t;
-	if (c->t_sent >= t_measure && (max_requests > 0 || t <= t_end)) {
+	if (counted(c, t)) {
 		measured++;
 		statuses[st >= 100 && st < 600 ? st / 100 : 0]++;
 		if (st >= 200 && st < 300) {
-			sample_add(&lat, t - c->t_sent);
-			sample_add(&ttfb, (c->got_first ? c->t_first : t) - c->t_sent);
+			sample_add(&lat, t - c->t_sched);
+			sample_add(&ttfb, (c->got_first ? c->t_first : t) - c->t_sched);
+			if (rate > 0)
+				sample_add(&svc, t - c->t_sent);
 		} else {
 			errors++;
 		}
@@ -195,7 +257,98 @@ answer_done(struct conn *c)
 		conn_start(c);
 		return;
 	}
-	send_request(c);
+	conn_ready(c);
+}
+
+/* ---- open loop ---- */
+
+static double
+sched_time(long long i)
+{
+	return t_start + (double)i / rate;
+}
+
+/* Requests due by t (indices below the result), within -n. */
+static long long
+due_by(double t)
+{
+	long long n = t < t_start ? 0 : (long long)((t - t_start) * rate) + 1;
+
+	return max_requests > 0 && n > max_requests ? max_requests : n;
+}
+
+/* A connected idle connection, NULL without one (closed ones are dropped). */
+static struct conn *
+idle_pop(void)
+{
+	while (nidle > 0) {
+		struct conn *c = &conns[idle[--nidle]];
+
+		c->in_idle = 0;
+		if (c->connected && c->bev)
+			return c;
+	}
+	return NULL;
+}
+
+static void
+sched_arm(double delay)
+{
+	struct timeval tv;
+
+	if (delay < 0)
+		delay = 0;
+	tv.tv_sec = (time_t)delay;
+	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
+	event_add(sched_ev, &tv);
+}
+
+/* Sends every due request an idle connection can take (the oldest first,
+ * each timed from when it was due), then sleeps until the next is due or
+ * a connection frees up; once the schedule is over, closes the idle ones. */
+static void
+open_pump(void)
+{
+	double t = now_s();
+	struct conn *c;
+
+	while (!measuring_over() && sched_time(sent) <= t && (c = idle_pop())) {
+		double due = sched_time(sent);
+
+		send_request(c, due);
+		if (c->t_sent - due > LATE_S && counted(c, due))
+			late++;
+	}
+	if (measuring_over()) {
+		while ((c = idle_pop()))
+			conn_reset(c);
+		return;
+	}
+	if (t >= t_measure && due_by(t) - sent > max_backlog)
+		max_backlog = due_by(t) - sent;
+	if (nidle > 0)
+		sched_arm(sched_time(sent) - t);
+}
+
+static void
+sched_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	open_pump();
+}
+
+/* Requests due within the window that never left. */
+static long long
+unsent(void)
+{
+	long long first = (long long)ceil((t_measure - t_start) * rate);
+	long long end = max_requests > 0 ? max_requests : (long long)ceil((t_end - t_start) * rate);
+
+	if (sent > first)
+		first = sent;
+	return end > first ? end - first : 0;
 }
 
 static void
@@ -218,7 +371,7 @@ read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		}
 		if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
-			if (c->t_sent >= t_measure)
+			if (c->t_sched >= t_measure)
 				errors++;
 			conn_reset(c);
 			conn_start(c);
@@ -260,7 +413,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			idle_progress();
 			return;
 		}
-		send_request(c);
+		conn_ready(c);
 		return;
 	}
 	if (!c->connected) {	/* a connect failed: that slot stays closed */
@@ -278,7 +431,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 	}
-	if (c->t_sent >= t_measure && !idle_mode)
+	if (c->t_sched >= t_measure && !idle_mode && !c->in_idle)
 		errors++;
 	conn_reset(c);
 	if (idle_mode) {
@@ -296,7 +449,7 @@ conn_start(struct conn *c)
 		return;
 	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	c->connected = 0;
-	c->t_sent = 0;
+	c->t_sent = c->t_sched = 0;
 	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	connecting++;
@@ -315,6 +468,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
+	if (rate > 0)
+		open_pump();	/* the end of the schedule, whatever is pending */
 	for (int i = 0; i < nconns; i++)
 		busy += conns[i].bev != NULL;
 	if (!busy || (idle_mode && stopping) || now_s() > t_end + 30)
@@ -356,10 +511,63 @@ read_file(const char *path, size_t *len)
 }
 
 static void
+print_closed(double secs)
+{
+	printf("{\"requests\":%lld,\"errors\":%lld,\"seconds\":%.3f,\"rps\":%.1f,"
+	       "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,\"lat_max_ms\":%.3f,"
+	       "\"ttfb_p50_ms\":%.3f,\"ttfb_p99_ms\":%.3f,\"body_bytes\":%llu,\"body_bytes_per_s\":%.0f,"
+	       "\"status_2xx\":%lld,\"status_4xx\":%lld,\"status_5xx\":%lld}\n",
+	       measured, errors, secs, secs > 0 ? (double)lat.n / secs : 0,
+	       quantile_ms(&lat, 0.5), quantile_ms(&lat, 0.9), quantile_ms(&lat, 0.99),
+	       quantile_ms(&lat, 1.0), quantile_ms(&ttfb, 0.5), quantile_ms(&ttfb, 0.99),
+	       body_bytes, secs > 0 ? (double)body_bytes / secs : 0,
+	       statuses[2], statuses[4], statuses[5]);
+}
+
+/* rps: answered (2xx) requests due in the window, a second: the rate achieved */
+static void
+print_open(double secs, long long not_sent)
+{
+	printf("{\"rate\":%.1f,\"requests\":%lld,\"errors\":%lld,\"seconds\":%.3f,\"rps\":%.1f,"
+	       "\"late\":%lld,\"max_backlog\":%lld,\"unsent\":%lld,"
+	       "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,\"lat_max_ms\":%.3f,"
+	       "\"ttfb_p50_ms\":%.3f,\"ttfb_p99_ms\":%.3f,\"svc_p50_ms\":%.3f,\"svc_p99_ms\":%.3f,"
+	       "\"body_bytes\":%llu,\"body_bytes_per_s\":%.0f,"
+	       "\"status_2xx\":%lld,\"status_4xx\":%lld,\"status_5xx\":%lld}\n",
+	       rate, measured, errors, secs, secs > 0 ? (double)lat.n / secs : 0,
+	       late, max_backlog, not_sent,
+	       quantile_ms(&lat, 0.5), quantile_ms(&lat, 0.9), quantile_ms(&lat, 0.99),
+	       quantile_ms(&lat, 1.0), quantile_ms(&ttfb, 0.5), quantile_ms(&ttfb, 0.99),
+	       quantile_ms(&svc, 0.5), quantile_ms(&svc, 0.99),
+	       body_bytes, secs > 0 ? (double)body_bytes / secs : 0,
+	       statuses[2], statuses[4], statuses[5]);
+}
+
+/* The loop's base; open loop's timer needs finer than epoll's 1 ms, no
+ * timer slack (a timer is 50 us late by default), and deadlines from the
+ * clock, not from the loop turn's cached time. */
+static struct event_base *
+new_base(void)
+{
+	struct event_config *cfg;
+	struct event_base *b;
+
+	if (rate <= 0)
+		return event_base_new();
+	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);	/* not 50 us late */
+	cfg = event_config_new();
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_NO_CACHE_TIME);	/* else it fires early */
+	b = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return b;
+}
+
+static void
 usage(void)
 {
 	fprintf(stderr, "usage: loadgen -u http://HOST:PORT/PATH [-m METHOD] [-b BODY_FILE] [-H 'N: v']...\n"
-			"  [-c CONNS] [-d SECONDS] [-w WARMUP_SECONDS] [-n REQUESTS] [--idle]\n");
+			"  [-c CONNS] [-d SECONDS] [-w WARMUP_SECONDS] [-n REQUESTS] [-r RATE] [--idle]\n");
 	exit(2);
 }
 
@@ -379,10 +587,11 @@ main(int argc, char **argv)
 	struct rlimit rl;
 	char *body = NULL, hostport[300], target[2048];
 	size_t body_len = 0;
+	long long not_sent;
 	int nh = 0, o;
 
 	nconns = 32;
-	while ((o = getopt_long(argc, argv, "u:m:b:H:c:d:w:n:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "u:m:b:H:c:d:w:n:r:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'u': url = optarg; break;
 		case 'm': method = optarg; break;
@@ -392,11 +601,12 @@ main(int argc, char **argv)
 		case 'd': duration = atof(optarg); break;
 		case 'w': warmup = atof(optarg); break;
 		case 'n': max_requests = atoll(optarg); break;
+		case 'r': rate = atof(optarg); break;
 		case 'i': idle_mode = 1; break;
 		default: usage();
 		}
 	}
-	if (!url || nconns < 1)
+	if (!url || nconns < 1 || rate < 0 || (rate > 0 && idle_mode))
 		usage();
 	http_parser_url_init(&u);
 	if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
@@ -432,8 +642,14 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	settings.on_body = on_body;
 	settings.on_message_complete = on_complete;
-	base = event_base_new();
+	base = new_base();
 	conns = calloc((size_t)nconns, sizeof(*conns));
+	idle = calloc((size_t)nconns, sizeof(*idle));
+	sched_ev = evtimer_new(base, sched_cb, NULL);
+	if (!base || !conns || !idle || !sched_ev) {
+		fprintf(stderr, "loadgen: out of memory\n");
+		return 1;
+	}
 	t_start = now_s();
 	t_measure = t_start + warmup;
 	t_end = t_measure + duration;
@@ -451,6 +667,7 @@ main(int argc, char **argv)
 	tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
 	event_add(tick, &one);
 	event_base_dispatch(base);
+	not_sent = rate > 0 ? unsent() : 0;
 	if (max_requests > 0)
 		t_end = t_last;
 	stopping = 1;
@@ -459,19 +676,18 @@ main(int argc, char **argv)
 	if (!idle_mode) {
 		double secs = t_end - t_measure;
 
-		qsort(lat.v, lat.n, sizeof(*lat.v), cmp_u32);
-		qsort(ttfb.v, ttfb.n, sizeof(*ttfb.v), cmp_u32);
-		printf("{\"requests\":%lld,\"errors\":%lld,\"seconds\":%.3f,\"rps\":%.1f,"
-		       "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,\"lat_max_ms\":%.3f,"
-		       "\"ttfb_p50_ms\":%.3f,\"ttfb_p99_ms\":%.3f,\"body_bytes\":%llu,\"body_bytes_per_s\":%.0f,"
-		       "\"status_2xx\":%lld,\"status_4xx\":%lld,\"status_5xx\":%lld}\n",
-		       measured, errors, secs, secs > 0 ? (double)lat.n / secs : 0,
-		       quantile_ms(&lat, 0.5), quantile_ms(&lat, 0.9), quantile_ms(&lat, 0.99),
-		       quantile_ms(&lat, 1.0), quantile_ms(&ttfb, 0.5), quantile_ms(&ttfb, 0.99),
-		       body_bytes, secs > 0 ? (double)body_bytes / secs : 0,
-		       statuses[2], statuses[4], statuses[5]);
+		samples_sort(&lat);
+		samples_sort(&ttfb);
+		samples_sort(&svc);
+		if (rate > 0)
+			print_open(secs, not_sent);
+		else
+			print_closed(secs);
 	}
 	free(conns);
+	free(idle);
+	free(svc.v);
+	event_free(sched_ev);
 	free(request);
 	free(lat.v);
 	free(ttfb.v);

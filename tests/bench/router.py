@@ -22,6 +22,14 @@ Every figure is the median of BENCH_REPS runs (default 3, interleaved
 across targets so drift hits every target alike) with the spread (min-max);
 this machine is shared: ratios first, absolute numbers second.
 
+Metering at the same load: closed loop, metering on serves fewer requests,
+so its latency mixes lower throughput with overhead. Agora with metering on
+and with it off are also driven open loop (tests/bench/loadgen -r: requests
+sent on a fixed schedule, latency counted from when each was due) at the
+same rate, OPEN_SHARE (40%) of metering on's closed-loop JSON throughput in
+this run, over OPEN_CONNS connections, OPEN_SECONDS each, on/off/off/on;
+median of the two runs of each.
+
 Memory: the router's VmRSS idle, with 10,000 idle client connections, and
 with 1,000 streams in flight (a slow mock provider), each on a fresh router.
 
@@ -56,6 +64,9 @@ CONNS = int(os.environ.get("BENCH_CONNS", "32"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 LOADGEN = os.path.join(BUILD, "bench", "loadgen")
 IDLE_CONNS = 10000
+OPEN_SHARE = 0.4        # open loop: this share of metering on's closed-loop JSON requests/s
+OPEN_CONNS = 16
+OPEN_SECONDS = 6.0      # each of 4 runs (+1 s warm-up): ~28 s in all
 STREAMS = 1000
 
 # ---- the canned provider ----
@@ -253,9 +264,12 @@ def run_wrk(tmp, url, body_file, headers, conns, secs):
     return o
 
 
-def run_loadgen(url, body_file, headers, conns, secs, warmup=1.0):
+def run_loadgen(url, body_file, headers, conns, secs, warmup=1.0, rate=None):
+    """loadgen's JSON line; rate: open loop at that many requests/s in all."""
     args = [LOADGEN, "-u", url, "-m", "POST", "-b", body_file, "-c", str(conns), "-d", str(secs),
             "-w", str(warmup)]
+    if rate:
+        args += ["-r", "%.1f" % rate]
     for h in headers:
         args += ["-H", h]
     r = subprocess.run(args, capture_output=True, text=True, timeout=secs + warmup + 60)
@@ -542,6 +556,15 @@ def main():
                 res.add(("sse1", t), run_loadgen(urls[t], bodies["sse"], h_sse, 1, half))
                 res.add(("long", t), measured(lambda: run_loadgen(long_urls[t], bodies["long"], h_sse, 1, half),
                                               cpu_groups(t), rds))
+
+        # ---- metering on vs off at the same offered load (open loop) ----
+        open_rate = OPEN_SHARE * res.m(("json", "agora"), "rps")
+        open_secs = min(OPEN_SECONDS, SECONDS)
+        print("router bench: metering on / off, open loop at %.0f requests/s (load %.2f)" % (open_rate, load_avg()),
+              flush=True)
+        for t in ("agora", "agora-off", "agora-off", "agora"):     # drift hits both alike
+            billing_idle(rds)
+            res.add(("open", t), run_loadgen(urls[t], bodies["json"], h_json, OPEN_CONNS, open_secs, rate=open_rate))
         load_after = load_avg()
 
         # ---- memory, each on a fresh router ----
@@ -630,6 +653,11 @@ def main():
         print("  %-62s %8.2fx" % ("metering off / on: throughput", ratio(rps[off], rps[ag])))
         print("  %-62s %8.2fx" % ("metering off / on: p50 latency, 1 connection",
                                   ratio(res.m(("json1", off), "lat_p50_ms"), res.m(("json1", ag), "lat_p50_ms"))))
+        for q in ("p50", "p99"):
+            a, b = res.m(("open", ag), "lat_%s_ms" % q), res.m(("open", off), "lat_%s_ms" % q)
+            print("  %-62s %8.2fx   (%.3f vs %.3f ms: %+.3f ms)"
+                  % ("metering on / off, same load (%.0f req/s, open loop): %s" % (open_rate, q),
+                     ratio(a, b), a, b, a - b))
         print("  %-62s %8.2fx" % ("scaling, nginx %d workers / 1" % WORKERS, ratio(rps["nginx-n"], rps[ng])))
         print("  %-62s %8.2fx" % ("scaling, agora %d workers / 1" % WORKERS, ratio(rps["agora-n"], rps[ag])))
         print("  absolute")
@@ -646,6 +674,15 @@ def main():
             print("    %-30s %-22s %-22s %-22s" % (names[t], res.cell(("json1", t), "rps", "%.0f"),
                                                  res.cell(("json1", t), "lat_p50_ms", "%.3f"),
                                                  res.cell(("json1", t), "lat_p99_ms", "%.3f")))
+        print("  JSON, open loop, %-2d conns    %-22s %-22s %-22s %s"
+              % (OPEN_CONNS, "requests/s (%.0f sent)" % open_rate, "p50 ms (from due)", "p99 ms (from due)",
+                 "late > 1 ms (of all)"))
+        for t in (ag, off):
+            print("    %-30s %-22s %-22s %-22s %s (%d)" % (names[t], res.cell(("open", t), "rps", "%.0f"),
+                                                      res.cell(("open", t), "lat_p50_ms", "%.3f"),
+                                                      res.cell(("open", t), "lat_p99_ms", "%.3f"),
+                                                      res.cell(("open", t), "late", "%.0f"),
+                                                      res.m(("open", t), "requests")))
         print("  SSE, %d connections         %-22s %-22s %-22s" % (CONNS, "streams/s", "first event p50 ms",
                                                                      "first event p99 ms"))
         for t in (up, ng, ag):
