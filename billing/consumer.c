@@ -42,7 +42,6 @@
 #define DEAD_SUFFIX ":dead"		/* the dead-letter stream: "<stream>:dead" */
 #define DEAD_MAXLEN "10000"		/* entries it keeps (about: MAXLEN ~) */
 #define DEAD_WHY_LEN 240		/* a dead letter's reason, cut to this */
-#define ISOLATE_MAX 8			/* refused alone in a row: not the entries' fault */
 #define DEAD_HEAD 12			/* XADD's arguments before the entry's fields */
 
 enum consumer_phase { CP_DOWN, CP_READ, CP_WRITE, CP_ACK, CP_PAUSE, CP_LINGER };
@@ -64,6 +63,7 @@ struct batch {
 	struct evcols *cols;
 	struct refused *refused;
 	int nrefused;
+	char *sample;			/* one event of it, as read (JSON) */
 };
 
 struct shard {
@@ -104,15 +104,22 @@ struct consumer {
 	int nids;
 	int validate;			/* the last batch was refused: check each entry */
 	/* A batch refused again once validated: its entries, re-read from
-	 * "0", are written one at a time, and one PostgreSQL refuses alone
-	 * goes to the dead-letter stream with PostgreSQL's reason. Before, such
-	 * a batch (a time before 4713 BC, a latency past int4) was refused for
-	 * good and its shard stalled. ISOLATE_MAX refused in a row: PostgreSQL
-	 * refuses everything (a schema fault), and billing stalls and retries
-	 * rather than set the whole flow apart. */
+	 * "0", are written one at a time. When one is refused alone, billing
+	 * asks PostgreSQL whether it takes an event it billed before (a
+	 * probe: that event under a new id, in a transaction rolled back).
+	 * Taken: the fault is the entry's, which goes to the dead-letter
+	 * stream with PostgreSQL's reason. Refused too: the fault is
+	 * PostgreSQL's (a schema changed under billing), nothing is set apart,
+	 * and billing stalls and retries as for any other failure. Before,
+	 * such a batch (a time before 4713 BC, an id too long for the index)
+	 * was refused for good and its shard stalled. */
 	int isolate;
-	int refused_run;		/* refused alone in a row (reset by a commit) */
-	int refusing_all;		/* ISOLATE_MAX reached: said once */
+	char *good;			/* an event of the last committed batch (JSON) */
+	char *sample;			/* one of the batch being written */
+	char probe_id[RDS_ID_LEN];	/* the entry refused alone, while probing */
+	char probe_why[DEAD_WHY_LEN];
+	int refusing_all;		/* the probe was refused: said once */
+	unsigned probes;
 	struct batch next;		/* read ahead while the current one is written */
 	struct evcols *spare[2];	/* columns of batches done, for the next ones */
 	struct event *timer;		/* pause after errors */
@@ -285,6 +292,7 @@ batch_drop_into(struct consumer *c, struct batch *b)
 		free(b->ids[i]);
 	free(b->ids);
 	free(b->refused);
+	free(b->sample);
 	for (int i = 0; c && b->cols && i < 2; i++)
 		if (!c->spare[i]) {
 			evcols_reset(b->cols);
@@ -584,20 +592,88 @@ refused_for_data(const PGresult *res)
 			 strncmp(state, "54", 2) == 0);
 }
 
-/* A batch of one entry, refused alone: that entry goes to the dead-letter
- * stream with PostgreSQL's reason, and billing goes on. */
 static void
+pg_ignore_cb(PGresult *res, const char *err, void *arg)
+{
+	(void)res;
+	(void)err;
+	(void)arg;
+}
+
+/* The probe's answer (see struct consumer). */
+static void
+probe_cb(PGresult *res, const char *err, void *arg)
+{
+	struct consumer *c = arg;
+
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+		c->refusing_all = 0;
+		dead_letter(c, c->cur, c->probe_id, c->probe_why);
+		batch_clear(c);		/* dead_letter acknowledges it once copied */
+		consumer_ack(c);
+		return;
+	}
+	if (refused_for_data(res) && !c->refusing_all) {
+		c->refusing_all = 1;
+		log_error("billing: PostgreSQL refuses an event it billed before too (%s): the fault is not the"
+			  " entries'; none is set apart, billing retries", PQresultErrorMessage(res));
+	} else if (!refused_for_data(res)) {
+		log_warn("billing: probe not answered: %s", res ? PQresultErrorMessage(res) : err);
+	}
+	consumer_pause(c);
+}
+
+/* An event billed before (c->good) under a new id, written in a
+ * transaction rolled back: whether PostgreSQL takes events at all. The
+ * three statements are queued together, so nothing else on the connection
+ * runs inside that transaction. 0: probe_cb goes on; -1: not sent. */
+static int
+probe_send(struct consumer *c)
+{
+	cJSON *o = cJSON_Parse(c->good);
+	char id[64], *json = NULL;
+	struct evcols *cols = NULL;
+	const char *params[EC_N];
+	int lengths[EC_N], rc = -1;
+
+	snprintf(id, sizeof(id), "agora-billing-probe-%lld-%u", (long long)clock_wall_ms(), c->probes++);
+	if (!o || !cJSON_ReplaceItemInObjectCaseSensitive(o, "id", cJSON_CreateString(id)) ||
+	    !(json = cJSON_PrintUnformatted(o)) || !(cols = cols_take(c)) ||
+	    evcols_add(cols, json, strlen(json)) < 0 || evcols_params(cols, params, lengths) < 0)
+		goto out;
+	rc = pgc_query(c->pg, "BEGIN", 0, NULL, pg_ignore_cb, NULL) < 0 ||
+	     pgc_query_prepared(c->pg, consumer_sql, EC_N, params, lengths, probe_cb, c) < 0 ||
+	     pgc_query(c->pg, "ROLLBACK", 0, NULL, pg_ignore_cb, NULL) < 0 ? -1 : 0;
+out:
+	if (cols) {
+		struct batch b = { .cols = cols };
+
+		batch_drop_into(c, &b);		/* the columns back to the spares */
+	}
+	free(json);
+	cJSON_Delete(o);
+	return rc;
+}
+
+/* A batch of one entry, refused alone. With an event billed before to
+ * probe with, the probe says whose fault it is (probe_cb goes on); without
+ * one yet, the entry is left pending (read again after the next pause)
+ * and billing goes on. -1: neither (the caller pauses). */
+static int
 refused_alone(struct consumer *c, const PGresult *res)
 {
 	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	char why[DEAD_WHY_LEN];
 
-	snprintf(why, sizeof(why), "refused by PostgreSQL: %s (SQLSTATE %s)", msg ? msg : "?",
+	snprintf(c->probe_id, sizeof(c->probe_id), "%s", c->ids[0]);
+	snprintf(c->probe_why, sizeof(c->probe_why), "refused by PostgreSQL: %s (SQLSTATE %s)", msg ? msg : "?",
 		 PQresultErrorField(res, PG_DIAG_SQLSTATE));
-	c->refused_run++;
-	dead_letter(c, c->cur, c->ids[0], why);
-	batch_clear(c);		/* dead_letter acknowledges it once copied */
+	if (c->good)
+		return probe_send(c);
+	log_warn("billing: entry %s refused alone (%s); nothing billed yet to tell whose fault it is: left"
+		 " pending", c->probe_id, c->probe_why);
+	batch_clear(c);
 	consumer_ack(c);
+	return 0;
 }
 
 static void
@@ -614,16 +690,8 @@ write_cb(PGresult *res, const char *err, void *arg)
 		/* one entry, re-read from the refused batch (its shard is still
 		 * in pending mode: not a new entry after a stale isolate) */
 		alone = data && c->isolate && c->nids == 1 && c->shards[c->cur].pending_mode;
-		if (alone && c->refused_run < ISOLATE_MAX) {
-			refused_alone(c, res);
+		if (alone && refused_alone(c, res) == 0)
 			return;
-		}
-		if (alone && !c->refusing_all) {
-			c->refusing_all = 1;
-			log_error("billing: PostgreSQL refused %d entries in a row one at a time: not the entries'"
-				  " fault; none more is set apart, billing retries until a batch commits",
-				  c->refused_run);
-		}
 		/* some entry is malformed: check each on the re-read, and when
 		 * the checked batch is refused too, write them one at a time */
 		if (data && c->validate && !c->isolate) {
@@ -637,8 +705,12 @@ write_cb(PGresult *res, const char *err, void *arg)
 	}
 	if (c->nids > 0) {	/* an empty statement proves nothing */
 		c->validate = 0;
-		c->refused_run = 0;
 		c->refusing_all = 0;
+		if (c->sample) {	/* an event PostgreSQL takes, for probes */
+			free(c->good);
+			c->good = c->sample;
+			c->sample = NULL;
+		}
 	}
 	c->st.batches++;
 	batch_committed(c, res);
@@ -848,6 +920,8 @@ batch_build(struct consumer *c, int shard, const redisReply *entries, struct bat
 			why = valid ? "not a usage event the tables can hold" : "refused by validation";
 			if (valid && (rc = evcols_add(b->cols, ev->str, ev->len)) == -2)
 				goto fail;
+			if (rc == 0 && !b->sample && !(b->sample = strndup(ev->str, ev->len)))
+				goto fail;
 		}
 		if (rc < 0) {
 			if (batch_refuse(b, e->element[0], why, entries->elements) < 0)
@@ -910,6 +984,9 @@ batch_send(struct consumer *c, struct batch *b)
 	b->ids = NULL;
 	b->nids = 0;
 	c->st.events += b->events;
+	free(c->sample);
+	c->sample = b->sample;		/* promoted to c->good once committed */
+	b->sample = NULL;
 	for (int i = 0; i < b->nrefused; i++)
 		dead_letter(c, b->shard, b->refused[i].id, b->refused[i].why);
 	c->phase = CP_WRITE;
@@ -1255,6 +1332,8 @@ consumer_free(struct consumer *c)
 		return;
 	batch_clear(c);
 	batch_drop(&c->next);
+	free(c->good);
+	free(c->sample);
 	evcols_free(c->spare[0]);
 	evcols_free(c->spare[1]);
 	if (c->timer)

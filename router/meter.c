@@ -141,9 +141,10 @@ meter_event_json(const struct usage_event *e)
 {
 	struct jsonw b = { NULL, 0, 0, 0 };
 
+	if (!e->id)
+		return NULL;	/* no event without its generation id */
 	jsonw_reserve(&b, 480);
-	JSONW_LIT(&b, "{\"id\":");	/* every event has its id, first */
-	jsonw_string(&b, e->id ? e->id : "");
+	jb_str(&b, "{\"id\":", 6, e->id);	/* first: the keys after it open with a comma */
 	JB_INT(&b, "\"ts\":", e->ts_ms);
 	JB_INT(&b, "\"account\":", e->account_id);
 	JB_INT(&b, "\"key\":", e->key_id);

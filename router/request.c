@@ -188,8 +188,8 @@ member_value(const char *val, size_t len)
 		return NULL;
 	if (val[0] == '"')
 		v = string_node(val, len);
-	else if (len == 4 && memcmp(val, "true", 4) == 0)
-		v = cJSON_CreateTrue();
+	else if (len == 4 && memcmp(val, "true", 4) == 0 && (v = cJSON_CreateTrue()))
+		v->valueint = 1;	/* as cJSON's parser leaves it */
 	else if (len == 5 && memcmp(val, "false", 5) == 0)
 		v = cJSON_CreateFalse();
 	else if (len == 4 && memcmp(val, "null", 4) == 0)

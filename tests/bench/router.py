@@ -615,7 +615,7 @@ def main():
         def added_ratio(a, b):
             # an added latency the floor shows below zero (its p99 under the
             # upstream's own, at one connection) is noise: no ratio to take
-            return a / b if b > 0 else float("nan")
+            return a / b if b > 0 and a >= 0 else float("nan")
 
         up, ng, ag, off = "upstream", "nginx", "agora", "agora-off"
         rps = {t: res.m(("json", t), "rps") for t in urls}
