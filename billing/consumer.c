@@ -144,131 +144,150 @@ struct consumer {
 	void *batch_arg;
 };
 
-const char consumer_sql[] =
-	"WITH ev AS ("	/* the batch's columns (evcols.h), in enum evcol order */
-	" SELECT x.*, timestamptz 'epoch' + x.ts * interval '1 millisecond' AS at"
-	" FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[],"
-	"  $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],"
-	"  $16::int8[], $17::int4[], $18::int4[], $19::int8[], $20::bool[], $21::bool[], $22::int4[], $23::int4[],"
-	"  $24::text[], $25::text[])"
-	"  AS x(id, ts, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct, cached,"
-	"  reasoning, cost, pcost, latency_ms, ttft_ms, tps_milli, stream, estimated, status, attempts, finish, tried)"
-	"), ins AS ("
-	" INSERT INTO usage_events (generation_id, created_at, account_id, key_id, app_url, app_title,"
-	"  model_id, model_author, provider_id, endpoint_id, prompt_tokens, completion_tokens,"
-	"  cached_tokens, reasoning_tokens, cost_nusd, provider_cost_nusd, latency_ms, ttft_ms,"
-	"  tps_milli, streamed, estimated, status, attempts, finish_reason, provider_responses)"
-	" SELECT id, at, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct,"
-	"  coalesce(cached, 0), coalesce(reasoning, 0), cost, pcost, latency_ms, ttft_ms, tps_milli,"
-	"  stream, estimated, status, attempts, finish, tried::jsonb FROM ev"
-	" ON CONFLICT DO NOTHING"
-	" RETURNING generation_id, created_at, account_id, key_id, model_id, model_author, provider_id,"
-	"  coalesce(app_title, app_url, '') AS app, prompt_tokens, completion_tokens, cost_nusd,"
-	"  provider_cost_nusd, endpoint_id, status, streamed, latency_ms, ttft_ms, tps_milli,"
-	"  reasoning_tokens, provider_responses"
-	"), g AS ("	/* the batch's new events summed once, at the finest grain of every rollup */
-	" SELECT date_trunc('hour', created_at) AS hour, (created_at AT TIME ZONE 'UTC')::date AS day, account_id,"
-	"  key_id, model_id, model_author, provider_id, endpoint_id, app, count(*) AS n,"
-	"  count(*) FILTER (WHERE status <> 200) AS failures, count(*) FILTER (WHERE streamed) AS streamed,"
-	"  sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct, sum(reasoning_tokens) AS rt, sum(cost_nusd) AS cost,"
-	"  sum(provider_cost_nusd) AS pcost, sum(latency_ms) AS lat, sum(ttft_ms) AS ttft, sum(tps_milli) AS tps,"
-	"  max(created_at) AS last"
-	" FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
-	"), led AS ("
-	" INSERT INTO ledger (account_id, kind, amount_nusd, provider_cost_nusd, generations, note, created_at)"
-	" SELECT account_id, 'usage', -sum(cost), sum(pcost), sum(n),"
-	"  'usage: ' || sum(n) || ' generations of ' || day, max(last)"
-	" FROM g GROUP BY account_id, day RETURNING generations"
-	"), k AS ("
-	" UPDATE api_keys SET usage_nusd = usage_nusd + s.c"
-	" FROM (SELECT key_id, sum(cost) AS c FROM g GROUP BY key_id) s"
-	" WHERE api_keys.id = s.key_id RETURNING 1"
-	"), b AS ("
-	" UPDATE accounts SET balance_nusd = balance_nusd - s.c"
-	" FROM (SELECT account_id, sum(cost) AS c FROM g GROUP BY account_id) s"
-	" WHERE accounts.id = s.account_id RETURNING 1"
-	"), r AS ("
-	" INSERT INTO usage_daily AS d (day, account_id, key_id, model_id, model_author, provider_id, app,"
-	"  requests, prompt_tokens, completion_tokens, reasoning_tokens, cost_nusd, provider_cost_nusd)"
-	" SELECT day, account_id, key_id, model_id, model_author, provider_id, app, sum(n), sum(pt), sum(ct),"
-	"  sum(rt), sum(cost), sum(pcost) FROM g GROUP BY 1, 2, 3, 4, 5, 6, 7"
-	" ON CONFLICT (day, account_id, key_id, model_id, provider_id, app) DO UPDATE SET"
-	"  requests = d.requests + excluded.requests,"
-	"  prompt_tokens = d.prompt_tokens + excluded.prompt_tokens,"
-	"  completion_tokens = d.completion_tokens + excluded.completion_tokens,"
-	"  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,"
-	"  cost_nusd = d.cost_nusd + excluded.cost_nusd,"
-	"  provider_cost_nusd = d.provider_cost_nusd + excluded.provider_cost_nusd"
-	" RETURNING 1"
-	"), h AS ("
-	" INSERT INTO usage_hourly AS h (hour, model_id, model_author, provider_id, endpoint_id, requests,"
-	"  failures, streamed, prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd,"
-	"  latency_ms_sum, ttft_ms_sum, tps_milli_sum)"
-	" SELECT hour, model_id, model_author, provider_id, endpoint_id, sum(n), sum(failures), sum(streamed),"
-	"  sum(pt), sum(ct), sum(cost), sum(pcost), sum(lat), sum(ttft), sum(tps) FROM g GROUP BY 1, 2, 3, 4, 5"
-	" ON CONFLICT (hour, model_id, provider_id, endpoint_id) DO UPDATE SET"
-	"  requests = h.requests + excluded.requests, failures = h.failures + excluded.failures,"
-	"  streamed = h.streamed + excluded.streamed,"
-	"  prompt_tokens = h.prompt_tokens + excluded.prompt_tokens,"
-	"  completion_tokens = h.completion_tokens + excluded.completion_tokens,"
-	"  cost_nusd = h.cost_nusd + excluded.cost_nusd,"
-	"  provider_cost_nusd = h.provider_cost_nusd + excluded.provider_cost_nusd,"
-	"  latency_ms_sum = h.latency_ms_sum + excluded.latency_ms_sum,"
-	"  ttft_ms_sum = h.ttft_ms_sum + excluded.ttft_ms_sum,"
-	"  tps_milli_sum = h.tps_milli_sum + excluded.tps_milli_sum"
-	" RETURNING 1"
-	"), de AS ("	/* per day and endpoint: market share and spend by model, provider, day */
-	" INSERT INTO usage_daily_endpoints AS x (day, model_id, model_author, provider_id, endpoint_id, requests,"
-	"  prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd)"
-	" SELECT day, model_id, model_author, provider_id, endpoint_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost)"
-	" FROM g GROUP BY 1, 2, 3, 4, 5"
-	" ON CONFLICT (day, model_id, provider_id, endpoint_id) DO UPDATE SET"
-	"  requests = x.requests + excluded.requests,"
-	"  prompt_tokens = x.prompt_tokens + excluded.prompt_tokens,"
-	"  completion_tokens = x.completion_tokens + excluded.completion_tokens,"
-	"  cost_nusd = x.cost_nusd + excluded.cost_nusd,"
-	"  provider_cost_nusd = x.provider_cost_nusd + excluded.provider_cost_nusd"
-	" RETURNING 1"
-	"), dk AS ("	/* per day, account and key: spend by account and key, statements */
-	" INSERT INTO usage_daily_keys AS y (day, account_id, key_id, requests, prompt_tokens, completion_tokens,"
-	"  cost_nusd, provider_cost_nusd)"
-	" SELECT day, account_id, key_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost) FROM g GROUP BY 1, 2, 3"
-	" ON CONFLICT (day, account_id, key_id) DO UPDATE SET"
-	"  requests = y.requests + excluded.requests,"
-	"  prompt_tokens = y.prompt_tokens + excluded.prompt_tokens,"
-	"  completion_tokens = y.completion_tokens + excluded.completion_tokens,"
-	"  cost_nusd = y.cost_nusd + excluded.cost_nusd,"
-	"  provider_cost_nusd = y.provider_cost_nusd + excluded.provider_cost_nusd"
-	" RETURNING 1"
-	"), mk AS ("	/* per month, account and key: a month's spend by account and key */
-	" INSERT INTO usage_monthly_keys AS z (month, account_id, key_id, requests, prompt_tokens, completion_tokens,"
-	"  cost_nusd, provider_cost_nusd)"
-	" SELECT date_trunc('month', day)::date, account_id, key_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost)"
-	" FROM g GROUP BY 1, 2, 3"
-	" ON CONFLICT (month, account_id, key_id) DO UPDATE SET"
-	"  requests = z.requests + excluded.requests,"
-	"  prompt_tokens = z.prompt_tokens + excluded.prompt_tokens,"
-	"  completion_tokens = z.completion_tokens + excluded.completion_tokens,"
-	"  cost_nusd = z.cost_nusd + excluded.cost_nusd,"
-	"  provider_cost_nusd = z.provider_cost_nusd + excluded.provider_cost_nusd"
-	" RETURNING 1"
-	"), fo AS ("	/* attempts failed over (all but the last one of a generation) */
-	" INSERT INTO attempts_hourly AS f (hour, model_id, provider_id, endpoint_id, failures)"
-	" SELECT date_trunc('hour', i.created_at), t.e ->> 'model', t.e ->> 'provider',"
-	"  (t.e ->> 'endpoint_id')::numeric::bigint, count(*)"
-	" FROM (SELECT * FROM ins WHERE provider_responses IS NOT NULL) i"
-	"  CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(i.provider_responses)"
-	"  = 'array' THEN i.provider_responses END) WITH ORDINALITY AS t(e, n)"
-	" WHERE t.n < jsonb_array_length(i.provider_responses) AND jsonb_typeof(t.e -> 'model') = 'string'"
-	"  AND jsonb_typeof(t.e -> 'provider') = 'string' AND jsonb_typeof(t.e -> 'endpoint_id') = 'number'"
-	" GROUP BY 1, 2, 3, 4"
-	" ON CONFLICT (hour, model_id, provider_id, endpoint_id) DO UPDATE SET"
-	"  failures = f.failures + excluded.failures"
-	" RETURNING 1"
+/* The statement's data-modifying parts (CTEs), then what it answers. */
+#define CONSUMER_WITH \
+	"WITH ev AS ("	/* the batch's columns (evcols.h), in enum evcol order */ \
+	" SELECT x.*, timestamptz 'epoch' + x.ts * interval '1 millisecond' AS at" \
+	" FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[]," \
+	"  $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[]," \
+	"  $16::int8[], $17::int4[], $18::int4[], $19::int8[], $20::bool[], $21::bool[], $22::int4[], $23::int4[]," \
+	"  $24::text[], $25::text[])" \
+	"  AS x(id, ts, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct, cached," \
+	"  reasoning, cost, pcost, latency_ms, ttft_ms, tps_milli, stream, estimated, status, attempts, finish, tried)" \
+	"), ins AS (" \
+	" INSERT INTO usage_events (generation_id, created_at, account_id, key_id, app_url, app_title," \
+	"  model_id, model_author, provider_id, endpoint_id, prompt_tokens, completion_tokens," \
+	"  cached_tokens, reasoning_tokens, cost_nusd, provider_cost_nusd, latency_ms, ttft_ms," \
+	"  tps_milli, streamed, estimated, status, attempts, finish_reason, provider_responses)" \
+	" SELECT id, at, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct," \
+	"  coalesce(cached, 0), coalesce(reasoning, 0), cost, pcost, latency_ms, ttft_ms, tps_milli," \
+	"  stream, estimated, status, attempts, finish, tried::jsonb FROM ev" \
+	" ON CONFLICT DO NOTHING" \
+	" RETURNING generation_id, created_at, account_id, key_id, model_id, model_author, provider_id," \
+	"  coalesce(app_title, app_url, '') AS app, prompt_tokens, completion_tokens, cost_nusd," \
+	"  provider_cost_nusd, endpoint_id, status, streamed, latency_ms, ttft_ms, tps_milli," \
+	"  reasoning_tokens, provider_responses" \
+	"), g AS ("	/* the batch's new events summed once, at the finest grain of every rollup */ \
+	" SELECT date_trunc('hour', created_at) AS hour, (created_at AT TIME ZONE 'UTC')::date AS day, account_id," \
+	"  key_id, model_id, model_author, provider_id, endpoint_id, app, count(*) AS n," \
+	"  count(*) FILTER (WHERE status <> 200) AS failures, count(*) FILTER (WHERE streamed) AS streamed," \
+	"  sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct, sum(reasoning_tokens) AS rt, sum(cost_nusd) AS cost," \
+	"  sum(provider_cost_nusd) AS pcost, sum(latency_ms) AS lat, sum(ttft_ms) AS ttft, sum(tps_milli) AS tps," \
+	"  max(created_at) AS last" \
+	" FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9" \
+	"), led AS (" \
+	" INSERT INTO ledger (account_id, kind, amount_nusd, provider_cost_nusd, generations, note, created_at)" \
+	" SELECT account_id, 'usage', -sum(cost), sum(pcost), sum(n)," \
+	"  'usage: ' || sum(n) || ' generations of ' || day, max(last)" \
+	" FROM g GROUP BY account_id, day RETURNING generations" \
+	"), k AS (" \
+	" UPDATE api_keys SET usage_nusd = usage_nusd + s.c" \
+	" FROM (SELECT key_id, sum(cost) AS c FROM g GROUP BY key_id) s" \
+	" WHERE api_keys.id = s.key_id RETURNING 1" \
+	"), b AS (" \
+	" UPDATE accounts SET balance_nusd = balance_nusd - s.c" \
+	" FROM (SELECT account_id, sum(cost) AS c FROM g GROUP BY account_id) s" \
+	" WHERE accounts.id = s.account_id RETURNING 1" \
+	"), r AS (" \
+	" INSERT INTO usage_daily AS d (day, account_id, key_id, model_id, model_author, provider_id, app," \
+	"  requests, prompt_tokens, completion_tokens, reasoning_tokens, cost_nusd, provider_cost_nusd)" \
+	" SELECT day, account_id, key_id, model_id, model_author, provider_id, app, sum(n), sum(pt), sum(ct)," \
+	"  sum(rt), sum(cost), sum(pcost) FROM g GROUP BY 1, 2, 3, 4, 5, 6, 7" \
+	" ON CONFLICT (day, account_id, key_id, model_id, provider_id, app) DO UPDATE SET" \
+	"  requests = d.requests + excluded.requests," \
+	"  prompt_tokens = d.prompt_tokens + excluded.prompt_tokens," \
+	"  completion_tokens = d.completion_tokens + excluded.completion_tokens," \
+	"  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens," \
+	"  cost_nusd = d.cost_nusd + excluded.cost_nusd," \
+	"  provider_cost_nusd = d.provider_cost_nusd + excluded.provider_cost_nusd" \
+	" RETURNING 1" \
+	"), h AS (" \
+	" INSERT INTO usage_hourly AS h (hour, model_id, model_author, provider_id, endpoint_id, requests," \
+	"  failures, streamed, prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd," \
+	"  latency_ms_sum, ttft_ms_sum, tps_milli_sum)" \
+	" SELECT hour, model_id, model_author, provider_id, endpoint_id, sum(n), sum(failures), sum(streamed)," \
+	"  sum(pt), sum(ct), sum(cost), sum(pcost), sum(lat), sum(ttft), sum(tps) FROM g GROUP BY 1, 2, 3, 4, 5" \
+	" ON CONFLICT (hour, model_id, provider_id, endpoint_id) DO UPDATE SET" \
+	"  requests = h.requests + excluded.requests, failures = h.failures + excluded.failures," \
+	"  streamed = h.streamed + excluded.streamed," \
+	"  prompt_tokens = h.prompt_tokens + excluded.prompt_tokens," \
+	"  completion_tokens = h.completion_tokens + excluded.completion_tokens," \
+	"  cost_nusd = h.cost_nusd + excluded.cost_nusd," \
+	"  provider_cost_nusd = h.provider_cost_nusd + excluded.provider_cost_nusd," \
+	"  latency_ms_sum = h.latency_ms_sum + excluded.latency_ms_sum," \
+	"  ttft_ms_sum = h.ttft_ms_sum + excluded.ttft_ms_sum," \
+	"  tps_milli_sum = h.tps_milli_sum + excluded.tps_milli_sum" \
+	" RETURNING 1" \
+	"), de AS ("	/* per day and endpoint: market share and spend by model, provider, day */ \
+	" INSERT INTO usage_daily_endpoints AS x (day, model_id, model_author, provider_id, endpoint_id, requests," \
+	"  prompt_tokens, completion_tokens, cost_nusd, provider_cost_nusd)" \
+	" SELECT day, model_id, model_author, provider_id, endpoint_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost)" \
+	" FROM g GROUP BY 1, 2, 3, 4, 5" \
+	" ON CONFLICT (day, model_id, provider_id, endpoint_id) DO UPDATE SET" \
+	"  requests = x.requests + excluded.requests," \
+	"  prompt_tokens = x.prompt_tokens + excluded.prompt_tokens," \
+	"  completion_tokens = x.completion_tokens + excluded.completion_tokens," \
+	"  cost_nusd = x.cost_nusd + excluded.cost_nusd," \
+	"  provider_cost_nusd = x.provider_cost_nusd + excluded.provider_cost_nusd" \
+	" RETURNING 1" \
+	"), dk AS ("	/* per day, account and key: spend by account and key, statements */ \
+	" INSERT INTO usage_daily_keys AS y (day, account_id, key_id, requests, prompt_tokens, completion_tokens," \
+	"  cost_nusd, provider_cost_nusd)" \
+	" SELECT day, account_id, key_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost) FROM g GROUP BY 1, 2, 3" \
+	" ON CONFLICT (day, account_id, key_id) DO UPDATE SET" \
+	"  requests = y.requests + excluded.requests," \
+	"  prompt_tokens = y.prompt_tokens + excluded.prompt_tokens," \
+	"  completion_tokens = y.completion_tokens + excluded.completion_tokens," \
+	"  cost_nusd = y.cost_nusd + excluded.cost_nusd," \
+	"  provider_cost_nusd = y.provider_cost_nusd + excluded.provider_cost_nusd" \
+	" RETURNING 1" \
+	"), mk AS ("	/* per month, account and key: a month's spend by account and key */ \
+	" INSERT INTO usage_monthly_keys AS z (month, account_id, key_id, requests, prompt_tokens, completion_tokens," \
+	"  cost_nusd, provider_cost_nusd)" \
+	" SELECT date_trunc('month', day)::date, account_id, key_id, sum(n), sum(pt), sum(ct), sum(cost), sum(pcost)" \
+	" FROM g GROUP BY 1, 2, 3" \
+	" ON CONFLICT (month, account_id, key_id) DO UPDATE SET" \
+	"  requests = z.requests + excluded.requests," \
+	"  prompt_tokens = z.prompt_tokens + excluded.prompt_tokens," \
+	"  completion_tokens = z.completion_tokens + excluded.completion_tokens," \
+	"  cost_nusd = z.cost_nusd + excluded.cost_nusd," \
+	"  provider_cost_nusd = z.provider_cost_nusd + excluded.provider_cost_nusd" \
+	" RETURNING 1" \
+	"), fo AS ("	/* attempts failed over (all but the last one of a generation) */ \
+	" INSERT INTO attempts_hourly AS f (hour, model_id, provider_id, endpoint_id, failures)" \
+	" SELECT date_trunc('hour', i.created_at), t.e ->> 'model', t.e ->> 'provider'," \
+	"  (t.e ->> 'endpoint_id')::numeric::bigint, count(*)" \
+	" FROM (SELECT * FROM ins WHERE provider_responses IS NOT NULL) i" \
+	"  CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(i.provider_responses)" \
+	"  = 'array' THEN i.provider_responses END) WITH ORDINALITY AS t(e, n)" \
+	" WHERE t.n < jsonb_array_length(i.provider_responses) AND jsonb_typeof(t.e -> 'model') = 'string'" \
+	"  AND jsonb_typeof(t.e -> 'provider') = 'string' AND jsonb_typeof(t.e -> 'endpoint_id') = 'number'" \
+	" GROUP BY 1, 2, 3, 4" \
+	" ON CONFLICT (hour, model_id, provider_id, endpoint_id) DO UPDATE SET" \
+	"  failures = f.failures + excluded.failures" \
+	" RETURNING 1" \
 	")"
+
+const char consumer_sql[] =
+	CONSUMER_WITH
 	" SELECT (SELECT count(*) FROM ev)::text, (SELECT count(*) FROM ins)::text,"
 	" (SELECT coalesce(sum(generations), 0) FROM led)::text, (SELECT count(*) FROM r)::text, (SELECT count(*) FROM b)::text,"
 	" (SELECT max(ts) FROM ev)::text";
+
+/* The probe (see struct consumer): the same statement, which once every
+ * part has run (each counted to its end) fails on purpose, casting
+ * PROBE_MARK to an integer: PostgreSQL then rolls all of it back, in the
+ * statement's own implicit transaction, with no session state to leave
+ * behind. That error, its message naming PROBE_MARK, means PostgreSQL took
+ * the event. */
+#define PROBE_MARK "agora-billing-probe-ran"
+static const char probe_sql[] =
+	CONSUMER_WITH
+	" SELECT ('" PROBE_MARK ":' || ((SELECT count(*) FROM ev) + (SELECT count(*) FROM ins)"
+	" + (SELECT count(*) FROM g) + (SELECT count(*) FROM led) + (SELECT count(*) FROM k)"
+	" + (SELECT count(*) FROM b) + (SELECT count(*) FROM r) + (SELECT count(*) FROM h)"
+	" + (SELECT count(*) FROM de) + (SELECT count(*) FROM dk) + (SELECT count(*) FROM mk)"
+	" + (SELECT count(*) FROM fo)))::int::text";
 
 static void consumer_next(struct consumer *c);
 static int batch_send(struct consumer *c, struct batch *b);
@@ -592,12 +611,13 @@ refused_for_data(const PGresult *res)
 			 strncmp(state, "54", 2) == 0);
 }
 
-static void
-pg_ignore_cb(PGresult *res, const char *err, void *arg)
+/* Whether res is the probe's own failure: every part ran. */
+static int
+probe_ran(const PGresult *res)
 {
-	(void)res;
-	(void)err;
-	(void)arg;
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+	return msg && strstr(msg, PROBE_MARK ":") != NULL;
 }
 
 /* The probe's answer (see struct consumer). */
@@ -606,7 +626,7 @@ probe_cb(PGresult *res, const char *err, void *arg)
 {
 	struct consumer *c = arg;
 
-	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+	if (probe_ran(res)) {
 		c->refusing_all = 0;
 		dead_letter(c, c->cur, c->probe_id, c->probe_why);
 		batch_clear(c);		/* dead_letter acknowledges it once copied */
@@ -618,40 +638,38 @@ probe_cb(PGresult *res, const char *err, void *arg)
 		log_error("billing: PostgreSQL refuses an event it billed before too (%s): the fault is not the"
 			  " entries'; none is set apart, billing retries", PQresultErrorMessage(res));
 	} else if (!refused_for_data(res)) {
-		log_warn("billing: probe not answered: %s", res ? PQresultErrorMessage(res) : err);
+		log_warn("billing: probe not answered as it should be: %s",
+			 res ? PQresultErrorMessage(res) : err);
 	}
 	consumer_pause(c);
 }
 
-/* An event billed before (c->good) under a new id, written in a
- * transaction rolled back: whether PostgreSQL takes events at all. The
- * three statements are queued together, so nothing else on the connection
- * runs inside that transaction. 0: probe_cb goes on; -1: not sent. */
+/* An event billed before (c->good) under a new id, written by probe_sql.
+ * The id is put last: evcols takes a member's last value. 0: probe_cb goes
+ * on; -1: not sent. */
 static int
 probe_send(struct consumer *c)
 {
-	cJSON *o = cJSON_Parse(c->good);
-	char id[64], *json = NULL;
+	const char *end = strrchr(c->good, '}');
+	size_t head = end ? (size_t)(end - c->good) : 0, n;
 	struct evcols *cols = NULL;
 	const char *params[EC_N];
 	int lengths[EC_N], rc = -1;
+	char *json;
 
-	snprintf(id, sizeof(id), "agora-billing-probe-%lld-%u", (long long)clock_wall_ms(), c->probes++);
-	if (!o || !cJSON_ReplaceItemInObjectCaseSensitive(o, "id", cJSON_CreateString(id)) ||
-	    !(json = cJSON_PrintUnformatted(o)) || !(cols = cols_take(c)) ||
-	    evcols_add(cols, json, strlen(json)) < 0 || evcols_params(cols, params, lengths) < 0)
-		goto out;
-	rc = pgc_query(c->pg, "BEGIN", 0, NULL, pg_ignore_cb, NULL) < 0 ||
-	     pgc_query_prepared(c->pg, consumer_sql, EC_N, params, lengths, probe_cb, c) < 0 ||
-	     pgc_query(c->pg, "ROLLBACK", 0, NULL, pg_ignore_cb, NULL) < 0 ? -1 : 0;
-out:
+	if (!end || !(json = malloc(head + 96)))
+		return -1;
+	memcpy(json, c->good, head);
+	n = head + (size_t)snprintf(json + head, 96, ",\"id\":\"%s-%lld-%u\"}", PROBE_MARK,
+				     (long long)clock_wall_ms(), c->probes++);
+	if ((cols = cols_take(c)) && evcols_add(cols, json, n) == 0 && evcols_params(cols, params, lengths) == 0)
+		rc = pgc_query_prepared(c->pg, probe_sql, EC_N, params, lengths, probe_cb, c);
 	if (cols) {
 		struct batch b = { .cols = cols };
 
-		batch_drop_into(c, &b);		/* the columns back to the spares */
+		batch_drop_into(c, &b);		/* the columns back to the spares (pgc copied them) */
 	}
 	free(json);
-	cJSON_Delete(o);
 	return rc;
 }
 

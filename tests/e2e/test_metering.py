@@ -379,7 +379,7 @@ def test_postgresql_refusing_everything_sets_nothing_apart(stack):
     """When PostgreSQL refuses every event (a schema fault, here a trigger
     raising check_violation), billing sets no event apart: an entry refused
     alone is set apart only when PostgreSQL takes an event it billed before
-    (the probe, rolled back), and here it refuses that too. Billing stalls
+    (the probe, which PostgreSQL rolls back), and here it refuses that too. Billing stalls
     and retries, and once the fault is mended every event is billed. A lone
     entry PostgreSQL refuses, the fault mended, is set apart at once."""
     import redis
@@ -394,6 +394,10 @@ def test_postgresql_refusing_everything_sets_nothing_apart(stack):
     log0 = len(stack.log("billing"))
     said = lambda: stack.log("billing")[log0:].count("the fault is not the entries'")
     probe_rows = lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id LIKE 'agora-billing-probe-%%'")[0][0]
+    # billing has an event it billed to probe with, whatever ran before
+    s0, b0 = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "before the fault"}]})
+    assert s0 == 200
+    assert wait_for(lambda: stack.sql("SELECT 1 FROM usage_events WHERE generation_id = %s", b0["id"]), 10)
     stack.sql("CREATE FUNCTION agora_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
               " $$BEGIN RAISE EXCEPTION 'test: refuse all' USING ERRCODE = 'check_violation'; END$$")
     stack.sql("CREATE TRIGGER agora_test_refuse BEFORE INSERT ON usage_events"
