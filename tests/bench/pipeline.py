@@ -1,0 +1,139 @@
+#!/usr/bin/python3
+"""Where one answer's CPU goes, in a minute rather than `make bench`'s eleven:
+agora-router on the benchmark's stack (tests/bench/router.py: canned nginx
+upstream, every feature on), driven by wrk for a while, then the CPU each
+process family spent per answer (router, Redis, billing + PostgreSQL,
+billing's catching up included) and billing's batches. The figures the
+README quotes as "wrk, 8 s, back to back" come from here. A benchmark, not a
+test: it asserts nothing.
+
+  /usr/bin/python3 tests/bench/pipeline.py [--conns 32] [--seconds 8]
+      [--metering on|off] [--flush-ms N] [--pin] [--stop-billing] [--strace]
+
+--pin: the router on CPU 0, Redis, billing and PostgreSQL on CPU 1.
+--stop-billing: agora-billing stopped (SIGSTOP) while wrk runs.
+--strace: `strace -c` of the router while wrk runs (system calls per answer).
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import router as B  # noqa: E402  (the benchmark's stack and load helpers)
+
+
+def pids_of(st):
+    def pidfile(name):
+        with open(os.path.join(st.dir, "run", name + ".pid")) as f:
+            return int(f.read().strip())
+    with open(os.path.join(st.dir, "pg", "postmaster.pid")) as f:
+        pg = int(f.readline().strip())
+    return pidfile("redis"), pidfile("billing"), pg
+
+
+def billing_metrics(st):
+    raw = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % st.billing_port, timeout=5).read().decode()
+    out = {}
+    for name in ("agora_billing_batch_size_sum", "agora_billing_batch_size_count",
+                 "agora_billing_commit_seconds_sum"):
+        m = re.search(r"^%s (\S+)$" % name, raw, re.M)
+        out[name] = float(m.group(1)) if m else 0.0
+    return out
+
+
+def taskset(cpu, pids):
+    for p in pids:
+        for q in B.family(p):
+            subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(q)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+
+def strace_summary(path, answers):
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1].isidentifier() and parts[-1] != "total":
+                calls[parts[-1]] = int(parts[3])
+    return {k: round(v / max(1, answers), 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument("--metering", choices=("on", "off"), default="on")
+    ap.add_argument("--flush-ms", type=int, default=0)
+    ap.add_argument("--pin", action="store_true")
+    ap.add_argument("--stop-billing", action="store_true")
+    ap.add_argument("--strace", action="store_true")
+    a = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="agora-pipeline-")
+    os.chmod(tmp, 0o755)
+    st, upstream = B.canned_stack(tmp, "pipeline")
+    proc = None
+    try:
+        proc, port = B.agora(st, "pipeline", AGORA_METERING=a.metering, AGORA_METERING_FLUSH_MS=a.flush_ms)
+        body = os.path.join(tmp, "body.json")
+        with open(body, "w") as f:
+            f.write(B.chat_body("bench/chat", False))
+        headers = ["Content-Type: application/json", "Accept: application/json", "Authorization: Bearer " + st.key]
+        url = "http://127.0.0.1:%d/api/v1/chat/completions" % port
+        B.run_wrk(tmp, url, body, headers, a.conns, 2)          # warm-up
+        redis_pid, billing_pid, pg_pid = pids_of(st)
+        import redis
+        r = redis.Redis(port=st.redis_port, decode_responses=True)
+        B.billing_idle(r)
+        if a.pin:
+            taskset(0, [proc.pid])
+            taskset(1, [redis_pid, billing_pid, pg_pid])
+        tracer = None
+        if a.strace:
+            trace = os.path.join(tmp, "strace.txt")
+            tracer = subprocess.Popen(["strace", "-c", "-f", "-o", trace, "-p", str(proc.pid)],
+                                      stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        m0 = billing_metrics(st)
+        c0 = [B.cpu_seconds([p]) for p in (proc.pid, redis_pid)] + [B.cpu_seconds([billing_pid, pg_pid])]
+        if a.stop_billing:
+            os.kill(billing_pid, signal.SIGSTOP)
+        try:
+            o = B.run_wrk(tmp, url, body, headers, a.conns, a.seconds)
+        finally:
+            if a.stop_billing:
+                os.kill(billing_pid, signal.SIGCONT)
+        c1_router = B.cpu_seconds([proc.pid])
+        if tracer:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(30)
+        B.billing_idle(r)
+        c1 = [c1_router, B.cpu_seconds([redis_pid]), B.cpu_seconds([billing_pid, pg_pid])]
+        m1 = billing_metrics(st)
+        n = max(1, o["requests"])
+        batches = m1["agora_billing_batch_size_count"] - m0["agora_billing_batch_size_count"]
+        print(json.dumps(o))
+        print("CPU per answer: router %.1f us, Redis %.1f us, billing + PostgreSQL %.1f us"
+              % tuple((c1[i] - c0[i]) * 1e6 / n for i in range(3)))
+        if batches:
+            print("billing: %d batches, %.1f entries a batch, %.2f ms from statement to commit" % (
+                batches, (m1["agora_billing_batch_size_sum"] - m0["agora_billing_batch_size_sum"]) / batches,
+                (m1["agora_billing_commit_seconds_sum"] - m0["agora_billing_commit_seconds_sum"]) * 1e3 / batches))
+        if a.strace:
+            print("system calls per answer (router):", json.dumps(strace_summary(trace, o["requests"])))
+    finally:
+        if proc:
+            B.stop_proc(proc)
+        upstream.stop()
+        st.stop()
+
+
+if __name__ == "__main__":
+    main()
