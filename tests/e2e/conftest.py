@@ -94,6 +94,22 @@ class Stack:
         with open(self.catalog_path, "w") as f:
             json.dump(cat, f)
 
+    def import_model(self, model_id, providers, upstream_model, max_output=100000):
+        """Imports the stack's catalog plus model_id, served by providers
+        [(provider id, base URL)], OpenAI-style, one endpoint each at 1,000
+        micro-USD per million tokens. Re-import self.catalog to undo it."""
+        cat = json.loads(json.dumps(self.catalog))
+        for pid, url in providers:
+            cat["providers"].append({"id": pid, "name": pid + " AI", "api": "openai", "base_url": url})
+        cat["models"].append({"id": model_id, "name": "Test: " + model_id, "context_length": 8192,
+                              "endpoints": [{"provider": pid, "upstream_model": upstream_model,
+                                             "max_output": max_output,
+                                             "price": {"prompt_uusd_per_mtok": 1000,
+                                                       "completion_uusd_per_mtok": 1000}}
+                                            for pid, _ in providers]})
+        self.write_catalog(cat)
+        self.ctl("catalog", "import", self.catalog_path)
+
     def stack(self, cmd):
         return subprocess.run(["bash", os.path.join(ROOT, "deploy/devstack.sh"), cmd, self.dir],
                               env=self.env, capture_output=True, text=True, timeout=180)
@@ -302,6 +318,18 @@ def canned_stream_provider(body):
         def log_message(self, *args):
             pass
     return Canned
+
+
+def serve_provider(handler):
+    """An http.server of handler on a free loopback port, in a thread: (server,
+    its base URL). The caller shuts it down."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d/v1" % server.server_address[1]
 
 
 def sse_events(raw):

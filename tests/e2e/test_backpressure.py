@@ -3,17 +3,14 @@ fast provider does not make the router buffer the stream (its memory stays withi
 stream_buffer_bytes and a margin), and a provider dripping slowly to a fast client
 does not make it spin (its CPU time stays low). Behaviour, not speed: the speed
 figures are `make bench`'s (tests/bench/router.py)."""
-import copy
 import json
 import os
 import socket
-import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import pytest
 
-from conftest import canned_stream_provider, wait_for
+from conftest import canned_stream_provider, serve_provider, wait_for
 
 BUFFER = 65536                  # the router's stream_buffer_bytes here
 MARGIN = 3 << 20                # allocator slack, parser and socket buffers
@@ -38,17 +35,8 @@ FastProvider = canned_stream_provider(STREAM)    # STREAM to every completion, a
 @pytest.fixture(scope="module")
 def fast_model(stack):
     """A provider (a thread here) that streams 17 MB as fast as it can, as model test/fast."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FastProvider)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    cat = copy.deepcopy(stack.catalog)
-    cat["providers"].append({"id": "fast", "name": "Fast AI", "api": "openai",
-                             "base_url": "http://127.0.0.1:%d/v1" % server.server_address[1]})
-    cat["models"].append({"id": "test/fast", "name": "Test: Fast", "context_length": 8192,
-                          "endpoints": [{"provider": "fast", "upstream_model": "up-fast", "max_output": 100000,
-                                         "price": {"prompt_uusd_per_mtok": 1000, "completion_uusd_per_mtok": 1000}}]})
-    stack.write_catalog(cat)
-    stack.ctl("catalog", "import", stack.catalog_path)
+    server, url = serve_provider(FastProvider)
+    stack.import_model("test/fast", [("fast", url)], "up-fast")
     try:
         yield "test/fast"
     finally:

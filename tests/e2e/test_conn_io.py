@@ -12,11 +12,10 @@ import json
 import socket
 import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import pytest
 
-from conftest import canned_stream_provider, wait_for
+from conftest import canned_stream_provider, serve_provider, wait_for
 
 BIG = b"".join(("data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "up-big",
                                        "choices": [{"index": 0, "delta": {"content": "y" * 200},
@@ -107,17 +106,8 @@ def test_expect_100_continue(stack):
 def big_router(stack):
     """A router of its own (write time-out 500 ms, stream_buffer_bytes 64 KiB)
     and model test/big, ~11 MB of stream from a provider thread."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BigProvider)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    cat = json.loads(json.dumps(stack.catalog))
-    cat["providers"].append({"id": "big", "name": "Big AI", "api": "openai",
-                             "base_url": "http://127.0.0.1:%d/v1" % server.server_address[1]})
-    cat["models"].append({"id": "test/big", "name": "Test: Big", "context_length": 8192,
-                          "endpoints": [{"provider": "big", "upstream_model": "up-big", "max_output": 100000,
-                                         "price": {"prompt_uusd_per_mtok": 1000, "completion_uusd_per_mtok": 1000}}]})
-    stack.write_catalog(cat)
-    stack.ctl("catalog", "import", stack.catalog_path)
+    server, url = serve_provider(BigProvider)
+    stack.import_model("test/big", [("big", url)], "up-big")
     proc, port = stack.extra_router("router-conn-io", AGORA_CLIENT_WRITE_TIMEOUT_MS="500",
                                     AGORA_STREAM_BUFFER_BYTES="65536", AGORA_MAX_CONNECTIONS="3")
 
@@ -206,15 +196,9 @@ def unreachable_router(stack):
     TLS) are at 255.255.255.255: connect(2) fails at once (ENETUNREACH, or
     EACCES on a broadcast route) inside the connect call, the IP literal
     answered by evdns on the spot."""
-    cat = json.loads(json.dumps(stack.catalog))
-    for pid, url in (("unreach", "http://255.255.255.255:80/v1"), ("unreach-tls", "https://255.255.255.255:443/v1")):
-        cat["providers"].append({"id": pid, "name": pid + " AI", "api": "openai", "base_url": url})
-    cat["models"].append({"id": "test/unreach", "name": "Test: Unreachable", "context_length": 8192,
-                          "endpoints": [{"provider": pid, "upstream_model": "up-unreach", "max_output": 1024,
-                                         "price": {"prompt_uusd_per_mtok": 1000, "completion_uusd_per_mtok": 1000}}
-                                        for pid in ("unreach", "unreach-tls")]})
-    stack.write_catalog(cat)
-    stack.ctl("catalog", "import", stack.catalog_path)
+    stack.import_model("test/unreach", [("unreach", "http://255.255.255.255:80/v1"),
+                                        ("unreach-tls", "https://255.255.255.255:443/v1")],
+                       "up-unreach", max_output=1024)
     proc, port = stack.extra_router("router-unreach")
 
     def has_model():
