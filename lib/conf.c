@@ -47,6 +47,10 @@ static const struct conf_key conf_keys[] = {
 	S("redis_sentinels", redis_sentinels, "",
 	  "Sentinel mode: sentinels ip:port,ip:port,... asked for the master redis_master_name (empty: not used)"),
 	S("redis_master_name", redis_master_name, "agora", "the master's name in the sentinels' configuration"),
+	S("redis_user", redis_user, "", "Redis ACL user the links AUTH as (empty: the default user)"),
+	SECRET("redis_password", redis_password, "",
+	       "Redis password: every link to a Redis server (not to a sentinel) sends AUTH first (empty: no AUTH)"),
+	S("redis_password_file", redis_password_file, "", "file holding redis_password (first line)"),
 	S("redis_cluster", redis_cluster, "",
 	  "Cluster mode: seed nodes ip:port,... of a Redis Cluster (wins over redis_sentinels; empty: not used)"),
 	I("usage_shards", usage_shards, 1, 64, "1",
@@ -190,21 +194,22 @@ fail:
 	return rc;
 }
 
+/* A secret from the first line of its file, unless set already. */
 static int
-conf_read_secret(struct agora_conf *c, char *err, size_t errlen)
+conf_read_secret(char *buf, size_t size, const char *path, const char *name, char *err, size_t errlen)
 {
 	FILE *f;
 
-	if (c->key_secret[0] || !c->key_secret_file[0])
+	if (buf[0] || !path[0])
 		return 0;
-	if (!(f = fopen(c->key_secret_file, "r"))) {
-		snprintf(err, errlen, "key_secret_file %s: %s", c->key_secret_file, strerror(errno));
+	if (!(f = fopen(path, "r"))) {
+		snprintf(err, errlen, "%s %s: %s", name, path, strerror(errno));
 		return -1;
 	}
-	if (!fgets(c->key_secret, sizeof(c->key_secret), f))
-		c->key_secret[0] = '\0';
+	if (!fgets(buf, (int)size, f))
+		buf[0] = '\0';
 	fclose(f);
-	c->key_secret[strcspn(c->key_secret, "\r\n")] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
 	return 0;
 }
 
@@ -229,7 +234,10 @@ conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen)
 		if ((v = getenv(env)) && conf_set(c, &conf_keys[i], v, err, errlen) < 0)
 			return -1;
 	}
-	if (conf_read_secret(c, err, errlen) < 0)
+	if (conf_read_secret(c->key_secret, sizeof(c->key_secret), c->key_secret_file, "key_secret_file", err,
+			     errlen) < 0 ||
+	    conf_read_secret(c->redis_password, sizeof(c->redis_password), c->redis_password_file,
+			     "redis_password_file", err, errlen) < 0)
 		return -1;
 	if (!c->key_secret[0]) {
 		snprintf(err, errlen, "key_secret (or key_secret_file) must be set");

@@ -24,6 +24,9 @@ struct agora_conf {
 	int redis_port;
 	char redis_sentinels[512];		/* ip:port,...: Sentinel mode */
 	char redis_master_name[128];		/* the master the sentinels watch */
+	char redis_user[128];			/* ACL user (empty: default) */
+	char redis_password[256];		/* AUTH on every link (empty: none) */
+	char redis_password_file[512];		/* or read it from this file */
 	char redis_cluster[512];		/* ip:port,... seeds: Cluster mode */
 	int usage_shards;			/* usage stream shards (1: `usage`) */
 	int redis_wait_replicas;		/* usage XADDs confirmed by WAIT */

@@ -83,6 +83,7 @@ struct rds {
 	redisAsyncContext *old[RDS_MAX_OLD];	/* detached, answering what they owe */
 	int freeing;
 	long long inflight;
+	char user[128], pass[256];	/* AUTH on every node link (pass empty: none) */
 	rds_connect_fn fn;
 	void *arg;
 	struct rds_stats st;
@@ -351,6 +352,56 @@ role_cb(redisAsyncContext *ac, void *reply, void *arg)
 	redisAsyncDisconnect(ac);
 }
 
+/* A node link is connected, and authenticated when AUTH is configured. */
+static void
+node_ready(struct rds_node *n)
+{
+	if (n->r->kind == RDS_SENTINEL) {
+		if (redisAsyncCommand(n->ac, role_cb, n, "ROLE") != REDIS_OK)
+			redisAsyncDisconnect(n->ac);
+		return;
+	}
+	n->up = 1;
+	if (n->r->kind != RDS_CLUSTER) {
+		rds_up(n->r);
+	} else if (!n->r->mapped || n->lost) {
+		n->r->announce = 1;	/* back after a loss: callers resume */
+		cluster_refresh(n->r);
+	}
+	n->lost = 0;
+}
+
+static void
+auth_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct rds_node *n = arg;
+	redisReply *rep = reply;
+
+	if (!rep || n->r->freeing || n->ac != ac)
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		/* what was queued behind AUTH is answered NOAUTH, then the link
+		 * closes and is made again after the back-off */
+		log_error("redis: %s:%d refused AUTH as %s: %s", n->a.host, n->a.port,
+			  n->r->user[0] ? n->r->user : "the default user", rep->str);
+		redisAsyncDisconnect(ac);
+		return;
+	}
+	node_ready(n);
+}
+
+/* AUTH, the first command of a new link: queued before anything else can
+ * be (cluster mode sends on a link still connecting). */
+static int
+auth_send(struct rds_node *n)
+{
+	struct rds *r = n->r;
+
+	if (r->user[0])
+		return redisAsyncCommand(n->ac, auth_cb, n, "AUTH %s %s", r->user, r->pass) == REDIS_OK ? 0 : -1;
+	return redisAsyncCommand(n->ac, auth_cb, n, "AUTH %s", r->pass) == REDIS_OK ? 0 : -1;
+}
+
 static void
 node_on_connect(const redisAsyncContext *ac, int status)
 {
@@ -365,19 +416,8 @@ node_on_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	log_info("redis: connected to %s:%d", n->a.host, n->a.port);
-	if (n->r->kind == RDS_SENTINEL) {
-		if (redisAsyncCommand(n->ac, role_cb, n, "ROLE") != REDIS_OK)
-			redisAsyncDisconnect(n->ac);
-		return;
-	}
-	n->up = 1;
-	if (n->r->kind != RDS_CLUSTER) {
-		rds_up(n->r);
-	} else if (!n->r->mapped || n->lost) {
-		n->r->announce = 1;	/* back after a loss: callers resume */
-		cluster_refresh(n->r);
-	}
-	n->lost = 0;
+	if (!n->r->pass[0])
+		node_ready(n);	/* else auth_cb, once AUTH is answered */
 }
 
 static void
@@ -409,11 +449,19 @@ node_connect(struct rds_node *n)
 	n->gen++;
 	n->opened_ms = n->pong_ms = clock_mono_ms();
 	n->ping_out = 0;
-	if (!(n->ac = ctx_open(n->r, &n->a, n, node_on_connect, node_on_disconnect))) {
-		timer_in(n->retry, RDS_BACKOFF_MS);
-		return -1;
+	if (!(n->ac = ctx_open(n->r, &n->a, n, node_on_connect, node_on_disconnect)))
+		goto fail;
+	if (n->r->pass[0] && auth_send(n) < 0) {
+		log_warn("redis: %s:%d: out of memory", n->a.host, n->a.port);
+		n->ac->data = NULL;
+		redisAsyncFree(n->ac);
+		n->ac = NULL;
+		goto fail;
 	}
 	return 0;
+fail:
+	timer_in(n->retry, RDS_BACKOFF_MS);
+	return -1;
 }
 
 /* Leaves a node's link (a new master): it closes once its replies are in,
@@ -1097,15 +1145,15 @@ rds_new(struct event_base *base, const struct agora_conf *c, char *err, size_t e
 	enum rds_kind kind = c->redis_cluster[0] ? RDS_CLUSTER : c->redis_sentinels[0] ? RDS_SENTINEL : RDS_STANDALONE;
 	struct rds *r;
 
-	if (kind == RDS_STANDALONE) {
-		if (!(r = rds_new_standalone(base, c->redis_host, c->redis_port)))
-			snprintf(err, errlen, "out of memory");
-		return r;
-	}
-	if (!(r = rds_alloc(base, kind))) {
+	if (!(r = kind == RDS_STANDALONE ? rds_new_standalone(base, c->redis_host, c->redis_port)
+					 : rds_alloc(base, kind))) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	snprintf(r->user, sizeof(r->user), "%s", c->redis_user);
+	snprintf(r->pass, sizeof(r->pass), "%s", c->redis_password);
+	if (kind == RDS_STANDALONE)
+		return r;
 	if (seeds_parse(r, kind == RDS_CLUSTER ? c->redis_cluster : c->redis_sentinels, err, errlen) < 0)
 		goto fail;
 	snprintf(r->master_name, sizeof(r->master_name), "%s", c->redis_master_name);
@@ -1202,5 +1250,6 @@ rds_free(struct rds *r)
 		event_free(r->sub_timer);
 	if (r->watch)
 		event_free(r->watch);
+	explicit_bzero(r->pass, sizeof(r->pass));
 	free(r);
 }

@@ -1,6 +1,6 @@
 /*
  * Configuration: defaults, file, environment overrides, bounds, errors, and
- * the key secret from a file.
+ * the key secret and the Redis password from a file.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,6 +126,20 @@ test_secret_file(void **state)
 	assert_string_equal(c.key_secret, "from-a-file");
 	unsetenv("AGORA_KEY_SECRET_FILE");
 	setenv("AGORA_KEY_SECRET", "s3cret", 1);
+
+	/* redis_password the same way; a value given wins over the file */
+	write_conf("redis pw with spaces\r\nsecond line\n");
+	setenv("AGORA_REDIS_PASSWORD_FILE", path, 1);
+	assert_int_equal(conf_load(&c, NULL, err, sizeof(err)), 0);
+	assert_string_equal(c.redis_password, "redis pw with spaces");
+	setenv("AGORA_REDIS_PASSWORD", "given", 1);
+	assert_int_equal(conf_load(&c, NULL, err, sizeof(err)), 0);
+	assert_string_equal(c.redis_password, "given");
+	unsetenv("AGORA_REDIS_PASSWORD");
+	setenv("AGORA_REDIS_PASSWORD_FILE", "/nonexistent/agora-redis-password", 1);
+	assert_int_equal(conf_load(&c, NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "redis_password_file"));
+	unsetenv("AGORA_REDIS_PASSWORD_FILE");
 }
 
 /* pg_listen_dsn and analytics_pg_dsn fall back to pg_dsn when empty. */
