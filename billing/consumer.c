@@ -125,8 +125,9 @@ struct consumer {
 	struct event *timer;		/* pause after errors */
 	struct event *linger;		/* a small batch: the next read waits */
 	struct event *trim_timer;	/* trims what a burst left, TRIM_MS later */
-	int last_nids;			/* entries of the last batch sent */
-	/* A batch of LINGER_MIN entries or more, but fewer than half `batch`,
+	int last_events;		/* events of the last batch sent */
+	int per_entry;			/* and per stream entry, rounded up (>= 1) */
+	/* A batch of LINGER_MIN events or more, but fewer than half `batch`,
 	 * means a heavy flow read faster than it comes: the next read waits
 	 * until linger_ms after that batch's statement was sent, so the flow
 	 * is billed in batches of hundreds rather than dozens. Each
@@ -374,7 +375,7 @@ any_pending(const struct consumer *c)
 	return -1;
 }
 
-/* Whether a batch of n entries makes the next read wait: a heavy flow
+/* Whether a batch of n events makes the next read wait: a heavy flow
  * (LINGER_MIN or more) that did not fill half a batch. */
 static int
 lingers(const struct consumer *c, int n)
@@ -388,7 +389,7 @@ consumer_linger(struct consumer *c)
 {
 	long long ms;
 
-	if (!lingers(c, c->last_nids))
+	if (!lingers(c, c->last_events))
 		return 0;
 	ms = (clock_mono_us() - c->t_write_us) / 1000;
 	if (ms >= c->linger_ms)
@@ -761,15 +762,33 @@ event_valid(const char *s, size_t len)
 	return ok;
 }
 
+/* The events of an entry ([id, [field, value, ...]]): the values of its
+ * fields `e` (a router writes up to RDS_ENTRY_EVENTS_MAX an entry), from *j on;
+ * NULL after the last. */
+static const redisReply *
+entry_event(const redisReply *e, size_t *j)
+{
+	const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
+
+	for (; f && f->type == REDIS_REPLY_ARRAY && *j + 1 < f->elements; *j += 2)
+		if (f->element[*j]->type == REDIS_REPLY_STRING && strcmp(f->element[*j]->str, "e") == 0 &&
+		    f->element[*j + 1]->type == REDIS_REPLY_STRING) {
+			*j += 2;
+			return f->element[*j - 1];
+		}
+	return NULL;
+}
+
 /* ---- dead letters ---- */
 
-/* A refused entry on its way to the dead-letter stream. */
+/* A refused entry on its way to the dead-letter stream (or split). */
 struct dead {
 	struct consumer *c;
 	int shard;
 	char id[RDS_ID_LEN];
 	char key[KEY_LEN + 8];
 	char why[DEAD_WHY_LEN];
+	int left, failed;		/* a split: XADDs awaiting their answer, failed */
 };
 
 /* The copy's XADD answered: the entry is acknowledged only now, so that
@@ -833,6 +852,65 @@ fail:
 	free(d);
 }
 
+/* One of a split's XADDs answered; the last one acknowledges the entry
+ * when all went in (else it stays pending, split again later: billing
+ * drops the copies it billed already, by generation id). */
+static void
+split_done(struct dead *d)
+{
+	const struct shard *sh = &d->c->shards[d->shard];
+
+	if (--d->left > 0)
+		return;
+	if (d->failed) {
+		d->c->st.redis_errors++;
+		log_error("billing: entry %s of %s could not be split; left pending, tried again later", d->id, sh->key);
+	} else {
+		rds_command(d->c->rd, sh->key, sh->len, NULL, NULL, "XACK %b %s %s", sh->key, sh->len, GROUP, d->id);
+	}
+	free(d);
+}
+
+static void
+split_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct dead *d = arg;
+
+	(void)rd;
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		d->failed = 1;
+	split_done(d);
+}
+
+/* An entry of several events (a router writes up to RDS_ENTRY_EVENTS_MAX an
+ * entry), one of which is refused: its events are added back to the
+ * stream one an entry (with `split_from` = its id), and it is
+ * acknowledged once they are in. Each is then billed, or set apart,
+ * alone: a bad event does not take the good ones beside it to the
+ * dead-letter stream. */
+static void
+dead_split(struct dead *d, const redisReply *f, int n)
+{
+	const struct shard *sh = &d->c->shards[d->shard];
+
+	log_warn("billing: entry %s of %s refused (%s): its %d events go back to the stream one an entry", d->id,
+		 sh->key, d->why, n);
+	d->left = 1;		/* held until every XADD is sent */
+	for (size_t j = 0; j + 1 < f->elements; j += 2) {
+		const redisReply *k = f->element[j], *v = f->element[j + 1];
+
+		if (k->type != REDIS_REPLY_STRING || strcmp(k->str, "e") != 0 || v->type != REDIS_REPLY_STRING)
+			continue;
+		if (rds_command(d->c->rd, sh->key, sh->len, split_cb, d, "XADD %b * e %b split_from %s", sh->key,
+				sh->len, v->str, v->len, d->id) == 0)
+			d->left++;
+		else
+			d->failed = 1;
+	}
+	d->c->st.split_entries++;
+	split_done(d);
+}
+
 /* XRANGE reply: [[id, [field, value, ...]]], or [] for an entry deleted
  * from the stream while pending (copied with no fields). */
 static void
@@ -840,6 +918,7 @@ dead_range_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct dead *d = arg;
 	const redisReply *e, *f = NULL;
+	int events = 0;
 
 	(void)rd;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -852,6 +931,14 @@ dead_range_cb(struct rds *rd, redisReply *r, void *arg)
 	e = r->elements > 0 && r->element[0]->type == REDIS_REPLY_ARRAY ? r->element[0] : NULL;
 	if (e && e->elements > 1 && e->element[1]->type == REDIS_REPLY_ARRAY)
 		f = e->element[1];
+	for (size_t j = 0; e && entry_event(e, &j);)
+		events++;
+	if (events > 1) {
+		dead_split(d, f, events);
+		return;
+	}
+	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
+		  d->c->shards[d->shard].key, d->why, d->key);
 	dead_copy(d, f);
 }
 
@@ -875,8 +962,6 @@ dead_letter(struct consumer *c, int shard, const char *id, const char *why)
 	snprintf(d->id, sizeof(d->id), "%s", id);
 	snprintf(d->key, sizeof(d->key), "%s" DEAD_SUFFIX, sh->key);
 	snprintf(d->why, sizeof(d->why), "%s", why);
-	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
-		  sh->key, d->why, d->key);
 	if (rds_command(c->rd, sh->key, sh->len, dead_range_cb, d, "XRANGE %b %s %s", sh->key, sh->len, d->id,
 			d->id) < 0)
 		goto fail;
@@ -885,19 +970,6 @@ fail:
 	log_error("billing: entry %s of %s refused (%s) and could not be copied to its dead-letter stream;"
 		  " left pending, tried again later", id, sh->key, why);
 	free(d);
-}
-
-/* The event text of an entry ([id, [field, value, ...]]), or NULL. */
-static const redisReply *
-entry_event(const redisReply *e)
-{
-	const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
-
-	for (size_t j = 0; f && f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
-		if (f->element[j]->type == REDIS_REPLY_STRING && strcmp(f->element[j]->str, "e") == 0 &&
-		    f->element[j + 1]->type == REDIS_REPLY_STRING)
-			return f->element[j + 1];
-	return NULL;
 }
 
 /* An entry the batch will not carry, dead-lettered when it is sent. */
@@ -910,6 +982,37 @@ batch_refuse(struct batch *b, const redisReply *id, const char *why, size_t max)
 		return -1;
 	memcpy(b->refused[b->nrefused].id, id->str, id->len + 1);
 	b->refused[b->nrefused++].why = why;
+	return 0;
+}
+
+/* An entry's events into the batch's columns, all or none. 0; -1 none (why
+ * says which), -2 out of memory. */
+static int
+entry_add(struct consumer *c, struct batch *b, const redisReply *e, const char **why)
+{
+	const redisReply *ev;
+	struct evcols_mark mark;
+	size_t j = 0;
+	int rc = 0, n = 0;
+
+	*why = "no event (field e)";
+	evcols_mark(b->cols, &mark);
+	while (rc == 0 && (ev = entry_event(e, &j))) {
+		int valid = !c->validate || event_valid(ev->str, ev->len);
+
+		*why = valid ? "not a usage event the tables can hold" : "refused by validation";
+		rc = valid ? evcols_add(b->cols, ev->str, ev->len) : -1;
+		n++;
+	}
+	if (rc == 0 && n == 0)
+		rc = -1;
+	if (rc < 0) {
+		evcols_rollback(b->cols, &mark);
+		return rc;
+	}
+	j = 0;
+	if (!b->sample && (ev = entry_event(e, &j)) && !(b->sample = strndup(ev->str, ev->len)))
+		return -2;
 	return 0;
 }
 
@@ -926,21 +1029,14 @@ batch_build(struct consumer *c, int shard, const redisReply *entries, struct bat
 	if (!(b->cols = cols_take(c)) || !(b->ids = calloc(entries->elements ? entries->elements : 1, sizeof(char *))))
 		goto fail;
 	for (size_t i = 0; i < entries->elements; i++) {
-		const redisReply *e = entries->element[i], *ev;
-		const char *why = "no event (field e)";
-		int rc = -1;
+		const redisReply *e = entries->element[i];
+		const char *why;
+		int rc;
 
 		if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
 			continue;
-		if ((ev = entry_event(e))) {
-			int valid = !c->validate || event_valid(ev->str, ev->len);
-
-			why = valid ? "not a usage event the tables can hold" : "refused by validation";
-			if (valid && (rc = evcols_add(b->cols, ev->str, ev->len)) == -2)
-				goto fail;
-			if (rc == 0 && !b->sample && !(b->sample = strndup(ev->str, ev->len)))
-				goto fail;
-		}
+		if ((rc = entry_add(c, b, e, &why)) == -2)
+			goto fail;
 		if (rc < 0) {
 			if (batch_refuse(b, e->element[0], why, entries->elements) < 0)
 				goto fail;
@@ -969,6 +1065,18 @@ read_entries(const redisReply *r)
 	return NULL;
 }
 
+/* Entries to read for a batch of `batch` events: a router writes several
+ * events an entry under load (the last batch's mean says how many; the
+ * first read assumes the most). A flow that grows from one event an entry
+ * to many can make one batch up to RDS_ENTRY_EVENTS_MAX times `batch`. */
+static int
+read_count(const struct consumer *c)
+{
+	int n = c->batch / (c->per_entry > 0 ? c->per_entry : 1);
+
+	return n > 0 ? n : 1;
+}
+
 /* XREADGROUP of shard s: from "0" (our pending entries) or ">" (new ones,
  * blocking for block_ms when not NULL). */
 static int
@@ -978,7 +1086,7 @@ read_shard(struct consumer *c, int s, const char *from, const char *block_ms, rd
 	char count[16];
 
 	/* isolating a refused batch: its entries come back one at a time */
-	snprintf(count, sizeof(count), "%d", c->isolate && strcmp(from, ">") != 0 ? 1 : c->batch);
+	snprintf(count, sizeof(count), "%d", c->isolate && strcmp(from, ">") != 0 ? 1 : read_count(c));
 	if (block_ms)
 		return rds_command(c->rd, sh->key, sh->len, fn, c, "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %b %s",
 				   GROUP, c->name, count, block_ms, sh->key, sh->len, from);
@@ -998,7 +1106,9 @@ batch_send(struct consumer *c, struct batch *b)
 	c->cur = b->shard;
 	c->ids = b->ids;
 	c->nids = b->nids;
-	c->last_nids = b->nids;
+	c->last_events = b->events;
+	if (b->nids > 0)
+		c->per_entry = b->events > b->nids ? (b->events + b->nids - 1) / b->nids : 1;
 	b->ids = NULL;
 	b->nids = 0;
 	c->st.events += b->events;
@@ -1138,7 +1248,7 @@ claim_shard(struct consumer *c, int s)
 	const struct shard *sh = &c->shards[s];
 	char count[16], idle[16];
 
-	snprintf(count, sizeof(count), "%d", c->batch);
+	snprintf(count, sizeof(count), "%d", read_count(c));
 	snprintf(idle, sizeof(idle), "%d", c->claim_idle_ms);
 	return rds_command(c->rd, sh->key, sh->len, claim_cb, c, "XAUTOCLAIM %b %s %s %s 0-0 COUNT %s", sh->key,
 			   sh->len, GROUP, c->name, idle, count);
@@ -1287,6 +1397,7 @@ consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char
 	c->pg = pg;
 	c->rd = rd;
 	c->claim_due = 1;
+	c->per_entry = RDS_ENTRY_EVENTS_MAX;	/* until a batch says how many */
 	shards_init(c, shards);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->timer = evtimer_new(base, pause_cb, c);

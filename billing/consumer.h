@@ -20,6 +20,7 @@ struct consumer;
 
 struct consumer_stats {
 	long long batches, events, inserted, duplicates, acked, claimed, pg_errors, bad_entries;
+	long long split_entries;	/* entries of several events, one refused: split */
 	long long redis_errors;		/* failed reads, XACKs and dead-letter copies */
 	long long dead_letters;		/* refused entries copied to `<stream>:dead` */
 	long long newest_ts_ms;		/* newest committed event's created_at (0: none yet) */

@@ -477,6 +477,26 @@ evcols_count(const struct evcols *c)
 	return c->n;
 }
 
+void
+evcols_mark(const struct evcols *c, struct evcols_mark *m)
+{
+	m->n = c->n;
+	for (int i = 0; i < EC_N; i++) {
+		m->len[i] = c->col[i].len;
+		m->hasnull[i] = c->hasnull[i];
+	}
+}
+
+void
+evcols_rollback(struct evcols *c, const struct evcols_mark *m)
+{
+	c->n = m->n;
+	for (int i = 0; i < EC_N; i++) {
+		c->col[i].len = m->len[i];
+		c->hasnull[i] = m->hasnull[i];
+	}
+}
+
 int
 evcols_params(struct evcols *c, const char *values[EC_N], int lengths[EC_N])
 {

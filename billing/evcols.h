@@ -48,6 +48,15 @@ void evcols_reset(struct evcols *c);
 int evcols_add(struct evcols *c, const char *json, size_t len);
 /* Events appended so far. */
 int evcols_count(const struct evcols *c);
+/* Where c stands, and back to it: the events appended since are dropped (a
+ * stream entry's events go into a batch all or none). */
+struct evcols_mark {
+	int n;
+	size_t len[EC_N];
+	int hasnull[EC_N];
+};
+void evcols_mark(const struct evcols *c, struct evcols_mark *m);
+void evcols_rollback(struct evcols *c, const struct evcols_mark *m);
 /* The EC_N arrays as binary parameters (values[i], lengths[i]), valid until
  * evcols_free. Call once, after the last evcols_add. 0, or -1. */
 int evcols_params(struct evcols *c, const char *values[EC_N], int lengths[EC_N]);

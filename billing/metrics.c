@@ -181,6 +181,9 @@ counters(struct evbuffer *b, const struct consumer_stats *st)
 		     st->claimed);
 	prom_counter(b, "agora_billing_bad_entries_total", "stream entries refused (not usage events billing can bill)",
 		     st->bad_entries);
+	prom_counter(b, "agora_billing_split_entries_total",
+		     "stream entries of several events, one refused, whose events went back to the stream one an entry",
+		     st->split_entries);
 	prom_counter(b, "agora_billing_dead_letters_total",
 		     "refused entries copied to their stream's dead-letter stream <stream>:dead, then acknowledged",
 		     st->dead_letters);

@@ -76,12 +76,14 @@ struct meter {
 	struct queued {
 		char *json;
 		size_t len;
-		int64_t account_id;
+		int shard;
 	} queue[METER_QUEUE_MAX];
 	int nqueue;
 	int flush_ms;			/* 0: sent at the end of the loop turn */
 	int draining;			/* meter_drain: nothing held any more */
 	struct event *flush_ev;
+	struct event *turn_ev;		/* flush_ms 0: sends them after this loop turn */
+	int turn_active;
 	struct meter_stats st;
 
 	pthread_t thread;
@@ -184,7 +186,7 @@ meter_event_json(const struct usage_event *e)
 
 /* Queues one line for the writer thread. -1 when the spool is full. */
 static int
-spool_append(struct meter *m, const char *json)
+spool_append(struct meter *m, const char *json, int lines)
 {
 	size_t n = strlen(json);
 	int rc = -1;
@@ -206,7 +208,7 @@ spool_append(struct meter *m, const char *json)
 		m->pending[m->pending_len + n] = '\n';
 		m->pending_len += n + 1;
 		m->spool_bytes += (int64_t)n + 1;
-		m->st.spooled++;
+		m->st.spooled += lines;
 		rc = 0;
 		pthread_cond_signal(&m->cv);
 	} else {
@@ -250,7 +252,8 @@ struct xadd_ctx {
 	int replay, shard;
 	uint64_t link;			/* rds_link it was written on (WAIT) */
 	struct xadd_ctx *next;		/* awaiting the same WAIT */
-	char *json;			/* the event, ours (spooled if it fails) */
+	char *json;			/* the entry's events, ours, one a line (spooled if it fails) */
+	int n;				/* how many */
 };
 
 /* An XADD settled: delivered (ok), or spooled to be sent again. */
@@ -265,12 +268,12 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 
 			evtimer_add(m->retry_ev, &tv);
 		}
-		if (spool_append(m, x->json) < 0)
-			log_error("meter: event %.40s lost: Redis failed and the spool is full", x->json);
+		if (spool_append(m, x->json, x->n) < 0)
+			log_error("meter: %d events from %.40s lost: Redis failed and the spool is full", x->n, x->json);
 	} else if (x->replay) {
-		m->st.replayed++;
+		m->st.replayed += x->n;
 	} else {
-		m->st.emitted++;
+		m->st.emitted += x->n;
 	}
 	if (x->replay)
 		replay_release(m);
@@ -424,18 +427,33 @@ json_account(const char *json, size_t len)
 	return p ? strtoll(p + 10, NULL, 10) : 0;
 }
 
-/* Sends one event (json: malloc'd, NUL-terminated, len bytes). 0: json is
- * taken (freed once the XADD settles); -1: not sent, json still the
- * caller's. */
+/* Sends one stream entry of n events (json: malloc'd, NUL-terminated, len
+ * bytes, the events one a line) to a shard: XADD <key> * e <event> e
+ * <event> ... 0: json is taken (freed once the XADD settles); -1: not sent,
+ * json still the caller's. */
 static int
-xadd(struct meter *m, char *json, size_t len, int64_t account_id, int replay)
+xadd(struct meter *m, char *json, size_t len, int shard, int n, int replay)
 {
-	int shard = rds_shard_of(account_id, m->nshards);
-	const char *argv[5] = { "XADD", m->shard_key[shard], "*", "e", NULL };
-	size_t argl[5] = { 4, m->shard_len[shard], 1, 1, 0 };
+	const char *argv[3 + 2 * RDS_ENTRY_EVENTS_MAX] = { "XADD", m->shard_key[shard], "*" };
+	size_t argl[3 + 2 * RDS_ENTRY_EVENTS_MAX] = { 4, m->shard_len[shard], 1 };
 	struct xadd_ctx *x;
+	char *p = json, *end = json + len;
+	int argc = 3;
 
-	if (!rds_is_connected(m->rd) || m->inflight >= METER_MAX_INFLIGHT || !(x = malloc(sizeof(*x))))
+	if (n < 1 || n > RDS_ENTRY_EVENTS_MAX || !rds_is_connected(m->rd) || m->inflight >= METER_MAX_INFLIGHT)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		char *nl = i + 1 < n ? memchr(p, '\n', (size_t)(end - p)) : end;
+
+		if (!nl)
+			return -1;
+		argv[argc] = "e";
+		argl[argc++] = 1;
+		argv[argc] = p;
+		argl[argc++] = (size_t)(nl - p);
+		p = nl + 1;
+	}
+	if (!(x = malloc(sizeof(*x))))
 		return -1;
 	x->m = m;
 	x->replay = replay;
@@ -446,10 +464,9 @@ xadd(struct meter *m, char *json, size_t len, int64_t account_id, int replay)
 	 * cover it */
 	x->link = m->wait_replicas > 0 ? rds_link(m->rd, argv[1], argl[1]) : 0;
 	x->json = json;
-	argv[4] = json;
-	argl[4] = len;
+	x->n = n;
 	/* argv, not a format string: hiredis parses a format on every call */
-	if (rds_command_argv(m->rd, argv[1], argl[1], xadd_cb, x, 5, argv, argl) < 0) {
+	if (rds_command_argv(m->rd, argv[1], argl[1], xadd_cb, x, argc, argv, argl) < 0) {
 		free(x);
 		return -1;
 	}
@@ -540,63 +557,113 @@ live_count(struct meter *m, const struct usage_event *ev)
 	}
 }
 
-/* Sends one event now, or spools it. -1: lost (the spool is full). */
+/* Spools what could not be sent (json: n events, one a line, freed). -1:
+ * lost (the spool is full). */
 static int
-spool_or_lose(struct meter *m, char *json)
+spool_or_lose(struct meter *m, char *json, int n)
 {
-	int rc = spool_append(m, json);
+	int rc = spool_append(m, json, n);
 
 	if (rc < 0)
-		log_error("meter: event %.40s lost: Redis away and the spool is full", json);
+		log_error("meter: %d events from %.40s lost: Redis away and the spool is full", n, json);
 	free(json);
 	return rc;
 }
 
-static int
-send_or_spool(struct meter *m, char *json, size_t len, int64_t account_id)
+/* The next stream entry of a shard's queued events, from at on: up to
+ * RDS_ENTRY_EVENTS_MAX, one a line (one event: its own text, not copied); those
+ * taken are left NULL in the queue. NULL when none is left. */
+static char *
+entry_take(struct meter *m, int at, int shard, int *n, size_t *len)
 {
-	return xadd(m, json, len, account_id, 0) == 0 ? 0 : spool_or_lose(m, json);
+	struct queued *q[RDS_ENTRY_EVENTS_MAX];
+	size_t total = 0;
+	int k = 0;
+	char *buf, *p;
+
+	for (; at < m->nqueue && k < RDS_ENTRY_EVENTS_MAX; at++)
+		if (m->queue[at].json && m->queue[at].shard == shard) {
+			q[k++] = &m->queue[at];
+			total += m->queue[at].len + 1;
+		}
+	if (k == 0)
+		return NULL;
+	if (k == 1 || !(p = buf = malloc(total))) {	/* out of memory: one at a time */
+		k = 1;
+		buf = q[0]->json;
+		*len = q[0]->len;
+	} else {
+		for (int i = 0; i < k; i++) {
+			memcpy(p, q[i]->json, q[i]->len);
+			p += q[i]->len;
+			*p++ = '\n';
+			free(q[i]->json);
+		}
+		p[-1] = '\0';
+		*len = total - 1;
+	}
+	for (int i = 0; i < k; i++)
+		q[i]->json = NULL;
+	*n = k;
+	return buf;
 }
 
-/* Sends the events held (the flush timer, a full queue, a stop). */
+/* Sends the events held (the end of the loop turn, the flush timer, a full
+ * queue, a stop): per shard, up to RDS_ENTRY_EVENTS_MAX events a stream entry,
+ * which costs Redis and billing about what one event did (an entry to add,
+ * read, acknowledge and trim). Within a shard the queue's order is kept, in
+ * Redis and in the spool. */
 static void
 queue_send(struct meter *m)
 {
-	int n = m->nqueue;
+	for (int i = 0; i < m->nqueue; i++) {
+		int shard = m->queue[i].shard, n;
+		size_t len;
+		char *json;
 
+		if (m->queue[i].json && (json = entry_take(m, i, shard, &n, &len)) && xadd(m, json, len, shard, n, 0) < 0)
+			spool_or_lose(m, json, n);
+	}
 	m->nqueue = 0;
-	for (int i = 0; i < n; i++)
-		send_or_spool(m, m->queue[i].json, m->queue[i].len, m->queue[i].account_id);
 }
 
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct meter *m = arg;
+
 	(void)fd;
 	(void)what;
-	queue_send(arg);
+	m->turn_active = 0;
+	queue_send(m);
 }
 
 int
 meter_emit(struct meter *m, const struct usage_event *ev)
 {
 	char *json = meter_event_json(ev);
+	int shard = rds_shard_of(ev->account_id, m->nshards);
 	struct queued *q;
 
 	if (!json)
 		return -1;
 	live_count(m, ev);
-	if (m->flush_ms <= 0 || m->draining || !rds_is_connected(m->rd)) {
+	if (m->draining || !rds_is_connected(m->rd)) {
 		queue_send(m);		/* the older ones first: the spool keeps the order */
-		return send_or_spool(m, json, strlen(json), ev->account_id);
+		return xadd(m, json, strlen(json), shard, 1, 0) == 0 ? 0 : spool_or_lose(m, json, 1);
 	}
 	if (m->nqueue == METER_QUEUE_MAX)
 		queue_send(m);
 	q = &m->queue[m->nqueue++];
 	q->json = json;
 	q->len = strlen(json);
-	q->account_id = ev->account_id;
-	if (!evtimer_pending(m->flush_ev, NULL)) {
+	q->shard = shard;
+	if (m->flush_ms <= 0) {
+		if (!m->turn_active) {	/* after the requests this turn finishes */
+			m->turn_active = 1;
+			event_active(m->turn_ev, EV_TIMEOUT, 0);
+		}
+	} else if (!evtimer_pending(m->flush_ev, NULL)) {
 		struct timeval tv = { m->flush_ms / 1000, (m->flush_ms % 1000) * 1000 };
 
 		evtimer_add(m->flush_ev, &tv);
@@ -654,12 +721,13 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		char *ev = strndup(line, (size_t)(nl - line));
 
-		if (ev && xadd(m, ev, (size_t)(nl - line), json_account(line, (size_t)(nl - line)), 1) == 0) {
+		if (ev && xadd(m, ev, (size_t)(nl - line), rds_shard_of(json_account(line, (size_t)(nl - line)),
+									m->nshards), 1, 1) == 0) {
 			m->replay_left++;
 		} else {
 			free(ev);
 			*nl = '\0';
-			spool_append(m, line);
+			spool_append(m, line, 1);
 		}
 	}
 	free(data);
@@ -856,6 +924,7 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 	    !(m->retry_ev = evtimer_new(base, retry_cb, m)) ||
 	    !(m->live_ev = evtimer_new(base, live_flush_cb, m)) ||
 	    !(m->flush_ev = evtimer_new(base, flush_cb, m)) ||
+	    !(m->turn_ev = event_new(base, -1, 0, flush_cb, m)) ||
 	    pthread_create(&m->thread, NULL, thread_main, m) != 0) {
 		snprintf(err, errlen, "meter: cannot start the spool thread");
 		if (m->replay_ev)
@@ -870,6 +939,8 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 			event_free(m->live_ev);
 		if (m->flush_ev)
 			event_free(m->flush_ev);
+		if (m->turn_ev)
+			event_free(m->turn_ev);
 		if (m->wake_fd >= 0)
 			close(m->wake_fd);
 		free(m);
@@ -886,7 +957,7 @@ meter_free(struct meter *m)
 	if (!m)
 		return;
 	for (int i = 0; i < m->nqueue; i++)	/* never sent: spooled */
-		spool_or_lose(m, m->queue[i].json);
+		spool_or_lose(m, m->queue[i].json, 1);
 	m->nqueue = 0;
 	for (int i = 0; i < m->nshards; i++) {	/* never confirmed: spooled */
 		for (struct xadd_ctx *x = m->unsure[i], *nx; x; x = nx) {
@@ -906,6 +977,7 @@ meter_free(struct meter *m)
 	event_free(m->retry_ev);
 	event_free(m->live_ev);	/* unsent live counts go (the Redis link is gone) */
 	event_free(m->flush_ev);
+	event_free(m->turn_ev);
 	close(m->wake_fd);
 	free(m->replay_data);
 	pthread_mutex_destroy(&m->mu);

@@ -3,8 +3,10 @@ PostgreSQL, and events = ledger = rollups = key usage."""
 import concurrent.futures
 import json
 import os
+import re
 import threading
 import time
+import urllib.request
 
 from conftest import sse_events, wait_for
 
@@ -319,6 +321,8 @@ def test_events_held_by_metering_flush_ms_are_all_billed(stack):
             proc.kill()
     assert wait_for(lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id = ANY(%s)",
                                       ids)[0][0] == 30, 15)
+    # sent together: several events a stream entry (XADD usage * e <event> e <event> ...)
+    assert r.xinfo_stream("usage")["entries-added"] - added < 30
 
 
 def test_entry_postgresql_refuses_is_set_apart(stack):
@@ -367,6 +371,58 @@ def test_entry_postgresql_refuses_is_set_apart(stack):
         assert dead[i][b"dead_stream"] == b"usage"
         assert dead[i][b"dead_reason"].startswith(b"refused by PostgreSQL"), dead[i]
     assert b"-old" in dead[ids[1]][b"e"] and long_id.encode() in dead[ids[3]][b"e"]
+    assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 10)
+    after = totals(stack)
+    assert after[0] - before[0] == 4
+    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
+    assert ev_cost == ledger == rollup == key_usage == hourly
+    assert rollup_reqs == events == hourly_reqs
+
+
+def test_entry_of_several_events_with_one_refused_is_split(stack):
+    """A router writes the events a loop turn finishes as one stream entry
+    (fields e, e, ...). When one of them is refused (by billing's checks or
+    by PostgreSQL), the entry's events go back to the stream one an entry
+    (`split_from` = the entry), and are billed or set apart alone: the
+    refused one alone reaches `usage:dead`, the others are billed once."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
+    now = int(time.time() * 1000)
+    tag = "gen-split-%d" % now
+
+    def ev(gid, **kw):
+        e = {"id": gid, "ts": now, "account": acct, "key": key, "model": "test/three", "author": "test",
+             "provider": "alpha", "endpoint": 1, "pt": 3, "ct": 4, "cost": 321, "pcost": 300,
+             "latency_ms": 50, "ttft_ms": 10, "tps_milli": 1000, "stream": False, "estimated": False,
+             "status": 200, "attempts": 1, "finish": "stop"}
+        e.update(kw)
+        return json.dumps(e)
+
+    def metric():
+        raw = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % stack.billing_port, timeout=5).read().decode()
+        return int(float(re.search(r"^agora_billing_split_entries_total (\S+)$", raw, re.M).group(1)))
+    dead0, split0 = r.xlen("usage:dead"), metric()
+    before = totals(stack)
+    # as a router sends them: one XADD, several fields e
+    pg_refuses = r.execute_command("XADD", "usage", "*", "e", ev(tag + "-a"), "e", ev(tag + "-old", ts=-9 * 10**15),
+                                   "e", ev(tag + "-b"))
+    checks_refuse = r.execute_command("XADD", "usage", "*", "e", ev(tag + "-c"), "e", ev(tag + "-frac", pt=1.5),
+                                      "e", ev(tag + "-d"))
+    billed = lambda: sorted(g for (g,) in stack.sql("SELECT generation_id FROM usage_events"
+                                                    " WHERE generation_id LIKE %s", tag + "%"))
+    assert wait_for(lambda: len(billed()) == 4, 30), (billed(), stack.log("billing")[-3000:])
+    assert billed() == sorted(tag + s for s in ("-a", "-b", "-c", "-d"))
+    assert wait_for(lambda: r.xlen("usage:dead") - dead0 >= 2, 15), stack.log("billing")[-3000:]
+    time.sleep(1.5)                                     # a second copy would be there by now
+    copies = [e[1] for e in r.xrange("usage:dead")[dead0:]]
+    assert len(copies) == 2, copies
+    by_event = {json.loads(c[b"e"])["id"]: c for c in copies}
+    assert sorted(by_event) == [tag + "-frac", tag + "-old"]
+    assert by_event[tag + "-old"][b"split_from"] == pg_refuses
+    assert by_event[tag + "-old"][b"dead_reason"].startswith(b"refused by PostgreSQL")
+    assert by_event[tag + "-frac"][b"split_from"] == checks_refuse
+    assert metric() - split0 == 2
     assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 10)
     after = totals(stack)
     assert after[0] - before[0] == 4

@@ -93,6 +93,39 @@ test_columns(void **state)
 	evcols_free(c);
 }
 
+/* A stream entry's events go in all or none: a rollback to a mark drops
+ * what was added since, NULL flags included, and the arrays stay whole. */
+static void
+test_mark_rollback(void **state)
+{
+	struct evcols *c = evcols_new();
+	struct evcols_mark m;
+	const char *v[EC_N];
+	int len[EC_N];
+	int32_t n;
+	const unsigned char *p;
+
+	(void)state;
+	assert_int_equal(add(c, EV_HEAD "\"app_title\":\"kept\"," EV_TAIL), 0);
+	evcols_mark(c, &m);
+	assert_int_equal(add(c, EV_HEAD EV_TAIL), 0);		/* app_title NULL */
+	assert_int_equal(add(c, "{\"id\":\"no-fields\"}"), -1);
+	evcols_rollback(c, &m);
+	assert_int_equal(evcols_count(c), 1);
+	assert_int_equal(add(c, "{\"id\":\"gen-2\",\"ts\":1,\"account\":7,\"key\":9,\"app_title\":\"t2\"," EV_TAIL), 0);
+	assert_int_equal(evcols_count(c), 2);
+	assert_int_equal(evcols_params(c, v, len), 0);
+	assert_int_equal(u32((const unsigned char *)v[EC_APP_TITLE] + 4), 0);	/* no NULL left */
+	assert_int_equal(u32((const unsigned char *)v[EC_ID] + 12), 2);
+	p = element(v[EC_ID], 1, &n);
+	assert_int_equal(n, 5);
+	assert_memory_equal(p, "gen-2", 5);
+	p = element(v[EC_APP_TITLE], 1, &n);
+	assert_int_equal(n, 2);
+	assert_memory_equal(p, "t2", 2);
+	evcols_free(c);
+}
+
 /* The app_title evcols passes on for an event whose title is t. */
 static void
 title_is(const char *t, const char *want, size_t wlen)
@@ -203,6 +236,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_columns),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_mark_rollback),
 		cmocka_unit_test(test_invalid_utf8_replaced),
 		cmocka_unit_test(test_tried_invalid_utf8),
 	};
