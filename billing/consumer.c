@@ -674,10 +674,12 @@ probe_send(struct consumer *c)
 	return rc;
 }
 
-/* A batch of one entry, refused alone. With an event billed before to
- * probe with, the probe says whose fault it is (probe_cb goes on); without
- * one yet, the entry is left pending (read again after the next pause)
- * and billing goes on. -1: neither (the caller pauses). */
+/* A batch of one entry, refused alone. An entry of several events is
+ * split (dead_letter): each is then tried alone. Of one event: with an
+ * event billed before to probe with, the probe says whose fault it is
+ * (probe_cb goes on); without one yet, the entry is left pending (read
+ * again after the next pause) and billing goes on. -1: neither (the caller
+ * pauses). */
 static int
 refused_alone(struct consumer *c, const PGresult *res)
 {
@@ -686,6 +688,12 @@ refused_alone(struct consumer *c, const PGresult *res)
 	snprintf(c->probe_id, sizeof(c->probe_id), "%s", c->ids[0]);
 	snprintf(c->probe_why, sizeof(c->probe_why), "refused by PostgreSQL: %s (SQLSTATE %s)", msg ? msg : "?",
 		 PQresultErrorField(res, PG_DIAG_SQLSTATE));
+	if (c->last_events > 1) {	/* several events: split (dead_letter), each then tried alone */
+		dead_letter(c, c->cur, c->probe_id, c->probe_why);
+		batch_clear(c);
+		consumer_ack(c);
+		return 0;
+	}
 	if (c->good)
 		return probe_send(c);
 	log_warn("billing: entry %s refused alone (%s); nothing billed yet to tell whose fault it is: left"
@@ -763,15 +771,16 @@ event_valid(const char *s, size_t len)
 }
 
 /* The events of an entry ([id, [field, value, ...]]): the values of its
- * fields `e` (a router writes up to RDS_ENTRY_EVENTS_MAX an entry), from *j on;
- * NULL after the last. */
+ * fields `e` (one event) or `ev` (a router writes up to
+ * RDS_ENTRY_EVENTS_MAX an entry so), from *j on; NULL after the last. */
 static const redisReply *
 entry_event(const redisReply *e, size_t *j)
 {
 	const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
 
 	for (; f && f->type == REDIS_REPLY_ARRAY && *j + 1 < f->elements; *j += 2)
-		if (f->element[*j]->type == REDIS_REPLY_STRING && strcmp(f->element[*j]->str, "e") == 0 &&
+		if (f->element[*j]->type == REDIS_REPLY_STRING &&
+		    (strcmp(f->element[*j]->str, "e") == 0 || strcmp(f->element[*j]->str, "ev") == 0) &&
 		    f->element[*j + 1]->type == REDIS_REPLY_STRING) {
 			*j += 2;
 			return f->element[*j - 1];
@@ -899,7 +908,8 @@ dead_split(struct dead *d, const redisReply *f, int n)
 	for (size_t j = 0; j + 1 < f->elements; j += 2) {
 		const redisReply *k = f->element[j], *v = f->element[j + 1];
 
-		if (k->type != REDIS_REPLY_STRING || strcmp(k->str, "e") != 0 || v->type != REDIS_REPLY_STRING)
+		if (k->type != REDIS_REPLY_STRING || (strcmp(k->str, "e") != 0 && strcmp(k->str, "ev") != 0) ||
+		    v->type != REDIS_REPLY_STRING)
 			continue;
 		if (rds_command(d->c->rd, sh->key, sh->len, split_cb, d, "XADD %b * e %b split_from %s", sh->key,
 				sh->len, v->str, v->len, d->id) == 0)
@@ -1125,7 +1135,7 @@ batch_send(struct consumer *c, struct batch *b)
 	if (rc < 0)
 		return -1;
 	if (any_pending(c) < 0 && !c->prefetching &&
-	    !lingers(c, c->nids)) {
+	    !lingers(c, c->last_events)) {
 		c->reading = c->rr;
 		c->rr = (c->rr + 1) % c->nshards;
 		if (read_shard(c, c->reading, ">", NULL, prefetch_cb) == 0)

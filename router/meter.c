@@ -29,7 +29,7 @@
 #include "rds_slot.h"
 #include "utf8.h"
 
-#define METER_MAX_INFLIGHT 100000	/* XADDs awaiting a reply */
+#define METER_MAX_INFLIGHT 100000	/* events sent awaiting a reply (or a WAIT) */
 #define METER_KEY_LEN 40		/* usage:{tag} */
 #define METER_WAIT_MS 500		/* WAIT's time-out for the replicas' copies */
 #define METER_REWAIT_MS 1000		/* WAIT again after one short of replicas */
@@ -230,6 +230,32 @@ meter_blocked(const struct meter *m)
 	return b + 4096 > m->spool_max;
 }
 
+/* n events, one a line, into the spool: all at once, or when that does not
+ * fit, as many as fit one by one (the spool's bound is in bytes). -1: some
+ * lost, logged with why they were spooled. */
+static int
+spool_lines(struct meter *m, char *json, int n, const char *why)
+{
+	char *line = json, *nl;
+	int lost = 0;
+
+	if (spool_append(m, json, n) == 0)
+		return 0;
+	for (int i = 0; n > 1 && i < n; i++, line = nl + 1) {
+		if ((nl = strchr(line, '\n')))
+			*nl = '\0';
+		lost += spool_append(m, line, 1) < 0;
+		if (!nl)
+			break;
+		*nl = '\n';
+	}
+	if (n == 1)
+		lost = 1;
+	if (lost)
+		log_error("meter: %d of %d events from %.40s lost: %s and the spool is full", lost, n, json, why);
+	return lost ? -1 : 0;
+}
+
 /* ---- Redis ---- */
 
 /* One replayed line answered (or the replay's guard released): when none
@@ -260,7 +286,7 @@ struct xadd_ctx {
 static void
 xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 {
-	m->inflight--;
+	m->inflight -= x->n;
 	if (!ok) {
 		m->st.xadd_errors++;
 		if (!evtimer_pending(m->retry_ev, NULL)) {
@@ -268,8 +294,7 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 
 			evtimer_add(m->retry_ev, &tv);
 		}
-		if (spool_append(m, x->json, x->n) < 0)
-			log_error("meter: %d events from %.40s lost: Redis failed and the spool is full", x->n, x->json);
+		spool_lines(m, x->json, x->n, "Redis failed");
 	} else if (x->replay) {
 		m->st.replayed += x->n;
 	} else {
@@ -428,9 +453,9 @@ json_account(const char *json, size_t len)
 }
 
 /* Sends one stream entry of n events (json: malloc'd, NUL-terminated, len
- * bytes, the events one a line) to a shard: XADD <key> * e <event> e
- * <event> ... 0: json is taken (freed once the XADD settles); -1: not sent,
- * json still the caller's. */
+ * bytes, the events one a line) to a shard: XADD <key> * e <event>, or
+ * XADD <key> * ev <event> ev <event> ... 0: json is taken (freed once the
+ * XADD settles); -1: not sent, json still the caller's. */
 static int
 xadd(struct meter *m, char *json, size_t len, int shard, int n, int replay)
 {
@@ -440,15 +465,18 @@ xadd(struct meter *m, char *json, size_t len, int shard, int n, int replay)
 	char *p = json, *end = json + len;
 	int argc = 3;
 
-	if (n < 1 || n > RDS_ENTRY_EVENTS_MAX || !rds_is_connected(m->rd) || m->inflight >= METER_MAX_INFLIGHT)
+	if (n < 1 || n > RDS_ENTRY_EVENTS_MAX || !rds_is_connected(m->rd) || m->inflight + n > METER_MAX_INFLIGHT)
 		return -1;
 	for (int i = 0; i < n; i++) {
 		char *nl = i + 1 < n ? memchr(p, '\n', (size_t)(end - p)) : end;
 
 		if (!nl)
 			return -1;
-		argv[argc] = "e";
-		argl[argc++] = 1;
+		/* several: fields ev, which a billing worker older than them does
+		 * not read (it sets the entry apart in usage:dead, whole, instead
+		 * of billing the first event and acknowledging the others) */
+		argv[argc] = n == 1 ? "e" : "ev";
+		argl[argc++] = n == 1 ? 1 : 2;
 		argv[argc] = p;
 		argl[argc++] = (size_t)(nl - p);
 		p = nl + 1;
@@ -470,7 +498,7 @@ xadd(struct meter *m, char *json, size_t len, int shard, int n, int replay)
 		free(x);
 		return -1;
 	}
-	m->inflight++;
+	m->inflight += n;
 	return 0;
 }
 
@@ -562,10 +590,8 @@ live_count(struct meter *m, const struct usage_event *ev)
 static int
 spool_or_lose(struct meter *m, char *json, int n)
 {
-	int rc = spool_append(m, json, n);
+	int rc = spool_lines(m, json, n, "Redis away");
 
-	if (rc < 0)
-		log_error("meter: %d events from %.40s lost: Redis away and the spool is full", n, json);
 	free(json);
 	return rc;
 }

@@ -321,7 +321,7 @@ def test_events_held_by_metering_flush_ms_are_all_billed(stack):
             proc.kill()
     assert wait_for(lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id = ANY(%s)",
                                       ids)[0][0] == 30, 15)
-    # sent together: several events a stream entry (XADD usage * e <event> e <event> ...)
+    # sent together: several events a stream entry (XADD usage * ev <event> ev <event> ...)
     assert r.xinfo_stream("usage")["entries-added"] - added < 30
 
 
@@ -381,7 +381,7 @@ def test_entry_postgresql_refuses_is_set_apart(stack):
 
 def test_entry_of_several_events_with_one_refused_is_split(stack):
     """A router writes the events a loop turn finishes as one stream entry
-    (fields e, e, ...). When one of them is refused (by billing's checks or
+    (fields ev, ev, ...). When one of them is refused (by billing's checks or
     by PostgreSQL), the entry's events go back to the stream one an entry
     (`split_from` = the entry), and are billed or set apart alone: the
     refused one alone reaches `usage:dead`, the others are billed once."""
@@ -404,11 +404,11 @@ def test_entry_of_several_events_with_one_refused_is_split(stack):
         return int(float(re.search(r"^agora_billing_split_entries_total (\S+)$", raw, re.M).group(1)))
     dead0, split0 = r.xlen("usage:dead"), metric()
     before = totals(stack)
-    # as a router sends them: one XADD, several fields e
-    pg_refuses = r.execute_command("XADD", "usage", "*", "e", ev(tag + "-a"), "e", ev(tag + "-old", ts=-9 * 10**15),
-                                   "e", ev(tag + "-b"))
-    checks_refuse = r.execute_command("XADD", "usage", "*", "e", ev(tag + "-c"), "e", ev(tag + "-frac", pt=1.5),
-                                      "e", ev(tag + "-d"))
+    # as a router sends them: one XADD, several fields ev
+    pg_refuses = r.execute_command("XADD", "usage", "*", "ev", ev(tag + "-a"), "ev", ev(tag + "-old", ts=-9 * 10**15),
+                                   "ev", ev(tag + "-b"))
+    checks_refuse = r.execute_command("XADD", "usage", "*", "ev", ev(tag + "-c"), "ev", ev(tag + "-frac", pt=1.5),
+                                      "ev", ev(tag + "-d"))
     billed = lambda: sorted(g for (g,) in stack.sql("SELECT generation_id FROM usage_events"
                                                     " WHERE generation_id LIKE %s", tag + "%"))
     assert wait_for(lambda: len(billed()) == 4, 30), (billed(), stack.log("billing")[-3000:])
