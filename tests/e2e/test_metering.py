@@ -24,6 +24,23 @@ def totals(stack):
         " (SELECT coalesce(sum(completion_tokens), 0) FROM usage_hourly)")[0]
 
 
+def sums_agree(t):
+    """totals(): events = ledger = daily and hourly rollups = key usage, in money and requests."""
+    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = t
+    assert ev_cost == ledger == rollup == key_usage == hourly
+    assert rollup_reqs == events == hourly_reqs
+
+
+def usage_event(acct, key, gid, now, **kw):
+    """A usage event as a router writes it (JSON) at now, with kw's members over the defaults."""
+    e = {"id": gid, "ts": now, "account": acct, "key": key, "model": "test/three", "author": "test",
+         "provider": "alpha", "endpoint": 1, "pt": 10, "ct": 20, "cost": 777, "pcost": 700,
+         "latency_ms": 50, "ttft_ms": 10, "tps_milli": 1000, "stream": False, "estimated": False,
+         "status": 200, "attempts": 1, "finish": "stop"}
+    e.update(kw)
+    return json.dumps(e)
+
+
 def test_n_requests_n_events_and_sums_agree(stack):
     before = totals(stack)
     ids, lock = [], threading.Lock()
@@ -225,9 +242,7 @@ def test_entries_that_are_not_usage_events_are_skipped(stack):
     assert rows == [(tag + "-a", "caf\u00e9 \U0001F600", 1, False), (tag + "-d", "caf\u00e9 \U0001F600", 2, True)]
     after = totals(stack)
     assert after[0] - before[0] == 2
-    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
-    assert ev_cost == ledger == rollup == key_usage == hourly
-    assert rollup_reqs == events == hourly_reqs
+    sums_agree(after)
 
 
 def raw_chat(stack, title_bytes):
@@ -267,9 +282,7 @@ def test_titles_not_utf8_are_billed(stack):
     assert titles[bad] == "\ufffd" * 3
     assert titles[cjk] == ("\u4e2d\u6587\u6807\u9898" * 20)[:66]          # 198 bytes: whole characters
     assert wait_for(lambda: totals(stack)[0] - before[0] == 2, 10)
-    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = totals(stack)
-    assert ev_cost == ledger == rollup == key_usage == hourly
-    assert rollup_reqs == events == hourly_reqs
+    sums_agree(totals(stack))
 
 
 def test_refused_entry_goes_to_the_dead_letter_stream(stack):
@@ -339,12 +352,7 @@ def test_entry_postgresql_refuses_is_set_apart(stack):
     tag = "gen-pgref-%d" % now
 
     def ev(gid, **kw):
-        e = {"id": gid, "ts": now, "account": acct, "key": key, "model": "test/three", "author": "test",
-             "provider": "alpha", "endpoint": 1, "pt": 10, "ct": 20, "cost": 777, "pcost": 700,
-             "latency_ms": 50, "ttft_ms": 10, "tps_milli": 1000, "stream": False, "estimated": False,
-             "status": 200, "attempts": 1, "finish": "stop"}
-        e.update(kw)
-        return json.dumps(e)
+        return usage_event(acct, key, gid, now, **kw)
     dead0 = r.xlen("usage:dead")
     before = totals(stack)
     p = r.pipeline(transaction=False)
@@ -374,9 +382,7 @@ def test_entry_postgresql_refuses_is_set_apart(stack):
     assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 10)
     after = totals(stack)
     assert after[0] - before[0] == 4
-    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
-    assert ev_cost == ledger == rollup == key_usage == hourly
-    assert rollup_reqs == events == hourly_reqs
+    sums_agree(after)
 
 
 def test_entry_of_several_events_with_one_refused_is_split(stack):
@@ -392,12 +398,7 @@ def test_entry_of_several_events_with_one_refused_is_split(stack):
     tag = "gen-split-%d" % now
 
     def ev(gid, **kw):
-        e = {"id": gid, "ts": now, "account": acct, "key": key, "model": "test/three", "author": "test",
-             "provider": "alpha", "endpoint": 1, "pt": 3, "ct": 4, "cost": 321, "pcost": 300,
-             "latency_ms": 50, "ttft_ms": 10, "tps_milli": 1000, "stream": False, "estimated": False,
-             "status": 200, "attempts": 1, "finish": "stop"}
-        e.update(kw)
-        return json.dumps(e)
+        return usage_event(acct, key, gid, now, **kw)
 
     def metric():
         raw = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % stack.billing_port, timeout=5).read().decode()
@@ -426,9 +427,7 @@ def test_entry_of_several_events_with_one_refused_is_split(stack):
     assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 10)
     after = totals(stack)
     assert after[0] - before[0] == 4
-    events, ev_cost, ledger, rollup, rollup_reqs, key_usage, hourly, hourly_reqs, ev_ct, hourly_ct = after
-    assert ev_cost == ledger == rollup == key_usage == hourly
-    assert rollup_reqs == events == hourly_reqs
+    sums_agree(after)
 
 
 def test_postgresql_refusing_everything_sets_nothing_apart(stack):
