@@ -51,6 +51,9 @@ static const struct conf_key conf_keys[] = {
 	SECRET("redis_password", redis_password, "",
 	       "Redis password: every link to a Redis server (not to a sentinel) sends AUTH first (empty: no AUTH)"),
 	S("redis_password_file", redis_password_file, "", "file holding redis_password (first line)"),
+	SECRET("redis_sentinel_password", redis_sentinel_password, "",
+	       "Sentinel mode: the sentinels' own password (their requirepass), sent with AUTH first (empty: no AUTH)"),
+	S("redis_sentinel_password_file", redis_sentinel_password_file, "", "file holding redis_sentinel_password (first line)"),
 	S("redis_cluster", redis_cluster, "",
 	  "Cluster mode: seed nodes ip:port,... of a Redis Cluster (wins over redis_sentinels; empty: not used)"),
 	I("usage_shards", usage_shards, 1, 64, "1",
@@ -237,7 +240,9 @@ conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen)
 	if (conf_read_secret(c->key_secret, sizeof(c->key_secret), c->key_secret_file, "key_secret_file", err,
 			     errlen) < 0 ||
 	    conf_read_secret(c->redis_password, sizeof(c->redis_password), c->redis_password_file,
-			     "redis_password_file", err, errlen) < 0)
+			     "redis_password_file", err, errlen) < 0 ||
+	    conf_read_secret(c->redis_sentinel_password, sizeof(c->redis_sentinel_password),
+			     c->redis_sentinel_password_file, "redis_sentinel_password_file", err, errlen) < 0)
 		return -1;
 	if (!c->key_secret[0]) {
 		snprintf(err, errlen, "key_secret (or key_secret_file) must be set");

@@ -84,6 +84,7 @@ struct rds {
 	int freeing;
 	long long inflight;
 	char user[128], pass[256];	/* AUTH on every node link (pass empty: none) */
+	char sent_pass[256];		/* AUTH on every sentinel link (empty: none) */
 	rds_connect_fn fn;
 	void *arg;
 	struct rds_stats st;
@@ -941,6 +942,29 @@ sent_cb(redisAsyncContext *ac, void *reply, void *arg)
 }
 
 static void
+sent_auth_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct rds *r = arg;
+	redisReply *rep = reply;
+
+	if (!rep || r->freeing || rep->type != REDIS_REPLY_ERROR)
+		return;
+	/* the command behind it is answered NOAUTH: the next sentinel */
+	log_error("redis: sentinel %s:%d refused AUTH: %s", ac->c.tcp.host ? ac->c.tcp.host : "?", ac->c.tcp.port,
+		  rep->str);
+	redisAsyncDisconnect(ac);
+}
+
+/* AUTH first on a new sentinel link, when the sentinels want one. 0, or -1. */
+static int
+sent_auth(struct rds *r, redisAsyncContext *ac)
+{
+	if (!r->sent_pass[0])
+		return 0;
+	return redisAsyncCommand(ac, sent_auth_cb, r, "AUTH %s", r->sent_pass) == REDIS_OK ? 0 : -1;
+}
+
+static void
 sentinel_ask(struct rds *r)
 {
 	struct rds_addr *a;
@@ -960,7 +984,8 @@ sentinel_ask(struct rds *r)
 	}
 	r->sac = ac;
 	r->sac_ms = clock_mono_ms();
-	if (redisAsyncCommand(ac, sent_cb, r, "SENTINEL get-master-addr-by-name %s", r->master_name) != REDIS_OK) {
+	if (sent_auth(r, ac) < 0 ||
+	    redisAsyncCommand(ac, sent_cb, r, "SENTINEL get-master-addr-by-name %s", r->master_name) != REDIS_OK) {
 		r->sac = NULL;
 		redisAsyncFree(ac);
 		timer_in(r->timer, RDS_BACKOFF_MS);
@@ -1021,6 +1046,7 @@ sub_connect(struct rds *r)
 		return;
 	}
 	r->sub = ac;
+	sent_auth(r, ac);	/* refused: the link closes, sub_on_disconnect tries again later */
 	redisAsyncCommand(ac, sub_cb, r, "SUBSCRIBE +switch-master");
 }
 
@@ -1152,6 +1178,7 @@ rds_new(struct event_base *base, const struct agora_conf *c, char *err, size_t e
 	}
 	snprintf(r->user, sizeof(r->user), "%s", c->redis_user);
 	snprintf(r->pass, sizeof(r->pass), "%s", c->redis_password);
+	snprintf(r->sent_pass, sizeof(r->sent_pass), "%s", c->redis_sentinel_password);
 	if (kind == RDS_STANDALONE)
 		return r;
 	if (seeds_parse(r, kind == RDS_CLUSTER ? c->redis_cluster : c->redis_sentinels, err, errlen) < 0)
@@ -1251,5 +1278,6 @@ rds_free(struct rds *r)
 	if (r->watch)
 		event_free(r->watch);
 	explicit_bzero(r->pass, sizeof(r->pass));
+	explicit_bzero(r->sent_pass, sizeof(r->sent_pass));
 	free(r);
 }

@@ -1,7 +1,8 @@
 """Redis that requires AUTH: a router and a billing worker against a Redis
-with a password for the default user and an ACL user of its own, alone and
-as a 3-master Cluster (where a link to a node still connecting is already
-sent commands: AUTH must go first). Every 200 is billed once; a wrong
+with a password for the default user and an ACL user of its own, alone, as
+a 3-master Cluster (where a link to a node still connecting is already
+sent commands: AUTH must go first) and behind a sentinel with a password of
+its own. Every 200 is billed once; a wrong
 password is refused with a clear log line, usage goes to the spool meanwhile
 and is billed once the right password is configured; no log holds a
 password. PostgreSQL and the mock providers are the suite's."""
@@ -11,6 +12,8 @@ import subprocess
 
 from conftest import free_ports, wait_for
 from test_redis_scale import Traffic, accounts_on_every_shard, check_billing, cli, start_redis, stop_all
+
+SENTINEL_PASSWORD = "sentinel-pw-91c2"
 
 PASSWORD = "default-pw 'with' spaces"      # one AUTH argument, spaces and all
 USER, USER_PASSWORD = "agora-meter", "acl-pw-7f3a"
@@ -118,3 +121,51 @@ def test_cluster_with_a_password_bills_exactly(stack, tmp_path):
         stop_all(procs)
         for p in ports:
             shutil.rmtree(os.path.join(str(tmp_path), "redis-%d" % p), ignore_errors=True)
+
+
+def start_protected_sentinel(tmp, port, master_port):
+    """A sentinel with a requirepass of its own, watching a master that wants PASSWORD."""
+    d = os.path.join(tmp, "sentinel-%d" % port)
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "sentinel.conf")
+    with open(conf, "w") as f:
+        f.write("port %d\nbind 127.0.0.1\ndir %s\nrequirepass %s\n"
+                "sentinel monitor agora 127.0.0.1 %d 1\nsentinel auth-pass agora \"%s\"\n"
+                % (port, d, SENTINEL_PASSWORD, master_port, PASSWORD.replace("'", "\\'")))
+    proc = subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=open(os.path.join(d, "log"), "w"),
+                            stderr=subprocess.STDOUT)
+    scli = lambda *a: subprocess.run(["redis-cli", "--no-auth-warning", "-a", SENTINEL_PASSWORD, "-p", str(port)] +
+                                     list(a), capture_output=True, text=True, timeout=30).stdout.strip()
+    assert wait_for(lambda: scli("SENTINEL", "get-master-addr-by-name", "agora").split() ==
+                    ["127.0.0.1", str(master_port)], 10), open(os.path.join(d, "log")).read()[-2000:]
+    assert cli(port, "SENTINEL", "get-master-addr-by-name", "agora").startswith("NOAUTH")
+    return proc
+
+
+def test_sentinel_with_a_password_of_its_own_bills_exactly(stack, tmp_path):
+    master, sentinel = free_ports(2)
+    procs = [start_redis(str(tmp_path), master)]
+    try:
+        protect(master)
+        procs.append(start_protected_sentinel(str(tmp_path), sentinel, master))
+        env = {"AGORA_REDIS_SENTINELS": "127.0.0.1:%d" % sentinel, "AGORA_REDIS_MASTER_NAME": "agora",
+               "AGORA_REDIS_PASSWORD": PASSWORD, "AGORA_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
+        accounts = accounts_on_every_shard(stack, "rauthse")
+        procs.append(stack.extra_billing("billing-authse", **env)[0])
+        router, rport = stack.extra_router("router-authse", **env)
+        procs.append(router)
+        assert wait_for(lambda: "master 127.0.0.1:%d (agora) confirmed" % master in stack.log("router-authse"), 10)
+        traffic = Traffic(stack, rport, accounts)
+        assert wait_for(lambda: traffic.count() >= 30, 60)
+        check_billing(stack, traffic.stop(), accounts)
+        # the sentinel's password wrong: refused, said so, and no master
+        bad, _ = stack.extra_router("router-authse-bad", **dict(env, AGORA_REDIS_SENTINEL_PASSWORD="wrong"))
+        procs.append(bad)
+        assert wait_for(lambda: "sentinel 127.0.0.1:%d refused AUTH" % sentinel in stack.log("router-authse-bad"),
+                        10), stack.log("router-authse-bad")[-2000:]
+        assert "confirmed" not in stack.log("router-authse-bad")
+        no_password_in_logs(stack, "router-authse", "billing-authse", "router-authse-bad")
+        for name in ("router-authse", "router-authse-bad"):
+            assert SENTINEL_PASSWORD not in stack.log(name)
+    finally:
+        stop_all(procs)
