@@ -9,10 +9,13 @@ test: it asserts nothing.
 
   /usr/bin/python3 tests/bench/pipeline.py [--conns 32] [--seconds 8]
       [--metering on|off] [--flush-ms N] [--pin] [--stop-billing] [--strace]
+      [--billing-linger-ms N] [--billing-batch N]
 
 --pin: the router on CPU 0, Redis, billing and PostgreSQL on CPU 1.
 --stop-billing: agora-billing stopped (SIGSTOP) while wrk runs.
 --strace: `strace -c` of the router while wrk runs (system calls per answer).
+--billing-linger-ms, --billing-batch: agora-billing's billing_linger_ms (25)
+and billing_batch (2000).
 """
 import argparse
 import json
@@ -74,11 +77,18 @@ def main():
     ap.add_argument("--pin", action="store_true")
     ap.add_argument("--stop-billing", action="store_true")
     ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--billing-linger-ms", type=int)
+    ap.add_argument("--billing-batch", type=int)
     a = ap.parse_args()
+    env = {}
+    if a.billing_linger_ms is not None:
+        env["AGORA_BILLING_LINGER_MS"] = str(a.billing_linger_ms)
+    if a.billing_batch is not None:
+        env["AGORA_BILLING_BATCH"] = str(a.billing_batch)
 
     tmp = tempfile.mkdtemp(prefix="agora-pipeline-")
     os.chmod(tmp, 0o755)
-    st, upstream = B.canned_stack(tmp, "pipeline")
+    st, upstream = B.canned_stack(tmp, "pipeline", env)
     proc = None
     try:
         proc, port = B.agora(st, "pipeline", AGORA_METERING=a.metering, AGORA_METERING_FLUSH_MS=a.flush_ms)

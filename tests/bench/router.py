@@ -384,14 +384,16 @@ DEPLOYMENT_DEFAULTS = ("AGORA_CATALOG_POLL_MS", "AGORA_MAX_BODY_BYTES", "AGORA_U
                        "AGORA_BILLING_BATCH")   # the test suite's short time-outs, dropped
 
 
-def canned_stack(tmp, note):
+def canned_stack(tmp, note, env=None):
     """The stack the router is measured on, started under tmp: the test
-    suite's Stack with a deployment's defaults, the canned nginx upstream
-    (1 worker), the bench catalog and credits. (stack, upstream Nginx); the
-    caller stops both."""
+    suite's Stack with a deployment's defaults (env: AGORA_* over them, for
+    billing and the other processes the stack starts), the canned nginx
+    upstream (1 worker), the bench catalog and credits. (stack, upstream
+    Nginx); the caller stops both."""
     st = Stack(tmp)
     for k in DEPLOYMENT_DEFAULTS:
         st.env.pop(k, None)
+    st.env.update(env or {})
     up_port, = free_ports(1)
     www = os.path.join(tmp, "www")
     write_canned(www)
