@@ -67,6 +67,7 @@ struct batch {
 };
 
 struct shard {
+	struct consumer *c;
 	char key[KEY_LEN];
 	size_t len;
 	int pending_mode;		/* re-reading our own pending entries */
@@ -446,6 +447,23 @@ id_cmp(const char *a, const char *b)
 	return sa < sb ? -1 : sa > sb;
 }
 
+static void trim_later(struct consumer *c);
+
+/* XTRIM's answer: entries it removed. Some: there may be more below the
+ * same id than one call removes (a burst), so the shard is trimmed again
+ * TRIM_MS later, until a call removes none. */
+static void
+trim_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct shard *sh = arg;
+
+	(void)rd;
+	if (!r || r->type != REDIS_REPLY_INTEGER || r->integer <= 0)
+		return;
+	sh->trimmed_at[0] = '\0';	/* not trimmed to acked_max yet */
+	trim_later(sh->c);
+}
+
 /* XPENDING summary: [count, oldest id, newest id, consumers]. */
 static void
 trim_pending_cb(struct rds *rd, redisReply *r, void *arg)
@@ -459,8 +477,11 @@ trim_pending_cb(struct rds *rd, redisReply *r, void *arg)
 	if (r->element[0]->integer > 0 && r->element[1]->type == REDIS_REPLY_STRING &&
 	    id_cmp(r->element[1]->str, min) < 0)
 		min = r->element[1]->str;
-	/* MINID: entries older than min go; "~": whole nodes of the stream only */
-	rds_command(rd, sh->key, sh->len, NULL, NULL, "XTRIM %b MINID ~ %s", sh->key, sh->len, min);
+	/* MINID: entries older than min go; "~": whole nodes of the stream
+	 * only, and at most 100 nodes' worth a call (Redis's default LIMIT:
+	 * 10,000 entries), so that no call blocks Redis long: trim_cb comes
+	 * back for the rest */
+	rds_command(rd, sh->key, sh->len, trim_cb, sh, "XTRIM %b MINID ~ %s", sh->key, sh->len, min);
 }
 
 /* Asks the group's oldest pending entry, then trims below it (at most
@@ -1394,6 +1415,8 @@ shards_init(struct consumer *c, int n)
 	c->nshards = n;
 	if (n > 1)
 		c->shards[c->nshards++].len = rds_shard_key(0, 1, c->shards[n].key, KEY_LEN);
+	for (int i = 0; i < c->nshards; i++)
+		c->shards[i].c = c;
 }
 
 struct consumer *

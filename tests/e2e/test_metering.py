@@ -87,6 +87,26 @@ def test_billed_entries_leave_the_stream(stack):
     assert wait_for(lambda: r.xpending("usage", "billing")["pending"] == 0, 15), pending
 
 
+def test_a_burst_leaves_the_stream_once_billed(stack):
+    """A burst far larger than what one XTRIM removes (Redis's approximate
+    trim stops at 100 nodes' worth: 10,000 entries) still leaves the stream
+    once billed, though no more traffic follows to trim again."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
+    now = int(time.time() * 1000)
+    tag = "gen-burst-%d" % now
+    n = 30000
+    for i in range(0, n, 5000):
+        p = r.pipeline(transaction=False)
+        for j in range(i, i + 5000):
+            p.xadd("usage", {"e": usage_event(acct, key, "%s-%d" % (tag, j), now, pt=1, ct=1, cost=1, pcost=1)})
+        p.execute()
+    billed = lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id LIKE %s", tag + "%")[0][0]
+    assert wait_for(lambda: billed() == n, 60), billed()
+    assert wait_for(lambda: r.xlen("usage") < 1000, 30), r.xlen("usage")
+
+
 def test_generation_ids_match_responses(stack):
     s, body = stack.chat_json({"model": "test/solo", "messages": [{"role": "user", "content": "x"}]})
     assert s == 200
