@@ -31,6 +31,17 @@ def sums_agree(t):
     assert rollup_reqs == events == hourly_reqs
 
 
+def stream_writer(stack, prefix):
+    """For events written to the stream by hand: (redis client, tag: a
+    generation id prefix of this run, ev(gid, **kw): an event of the
+    stack's inference key, now)."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
+    now = int(time.time() * 1000)
+    return r, "%s-%d" % (prefix, now), lambda gid, **kw: usage_event(acct, key, gid, now, **kw)
+
+
 def usage_event(acct, key, gid, now, **kw):
     """A usage event as a router writes it (JSON) at now, with kw's members over the defaults."""
     e = {"id": gid, "ts": now, "account": acct, "key": key, "model": "test/three", "author": "test",
@@ -91,16 +102,12 @@ def test_a_burst_leaves_the_stream_once_billed(stack):
     """A burst far larger than what one XTRIM removes (Redis's approximate
     trim stops at 100 nodes' worth: 10,000 entries) still leaves the stream
     once billed, though no more traffic follows to trim again."""
-    import redis
-    r = redis.Redis(port=stack.redis_port)
-    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
-    now = int(time.time() * 1000)
-    tag = "gen-burst-%d" % now
+    r, tag, ev = stream_writer(stack, "gen-burst")
     n = 30000
     for i in range(0, n, 5000):
         p = r.pipeline(transaction=False)
         for j in range(i, i + 5000):
-            p.xadd("usage", {"e": usage_event(acct, key, "%s-%d" % (tag, j), now, pt=1, ct=1, cost=1, pcost=1)})
+            p.xadd("usage", {"e": ev("%s-%d" % (tag, j), pt=1, ct=1, cost=1, pcost=1)})
         p.execute()
     billed = lambda: stack.sql("SELECT count(*) FROM usage_events WHERE generation_id LIKE %s", tag + "%")[0][0]
     assert wait_for(lambda: billed() == n, 60), billed()
@@ -365,14 +372,7 @@ def test_entry_postgresql_refuses_is_set_apart(stack):
     shard: once the batch has been refused twice, its entries are billed one
     at a time, each one refused alone goes to `usage:dead` with
     PostgreSQL's reason, and the good events beside them are billed once."""
-    import redis
-    r = redis.Redis(port=stack.redis_port)
-    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
-    now = int(time.time() * 1000)
-    tag = "gen-pgref-%d" % now
-
-    def ev(gid, **kw):
-        return usage_event(acct, key, gid, now, **kw)
+    r, tag, ev = stream_writer(stack, "gen-pgref")
     dead0 = r.xlen("usage:dead")
     before = totals(stack)
     p = r.pipeline(transaction=False)
@@ -411,14 +411,7 @@ def test_entry_of_several_events_with_one_refused_is_split(stack):
     by PostgreSQL), the entry's events go back to the stream one an entry
     (`split_from` = the entry), and are billed or set apart alone: the
     refused one alone reaches `usage:dead`, the others are billed once."""
-    import redis
-    r = redis.Redis(port=stack.redis_port)
-    acct, key = stack.sql("SELECT account_id, id FROM api_keys WHERE kind = 'inference' LIMIT 1")[0]
-    now = int(time.time() * 1000)
-    tag = "gen-split-%d" % now
-
-    def ev(gid, **kw):
-        return usage_event(acct, key, gid, now, **kw)
+    r, tag, ev = stream_writer(stack, "gen-split")
 
     def metric():
         raw = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % stack.billing_port, timeout=5).read().decode()

@@ -11,7 +11,8 @@ import shutil
 import subprocess
 
 from conftest import free_ports, wait_for
-from test_redis_scale import Traffic, accounts_on_every_shard, check_billing, cli, start_redis, stop_all
+from test_redis_scale import (Traffic, accounts_on_every_shard, check_billing, cli, start_redis, start_sentinel,
+                              stop_all)
 
 SENTINEL_PASSWORD = "sentinel-pw-91c2"
 
@@ -27,9 +28,7 @@ def protect(port):
 
 
 def acli(port, *args):
-    r = subprocess.run(["redis-cli", "--no-auth-warning", "-a", PASSWORD, "-p", str(port)] + [str(a) for a in args],
-                       capture_output=True, text=True, timeout=30)
-    return r.stdout.strip()
+    return cli(port, "--no-auth-warning", "-a", PASSWORD, *args)
 
 
 def redis_up(stack, port):
@@ -125,19 +124,11 @@ def test_cluster_with_a_password_bills_exactly(stack, tmp_path):
 
 def start_protected_sentinel(tmp, port, master_port):
     """A sentinel with a requirepass of its own, watching a master that wants PASSWORD."""
-    d = os.path.join(tmp, "sentinel-%d" % port)
-    os.makedirs(d, exist_ok=True)
-    conf = os.path.join(d, "sentinel.conf")
-    with open(conf, "w") as f:
-        f.write("port %d\nbind 127.0.0.1\ndir %s\nrequirepass %s\n"
-                "sentinel monitor agora 127.0.0.1 %d 1\nsentinel auth-pass agora \"%s\"\n"
-                % (port, d, SENTINEL_PASSWORD, master_port, PASSWORD.replace("'", "\\'")))
-    proc = subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=open(os.path.join(d, "log"), "w"),
-                            stderr=subprocess.STDOUT)
-    scli = lambda *a: subprocess.run(["redis-cli", "--no-auth-warning", "-a", SENTINEL_PASSWORD, "-p", str(port)] +
-                                     list(a), capture_output=True, text=True, timeout=30).stdout.strip()
+    proc = start_sentinel(tmp, port, master_port, quorum=1, password=SENTINEL_PASSWORD,
+                          extra='requirepass %s\nsentinel auth-pass agora "%s"\n' % (SENTINEL_PASSWORD, PASSWORD))
+    scli = lambda *a: cli(port, "--no-auth-warning", "-a", SENTINEL_PASSWORD, *a)
     assert wait_for(lambda: scli("SENTINEL", "get-master-addr-by-name", "agora").split() ==
-                    ["127.0.0.1", str(master_port)], 10), open(os.path.join(d, "log")).read()[-2000:]
+                    ["127.0.0.1", str(master_port)], 10)
     assert cli(port, "SENTINEL", "get-master-addr-by-name", "agora").startswith("NOAUTH")
     return proc
 

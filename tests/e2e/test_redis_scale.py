@@ -285,18 +285,21 @@ def test_cluster_sharded_usage_with_a_slot_moved_and_a_node_lost_under_traffic(s
 
 # ---- Redis Sentinel ----
 
-def start_sentinel(tmp, port, master_port):
+def start_sentinel(tmp, port, master_port, quorum=2, extra="", password=None):
+    """A sentinel watching master_port as `agora`; extra: more lines of its
+    configuration; password: its requirepass (then in extra), to ask it if it is up."""
     d = os.path.join(tmp, "sentinel-%d" % port)
     os.makedirs(d, exist_ok=True)
     conf = os.path.join(d, "sentinel.conf")
     with open(conf, "w") as f:
         f.write("port %d\nbind 127.0.0.1\ndir %s\n"
-                "sentinel monitor agora 127.0.0.1 %d 2\n"
+                "sentinel monitor agora 127.0.0.1 %d %d\n"
                 "sentinel down-after-milliseconds agora 3000\n"
-                "sentinel failover-timeout agora 30000\n" % (port, d, master_port))
+                "sentinel failover-timeout agora 30000\n%s" % (port, d, master_port, quorum, extra))
     proc = subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=open(os.path.join(d, "log"), "w"),
                             stderr=subprocess.STDOUT)
-    assert wait_for(lambda: cli(port, "PING") == "PONG", 10), "sentinel %d did not start" % port
+    auth = ["--no-auth-warning", "-a", password] if password else []
+    assert wait_for(lambda: cli(port, *auth, "PING") == "PONG", 10), "sentinel %d did not start" % port
     return proc
 
 
