@@ -484,23 +484,6 @@ trim_pending_cb(struct rds *rd, redisReply *r, void *arg)
 	rds_command(rd, sh->key, sh->len, trim_cb, sh, "XTRIM %b MINID ~ %s", sh->key, sh->len, min);
 }
 
-/* Asks the group's oldest pending entry, then trims below it (at most
- * every TRIM_MS a shard; 1 when it was asked). */
-static int
-shard_trim(struct consumer *c, struct shard *sh, int64_t now)
-{
-	if (sh->trimming || !sh->acked_max[0] || strcmp(sh->acked_max, sh->trimmed_at) == 0 ||
-	    now - sh->trimmed_ms < TRIM_MS)
-		return 0;
-	sh->trimmed_ms = now;
-	_Static_assert(sizeof(sh->trimmed_at) == sizeof(sh->acked_max), "ids of one size");
-	memcpy(sh->trimmed_at, sh->acked_max, sizeof(sh->trimmed_at));
-	if (rds_command(c->rd, sh->key, sh->len, trim_pending_cb, sh, "XPENDING %b %s", sh->key, sh->len, GROUP) < 0)
-		return 0;
-	sh->trimming = 1;
-	return 1;
-}
-
 static void
 trim_later(struct consumer *c)
 {
@@ -510,24 +493,42 @@ trim_later(struct consumer *c)
 		evtimer_add(c->trim_timer, &tv);
 }
 
-/* Trims every shard that acknowledged entries since its last trim, and
- * comes back for those it may not trim yet (one trimmed under TRIM_MS ago,
- * or its XPENDING still out): a burst's last acknowledgements are trimmed
- * too, however they fell against the timer. */
+/* Asks the group's oldest pending entry, then trims below it: at most
+ * every TRIM_MS a shard. A shard with acknowledgements it may not trim yet
+ * (trimmed under TRIM_MS ago, its XPENDING still out, or not sendable)
+ * comes back with the timer: a burst's last ones are trimmed too. */
+static void
+shard_trim(struct consumer *c, struct shard *sh)
+{
+	int64_t now = clock_mono_ms();
+
+	if (!sh->acked_max[0] || strcmp(sh->acked_max, sh->trimmed_at) == 0)
+		return;		/* nothing new to trim */
+	if (sh->trimming || now - sh->trimmed_ms < TRIM_MS) {
+		trim_later(c);
+		return;
+	}
+	sh->trimmed_ms = now;
+	_Static_assert(sizeof(sh->trimmed_at) == sizeof(sh->acked_max), "ids of one size");
+	memcpy(sh->trimmed_at, sh->acked_max, sizeof(sh->trimmed_at));
+	if (rds_command(c->rd, sh->key, sh->len, trim_pending_cb, sh, "XPENDING %b %s", sh->key, sh->len, GROUP) < 0) {
+		sh->trimmed_at[0] = '\0';
+		trim_later(c);
+		return;
+	}
+	sh->trimming = 1;
+}
+
+/* Trims every shard that acknowledged entries since its last trim. */
 static void
 trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct consumer *c = arg;
-	int64_t now = clock_mono_ms();
 
 	(void)fd;
 	(void)what;
-	for (int i = 0; i < c->nshards; i++) {
-		struct shard *sh = &c->shards[i];
-
-		if (!shard_trim(c, sh, now) && sh->acked_max[0] && strcmp(sh->acked_max, sh->trimmed_at) != 0)
-			trim_later(c);
-	}
+	for (int i = 0; i < c->nshards; i++)
+		shard_trim(c, &c->shards[i]);
 }
 
 /* After an XACK: what it acknowledged may go now, or when the last burst
@@ -538,8 +539,7 @@ shard_acked(struct consumer *c, struct shard *sh)
 	/* a batch is one reply's entries, in stream order: the last is newest */
 	if (c->nids > 0 && (!sh->acked_max[0] || id_cmp(c->ids[c->nids - 1], sh->acked_max) > 0))
 		snprintf(sh->acked_max, sizeof(sh->acked_max), "%s", c->ids[c->nids - 1]);
-	if (!shard_trim(c, sh, clock_mono_ms()))
-		trim_later(c);
+	shard_trim(c, sh);
 }
 
 /* The batch acknowledged (or had nothing to acknowledge): what next. */
@@ -642,26 +642,35 @@ probe_ran(const PGresult *res)
 	return msg && strstr(msg, PROBE_MARK ":") != NULL;
 }
 
+/* The entry refused alone is dealt with (dead: set apart, or split, by
+ * dead_letter, which acknowledges it; else left pending): billing goes on. */
+static void
+alone_settled(struct consumer *c, int dead)
+{
+	if (dead)
+		dead_letter(c, c->cur, c->probe_id, c->probe_why);
+	batch_clear(c);
+	consumer_ack(c);
+}
+
 /* The probe's answer (see struct consumer). */
 static void
 probe_cb(PGresult *res, const char *err, void *arg)
 {
 	struct consumer *c = arg;
+	int data = refused_for_data(res);
 
 	if (probe_ran(res)) {
 		c->refusing_all = 0;
-		dead_letter(c, c->cur, c->probe_id, c->probe_why);
-		batch_clear(c);		/* dead_letter acknowledges it once copied */
-		consumer_ack(c);
+		alone_settled(c, 1);
 		return;
 	}
-	if (refused_for_data(res) && !c->refusing_all) {
+	if (!data)
+		log_warn("billing: probe not answered as it should be: %s", res ? PQresultErrorMessage(res) : err);
+	else if (!c->refusing_all) {
 		c->refusing_all = 1;
 		log_error("billing: PostgreSQL refuses an event it billed before too (%s): the fault is not the"
 			  " entries'; none is set apart, billing retries", PQresultErrorMessage(res));
-	} else if (!refused_for_data(res)) {
-		log_warn("billing: probe not answered as it should be: %s",
-			 res ? PQresultErrorMessage(res) : err);
 	}
 	consumer_pause(c);
 }
@@ -710,17 +719,14 @@ refused_alone(struct consumer *c, const PGresult *res)
 	snprintf(c->probe_why, sizeof(c->probe_why), "refused by PostgreSQL: %s (SQLSTATE %s)", msg ? msg : "?",
 		 PQresultErrorField(res, PG_DIAG_SQLSTATE));
 	if (c->last_events > 1) {	/* several events: split (dead_letter), each then tried alone */
-		dead_letter(c, c->cur, c->probe_id, c->probe_why);
-		batch_clear(c);
-		consumer_ack(c);
+		alone_settled(c, 1);
 		return 0;
 	}
 	if (c->good)
 		return probe_send(c);
 	log_warn("billing: entry %s refused alone (%s); nothing billed yet to tell whose fault it is: left"
 		 " pending", c->probe_id, c->probe_why);
-	batch_clear(c);
-	consumer_ack(c);
+	alone_settled(c, 0);
 	return 0;
 }
 
@@ -818,28 +824,46 @@ struct dead {
 	char id[RDS_ID_LEN];
 	char key[KEY_LEN + 8];
 	char why[DEAD_WHY_LEN];
-	int left, failed;		/* a split: XADDs awaiting their answer, failed */
+	int split;			/* its events go back to the stream, not to :dead */
+	int left, failed;		/* its XADDs awaiting their answer, failed */
 };
 
-/* The copy's XADD answered: the entry is acknowledged only now, so that
- * an entry is never gone from both streams. When the copy failed it stays
- * pending: taken again by XAUTOCLAIM (billing_claim_idle_ms) or at the
- * next pending read. */
+/* One of the entry's XADDs (its copy, or a split's events) answered. After
+ * the last one the entry is acknowledged, and only if all went in, so that
+ * an entry is never gone from both streams: else it stays pending, taken
+ * again by XAUTOCLAIM (billing_claim_idle_ms) or at the next pending read
+ * (a split made twice: billing drops the events it billed already, by
+ * generation id). */
 static void
-dead_cb(struct rds *rd, redisReply *r, void *arg)
+dead_done(struct dead *d)
 {
-	struct dead *d = arg;
 	const struct shard *sh = &d->c->shards[d->shard];
 
-	if (!r || r->type == REDIS_REPLY_ERROR) {
+	if (--d->left > 0)
+		return;
+	if (d->failed) {
 		d->c->st.redis_errors++;
-		log_error("billing: entry %s of %s could not be copied to %s (%s); left pending, tried again later",
-			  d->id, sh->key, d->key, r ? r->str : "disconnected");
+		log_error("billing: entry %s of %s could not be %s; left pending, tried again later", d->id, sh->key,
+			  d->split ? "split" : "copied to its dead-letter stream");
 	} else {
-		d->c->st.dead_letters++;
-		rds_command(rd, sh->key, sh->len, NULL, NULL, "XACK %b %s %s", sh->key, sh->len, GROUP, d->id);
+		if (!d->split)
+			d->c->st.dead_letters++;
+		rds_command(d->c->rd, sh->key, sh->len, NULL, NULL, "XACK %b %s %s", sh->key, sh->len, GROUP, d->id);
 	}
 	free(d);
+}
+
+static void
+dead_xadd_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct dead *d = arg;
+
+	(void)rd;
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		d->failed = 1;
+		log_warn("billing: entry %s: XADD refused (%s)", d->id, r ? r->str : "disconnected");
+	}
+	dead_done(d);
 }
 
 /* The entry as read again (XRANGE id id: its fields, or NULL when it is
@@ -869,7 +893,8 @@ dead_copy(struct dead *d, const redisReply *f)
 		argv[DEAD_HEAD + j] = ok ? x->str : "";
 		argl[DEAD_HEAD + j] = ok ? x->len : 0;
 	}
-	if (rds_command_argv(c->rd, d->key, strlen(d->key), dead_cb, d, argc, argv, argl) < 0)
+	d->left = 1;
+	if (rds_command_argv(c->rd, d->key, strlen(d->key), dead_xadd_cb, d, argc, argv, argl) < 0)
 		goto fail;
 	free(argv);
 	free(argl);
@@ -882,36 +907,6 @@ fail:
 	free(d);
 }
 
-/* One of a split's XADDs answered; the last one acknowledges the entry
- * when all went in (else it stays pending, split again later: billing
- * drops the copies it billed already, by generation id). */
-static void
-split_done(struct dead *d)
-{
-	const struct shard *sh = &d->c->shards[d->shard];
-
-	if (--d->left > 0)
-		return;
-	if (d->failed) {
-		d->c->st.redis_errors++;
-		log_error("billing: entry %s of %s could not be split; left pending, tried again later", d->id, sh->key);
-	} else {
-		rds_command(d->c->rd, sh->key, sh->len, NULL, NULL, "XACK %b %s %s", sh->key, sh->len, GROUP, d->id);
-	}
-	free(d);
-}
-
-static void
-split_cb(struct rds *rd, redisReply *r, void *arg)
-{
-	struct dead *d = arg;
-
-	(void)rd;
-	if (!r || r->type == REDIS_REPLY_ERROR)
-		d->failed = 1;
-	split_done(d);
-}
-
 /* An entry of several events (a router writes up to RDS_ENTRY_EVENTS_MAX an
  * entry), one of which is refused: its events are added back to the
  * stream one an entry (with `split_from` = its id), and it is
@@ -919,27 +914,25 @@ split_cb(struct rds *rd, redisReply *r, void *arg)
  * alone: a bad event does not take the good ones beside it to the
  * dead-letter stream. */
 static void
-dead_split(struct dead *d, const redisReply *f, int n)
+dead_split(struct dead *d, const redisReply *e, int n)
 {
 	const struct shard *sh = &d->c->shards[d->shard];
+	const redisReply *v;
+	size_t j = 0;
 
 	log_warn("billing: entry %s of %s refused (%s): its %d events go back to the stream one an entry", d->id,
 		 sh->key, d->why, n);
+	d->split = 1;
 	d->left = 1;		/* held until every XADD is sent */
-	for (size_t j = 0; j + 1 < f->elements; j += 2) {
-		const redisReply *k = f->element[j], *v = f->element[j + 1];
-
-		if (k->type != REDIS_REPLY_STRING || (strcmp(k->str, "e") != 0 && strcmp(k->str, "ev") != 0) ||
-		    v->type != REDIS_REPLY_STRING)
-			continue;
-		if (rds_command(d->c->rd, sh->key, sh->len, split_cb, d, "XADD %b * e %b split_from %s", sh->key,
+	while ((v = entry_event(e, &j))) {
+		if (rds_command(d->c->rd, sh->key, sh->len, dead_xadd_cb, d, "XADD %b * e %b split_from %s", sh->key,
 				sh->len, v->str, v->len, d->id) == 0)
 			d->left++;
 		else
 			d->failed = 1;
 	}
 	d->c->st.split_entries++;
-	split_done(d);
+	dead_done(d);
 }
 
 /* XRANGE reply: [[id, [field, value, ...]]], or [] for an entry deleted
@@ -965,7 +958,7 @@ dead_range_cb(struct rds *rd, redisReply *r, void *arg)
 	for (size_t j = 0; e && entry_event(e, &j);)
 		events++;
 	if (events > 1) {
-		dead_split(d, f, events);
+		dead_split(d, e, events);
 		return;
 	}
 	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
@@ -976,7 +969,7 @@ dead_range_cb(struct rds *rd, redisReply *r, void *arg)
 /* An entry billing cannot bill (not a usage event, a field missing or of
  * the wrong type, or one PostgreSQL refuses alone): read again, copied
  * whole to the dead-letter stream `<stream>:dead` (the same hash tag: the
- * same cluster slot) with why, then acknowledged (dead_cb). Before, it was
+ * same cluster slot) with why, then acknowledged (dead_done). Before, it was
  * acknowledged and skipped: a generation never billed, with only a log
  * line to say so. */
 static void
@@ -1021,10 +1014,10 @@ batch_refuse(struct batch *b, const redisReply *id, const char *why, size_t max)
 static int
 entry_add(struct consumer *c, struct batch *b, const redisReply *e, const char **why)
 {
-	const redisReply *ev;
+	const redisReply *ev, *first = NULL;
 	struct evcols_mark mark;
 	size_t j = 0;
-	int rc = 0, n = 0;
+	int rc = 0;
 
 	*why = "no event (field e)";
 	evcols_mark(b->cols, &mark);
@@ -1033,16 +1026,15 @@ entry_add(struct consumer *c, struct batch *b, const redisReply *e, const char *
 
 		*why = valid ? "not a usage event the tables can hold" : "refused by validation";
 		rc = valid ? evcols_add(b->cols, ev->str, ev->len) : -1;
-		n++;
+		first = first ? first : ev;
 	}
-	if (rc == 0 && n == 0)
+	if (rc == 0 && !first)
 		rc = -1;
 	if (rc < 0) {
 		evcols_rollback(b->cols, &mark);
 		return rc;
 	}
-	j = 0;
-	if (!b->sample && (ev = entry_event(e, &j)) && !(b->sample = strndup(ev->str, ev->len)))
+	if (!b->sample && !(b->sample = strndup(first->str, first->len)))
 		return -2;
 	return 0;
 }
@@ -1103,7 +1095,7 @@ read_entries(const redisReply *r)
 static int
 read_count(const struct consumer *c)
 {
-	int n = c->batch / (c->per_entry > 0 ? c->per_entry : 1);
+	int n = c->batch / c->per_entry;
 
 	return n > 0 ? n : 1;
 }
@@ -1139,7 +1131,7 @@ batch_send(struct consumer *c, struct batch *b)
 	c->nids = b->nids;
 	c->last_events = b->events;
 	if (b->nids > 0)
-		c->per_entry = b->events > b->nids ? (b->events + b->nids - 1) / b->nids : 1;
+		c->per_entry = (b->events + b->nids - 1) / b->nids;	/* every entry kept has an event */
 	b->ids = NULL;
 	b->nids = 0;
 	c->st.events += b->events;

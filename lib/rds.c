@@ -391,16 +391,15 @@ auth_cb(redisAsyncContext *ac, void *reply, void *arg)
 	node_ready(n);
 }
 
-/* AUTH, the first command of a new link: queued before anything else can
- * be (cluster mode sends on a link still connecting). */
+/* AUTH [user] pass, the first command of a new link (a node's, or a
+ * sentinel's): queued before anything else can be (cluster mode sends on a
+ * link still connecting). 0, or -1. */
 static int
-auth_send(struct rds_node *n)
+auth_send(redisAsyncContext *ac, redisCallbackFn *fn, void *arg, const char *user, const char *pass)
 {
-	struct rds *r = n->r;
-
-	if (r->user[0])
-		return redisAsyncCommand(n->ac, auth_cb, n, "AUTH %s %s", r->user, r->pass) == REDIS_OK ? 0 : -1;
-	return redisAsyncCommand(n->ac, auth_cb, n, "AUTH %s", r->pass) == REDIS_OK ? 0 : -1;
+	if (user[0])
+		return redisAsyncCommand(ac, fn, arg, "AUTH %s %s", user, pass) == REDIS_OK ? 0 : -1;
+	return redisAsyncCommand(ac, fn, arg, "AUTH %s", pass) == REDIS_OK ? 0 : -1;
 }
 
 static void
@@ -452,7 +451,7 @@ node_connect(struct rds_node *n)
 	n->ping_out = 0;
 	if (!(n->ac = ctx_open(n->r, &n->a, n, node_on_connect, node_on_disconnect)))
 		goto fail;
-	if (n->r->pass[0] && auth_send(n) < 0) {
+	if (n->r->pass[0] && auth_send(n->ac, auth_cb, n, n->r->user, n->r->pass) < 0) {
 		log_warn("redis: %s:%d: out of memory", n->a.host, n->a.port);
 		n->ac->data = NULL;
 		redisAsyncFree(n->ac);
@@ -959,9 +958,7 @@ sent_auth_cb(redisAsyncContext *ac, void *reply, void *arg)
 static int
 sent_auth(struct rds *r, redisAsyncContext *ac)
 {
-	if (!r->sent_pass[0])
-		return 0;
-	return redisAsyncCommand(ac, sent_auth_cb, r, "AUTH %s", r->sent_pass) == REDIS_OK ? 0 : -1;
+	return r->sent_pass[0] ? auth_send(ac, sent_auth_cb, r, "", r->sent_pass) : 0;
 }
 
 static void

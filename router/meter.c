@@ -83,7 +83,6 @@ struct meter {
 	int draining;			/* meter_drain: nothing held any more */
 	struct event *flush_ev;
 	struct event *turn_ev;		/* flush_ms 0: sends them after this loop turn */
-	int turn_active;
 	struct meter_stats st;
 
 	pthread_t thread;
@@ -186,7 +185,7 @@ meter_event_json(const struct usage_event *e)
 
 /* Queues one line for the writer thread. -1 when the spool is full. */
 static int
-spool_append(struct meter *m, const char *json, int lines)
+spool_append(struct meter *m, const char *json)
 {
 	size_t n = strlen(json);
 	int rc = -1;
@@ -208,7 +207,7 @@ spool_append(struct meter *m, const char *json, int lines)
 		m->pending[m->pending_len + n] = '\n';
 		m->pending_len += n + 1;
 		m->spool_bytes += (int64_t)n + 1;
-		m->st.spooled += lines;
+		m->st.spooled++;
 		rc = 0;
 		pthread_cond_signal(&m->cv);
 	} else {
@@ -230,29 +229,18 @@ meter_blocked(const struct meter *m)
 	return b + 4096 > m->spool_max;
 }
 
-/* n events, one a line, into the spool: all at once, or when that does not
- * fit, as many as fit one by one (the spool's bound is in bytes). -1: some
- * lost, logged with why they were spooled. */
+/* Events that could not be sent into the spool, each as a line (the
+ * spool's bound is in bytes: as many as fit). -1: some lost, logged with
+ * why they were spooled. */
 static int
-spool_lines(struct meter *m, char *json, int n, const char *why)
+spool_events(struct meter *m, char *const *ev, int n, const char *why)
 {
-	char *line = json, *nl;
 	int lost = 0;
 
-	if (spool_append(m, json, n) == 0)
-		return 0;
-	for (int i = 0; n > 1 && i < n; i++, line = nl + 1) {
-		if ((nl = strchr(line, '\n')))
-			*nl = '\0';
-		lost += spool_append(m, line, 1) < 0;
-		if (!nl)
-			break;
-		*nl = '\n';
-	}
-	if (n == 1)
-		lost = 1;
+	for (int i = 0; i < n; i++)
+		lost += spool_append(m, ev[i]) < 0;
 	if (lost)
-		log_error("meter: %d of %d events from %.40s lost: %s and the spool is full", lost, n, json, why);
+		log_error("meter: %d of %d events from %.40s lost: %s and the spool is full", lost, n, ev[0], why);
 	return lost ? -1 : 0;
 }
 
@@ -278,8 +266,8 @@ struct xadd_ctx {
 	int replay, shard;
 	uint64_t link;			/* rds_link it was written on (WAIT) */
 	struct xadd_ctx *next;		/* awaiting the same WAIT */
-	char *json;			/* the entry's events, ours, one a line (spooled if it fails) */
-	int n;				/* how many */
+	int n;				/* events in the entry */
+	char *ev[];			/* they, ours (spooled if it fails) */
 };
 
 /* An XADD settled: delivered (ok), or spooled to be sent again. */
@@ -294,7 +282,7 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 
 			evtimer_add(m->retry_ev, &tv);
 		}
-		spool_lines(m, x->json, x->n, "Redis failed");
+		spool_events(m, x->ev, x->n, "Redis failed");
 	} else if (x->replay) {
 		m->st.replayed += x->n;
 	} else {
@@ -302,7 +290,8 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 	}
 	if (x->replay)
 		replay_release(m);
-	free(x->json);
+	for (int i = 0; i < x->n; i++)
+		free(x->ev[i]);
 	free(x);
 }
 
@@ -452,36 +441,30 @@ json_account(const char *json, size_t len)
 	return p ? strtoll(p + 10, NULL, 10) : 0;
 }
 
-/* Sends one stream entry of n events (json: malloc'd, NUL-terminated, len
- * bytes, the events one a line) to a shard: XADD <key> * e <event>, or
- * XADD <key> * ev <event> ev <event> ... 0: json is taken (freed once the
- * XADD settles); -1: not sent, json still the caller's. */
+/* Sends one stream entry of n events (ev[i]: malloc'd JSON, len[i] bytes)
+ * to a shard: XADD <key> * e <event>, or XADD <key> * ev <event> ev
+ * <event> ... 0: the events are taken (freed once the XADD settles); -1:
+ * not sent, still the caller's. */
 static int
-xadd(struct meter *m, char *json, size_t len, int shard, int n, int replay)
+xadd(struct meter *m, char *const *ev, const size_t *len, int n, int shard, int replay)
 {
 	const char *argv[3 + 2 * RDS_ENTRY_EVENTS_MAX] = { "XADD", m->shard_key[shard], "*" };
 	size_t argl[3 + 2 * RDS_ENTRY_EVENTS_MAX] = { 4, m->shard_len[shard], 1 };
 	struct xadd_ctx *x;
-	char *p = json, *end = json + len;
 	int argc = 3;
 
 	if (n < 1 || n > RDS_ENTRY_EVENTS_MAX || !rds_is_connected(m->rd) || m->inflight + n > METER_MAX_INFLIGHT)
 		return -1;
 	for (int i = 0; i < n; i++) {
-		char *nl = i + 1 < n ? memchr(p, '\n', (size_t)(end - p)) : end;
-
-		if (!nl)
-			return -1;
 		/* several: fields ev, which a billing worker older than them does
 		 * not read (it sets the entry apart in usage:dead, whole, instead
 		 * of billing the first event and acknowledging the others) */
 		argv[argc] = n == 1 ? "e" : "ev";
 		argl[argc++] = n == 1 ? 1 : 2;
-		argv[argc] = p;
-		argl[argc++] = (size_t)(nl - p);
-		p = nl + 1;
+		argv[argc] = ev[i];
+		argl[argc++] = len[i];
 	}
-	if (!(x = malloc(sizeof(*x))))
+	if (!(x = malloc(sizeof(*x) + (size_t)n * sizeof(x->ev[0]))))
 		return -1;
 	x->m = m;
 	x->replay = replay;
@@ -491,8 +474,8 @@ xadd(struct meter *m, char *json, size_t len, int shard, int n, int replay)
 	 * master) may come after the switch, and WAIT on the new link would not
 	 * cover it */
 	x->link = m->wait_replicas > 0 ? rds_link(m->rd, argv[1], argl[1]) : 0;
-	x->json = json;
 	x->n = n;
+	memcpy(x->ev, ev, (size_t)n * sizeof(x->ev[0]));
 	/* argv, not a format string: hiredis parses a format on every call */
 	if (rds_command_argv(m->rd, argv[1], argl[1], xadd_cb, x, argc, argv, argl) < 0) {
 		free(x);
@@ -585,70 +568,45 @@ live_count(struct meter *m, const struct usage_event *ev)
 	}
 }
 
-/* Spools what could not be sent (json: n events, one a line, freed). -1:
- * lost (the spool is full). */
+/* Spools events that could not be sent, and frees them. -1: some lost
+ * (the spool is full). */
 static int
-spool_or_lose(struct meter *m, char *json, int n)
+spool_or_lose(struct meter *m, char *const *ev, int n)
 {
-	int rc = spool_lines(m, json, n, "Redis away");
+	int rc = spool_events(m, ev, n, "Redis away");
 
-	free(json);
+	for (int i = 0; i < n; i++)
+		free(ev[i]);
 	return rc;
 }
 
-/* The next stream entry of a shard's queued events, from at on: up to
- * RDS_ENTRY_EVENTS_MAX, one a line (one event: its own text, not copied); those
- * taken are left NULL in the queue. NULL when none is left. */
-static char *
-entry_take(struct meter *m, int at, int shard, int *n, size_t *len)
-{
-	struct queued *q[RDS_ENTRY_EVENTS_MAX];
-	size_t total = 0;
-	int k = 0;
-	char *buf, *p;
-
-	for (; at < m->nqueue && k < RDS_ENTRY_EVENTS_MAX; at++)
-		if (m->queue[at].json && m->queue[at].shard == shard) {
-			q[k++] = &m->queue[at];
-			total += m->queue[at].len + 1;
-		}
-	if (k == 0)
-		return NULL;
-	if (k == 1 || !(p = buf = malloc(total))) {	/* out of memory: one at a time */
-		k = 1;
-		buf = q[0]->json;
-		*len = q[0]->len;
-	} else {
-		for (int i = 0; i < k; i++) {
-			memcpy(p, q[i]->json, q[i]->len);
-			p += q[i]->len;
-			*p++ = '\n';
-			free(q[i]->json);
-		}
-		p[-1] = '\0';
-		*len = total - 1;
-	}
-	for (int i = 0; i < k; i++)
-		q[i]->json = NULL;
-	*n = k;
-	return buf;
-}
-
 /* Sends the events held (the end of the loop turn, the flush timer, a full
- * queue, a stop): per shard, up to RDS_ENTRY_EVENTS_MAX events a stream entry,
- * which costs Redis and billing about what one event did (an entry to add,
- * read, acknowledge and trim). Within a shard the queue's order is kept, in
- * Redis and in the spool. */
+ * queue, a stop): per shard, up to RDS_ENTRY_EVENTS_MAX events a stream
+ * entry, which costs Redis and billing about what one event did (an entry
+ * to add, read, acknowledge and trim). Within a shard the queue's order is
+ * kept, in Redis and in the spool. The events' text is not copied: each
+ * entry's XADD takes it as its arguments. */
 static void
 queue_send(struct meter *m)
 {
 	for (int i = 0; i < m->nqueue; i++) {
-		int shard = m->queue[i].shard, n;
-		size_t len;
-		char *json;
+		char *ev[RDS_ENTRY_EVENTS_MAX];
+		size_t len[RDS_ENTRY_EVENTS_MAX];
+		int shard = m->queue[i].shard, n = 0;
 
-		if (m->queue[i].json && (json = entry_take(m, i, shard, &n, &len)) && xadd(m, json, len, shard, n, 0) < 0)
-			spool_or_lose(m, json, n);
+		if (!m->queue[i].json)
+			continue;	/* sent with an earlier entry */
+		for (int j = i; j < m->nqueue && n < RDS_ENTRY_EVENTS_MAX; j++) {
+			struct queued *q = &m->queue[j];
+
+			if (q->json && q->shard == shard) {
+				ev[n] = q->json;
+				len[n++] = q->len;
+				q->json = NULL;		/* taken */
+			}
+		}
+		if (xadd(m, ev, len, n, shard, 0) < 0)
+			spool_or_lose(m, ev, n);
 	}
 	m->nqueue = 0;
 }
@@ -656,12 +614,9 @@ queue_send(struct meter *m)
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct meter *m = arg;
-
 	(void)fd;
 	(void)what;
-	m->turn_active = 0;
-	queue_send(m);
+	queue_send(arg);
 }
 
 int
@@ -675,8 +630,10 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 		return -1;
 	live_count(m, ev);
 	if (m->draining || !rds_is_connected(m->rd)) {
+		size_t len = strlen(json);
+
 		queue_send(m);		/* the older ones first: the spool keeps the order */
-		return xadd(m, json, strlen(json), shard, 1, 0) == 0 ? 0 : spool_or_lose(m, json, 1);
+		return xadd(m, &json, &len, 1, shard, 0) == 0 ? 0 : spool_or_lose(m, &json, 1);
 	}
 	if (m->nqueue == METER_QUEUE_MAX)
 		queue_send(m);
@@ -685,10 +642,8 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 	q->len = strlen(json);
 	q->shard = shard;
 	if (m->flush_ms <= 0) {
-		if (!m->turn_active) {	/* after the requests this turn finishes */
-			m->turn_active = 1;
-			event_active(m->turn_ev, EV_TIMEOUT, 0);
-		}
+		/* after the requests this turn finishes; already active: a no-op */
+		event_active(m->turn_ev, EV_TIMEOUT, 0);
 	} else if (!evtimer_pending(m->flush_ev, NULL)) {
 		struct timeval tv = { m->flush_ms / 1000, (m->flush_ms % 1000) * 1000 };
 
@@ -745,15 +700,15 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 			break;	/* a torn last line (crash mid-write): dropped */
 		if (nl == line)
 			continue;
-		char *ev = strndup(line, (size_t)(nl - line));
+		size_t evlen = (size_t)(nl - line);
+		char *ev = strndup(line, evlen);
 
-		if (ev && xadd(m, ev, (size_t)(nl - line), rds_shard_of(json_account(line, (size_t)(nl - line)),
-									m->nshards), 1, 1) == 0) {
+		if (ev && xadd(m, &ev, &evlen, 1, rds_shard_of(json_account(line, evlen), m->nshards), 1) == 0) {
 			m->replay_left++;
 		} else {
 			free(ev);
 			*nl = '\0';
-			spool_append(m, line, 1);
+			spool_append(m, line);
 		}
 	}
 	free(data);
@@ -983,7 +938,7 @@ meter_free(struct meter *m)
 	if (!m)
 		return;
 	for (int i = 0; i < m->nqueue; i++)	/* never sent: spooled */
-		spool_or_lose(m, m->queue[i].json, 1);
+		spool_or_lose(m, &m->queue[i].json, 1);
 	m->nqueue = 0;
 	for (int i = 0; i < m->nshards; i++) {	/* never confirmed: spooled */
 		for (struct xadd_ctx *x = m->unsure[i], *nx; x; x = nx) {
