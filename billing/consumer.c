@@ -142,12 +142,18 @@ struct consumer {
 	struct event *claim_timer;
 	struct consumer_stats st;
 	int64_t t_write_us;		/* the batch's statement sent (monotonic) */
+	/* The batch's columns while consumer_fast_sql writes it, to write it
+	 * again with consumer_sql if it is refused for a conflict. */
+	struct evcols *fast_cols;
+	int dup_last;			/* the last batch committed had duplicates */
 	consumer_batch_fn batch_fn;
 	void *batch_arg;
 };
 
-/* The statement's data-modifying parts (CTEs), then what it answers. */
-#define CONSUMER_WITH \
+/* The statement's data-modifying parts (CTEs), then what it answers.
+ * conflict: what the events' INSERT does with a generation billed before
+ * (see consumer_fast_sql). */
+#define CONSUMER_WITH(conflict) \
 	"WITH ev AS ("	/* the batch's columns (evcols.h), in enum evcol order */ \
 	" SELECT x.*, timestamptz 'epoch' + x.ts * interval '1 millisecond' AS at" \
 	" FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[]," \
@@ -164,7 +170,7 @@ struct consumer {
 	" SELECT id, at, account, key, app_url, app_title, model, author, provider, endpoint, pt, ct," \
 	"  coalesce(cached, 0), coalesce(reasoning, 0), cost, pcost, latency_ms, ttft_ms, tps_milli," \
 	"  stream, estimated, status, attempts, finish, tried::jsonb FROM ev" \
-	" ON CONFLICT DO NOTHING" \
+	conflict \
 	" RETURNING generation_id, created_at, account_id, key_id, model_id, model_author, provider_id," \
 	"  coalesce(app_title, app_url, '') AS app, prompt_tokens, completion_tokens, cost_nusd," \
 	"  provider_cost_nusd, endpoint_id, status, streamed, latency_ms, ttft_ms, tps_milli," \
@@ -270,11 +276,23 @@ struct consumer {
 	" RETURNING 1" \
 	")"
 
-const char consumer_sql[] =
-	CONSUMER_WITH
-	" SELECT (SELECT count(*) FROM ev)::text, (SELECT count(*) FROM ins)::text,"
-	" (SELECT coalesce(sum(generations), 0) FROM led)::text, (SELECT count(*) FROM r)::text, (SELECT count(*) FROM b)::text,"
-	" (SELECT max(ts) FROM ev)::text";
+#define ON_CONFLICT " ON CONFLICT DO NOTHING"
+#define CONSUMER_ANSWER \
+	" SELECT (SELECT count(*) FROM ev)::text, (SELECT count(*) FROM ins)::text," \
+	" (SELECT coalesce(sum(generations), 0) FROM led)::text, (SELECT count(*) FROM r)::text," \
+	" (SELECT count(*) FROM b)::text, (SELECT max(ts) FROM ev)::text"
+
+const char consumer_sql[] = CONSUMER_WITH(ON_CONFLICT) CONSUMER_ANSWER;
+
+/* The same without ON CONFLICT, for a batch of new entries: the events'
+ * primary key is checked by its index insertion anyway, and ON CONFLICT
+ * pays a search of that index before each row, then a speculative
+ * insertion (3 µs an event of PostgreSQL's 18, README "Performance").
+ * A batch holding a generation billed before (a spool replayed after a
+ * lost XADD reply, an entry split again) is refused whole, 23505, rolled
+ * back with its implicit transaction, and written again with
+ * consumer_sql, whose effect the fast one has when nothing conflicts. */
+static const char consumer_fast_sql[] = CONSUMER_WITH("") CONSUMER_ANSWER;
 
 /* The probe (see struct consumer): the same statement, which once every
  * part has run (each counted to its end) fails on purpose, casting
@@ -284,7 +302,7 @@ const char consumer_sql[] =
  * the event. */
 #define PROBE_MARK "agora-billing-probe-ran"
 static const char probe_sql[] =
-	CONSUMER_WITH
+	CONSUMER_WITH(ON_CONFLICT)
 	" SELECT ('" PROBE_MARK ":' || ((SELECT count(*) FROM ev) + (SELECT count(*) FROM ins)"
 	" + (SELECT count(*) FROM g) + (SELECT count(*) FROM led) + (SELECT count(*) FROM k)"
 	" + (SELECT count(*) FROM b) + (SELECT count(*) FROM r) + (SELECT count(*) FROM h)"
@@ -294,6 +312,7 @@ static const char probe_sql[] =
 static void consumer_next(struct consumer *c);
 static int batch_send(struct consumer *c, struct batch *b);
 static void dead_letter(struct consumer *c, int shard, const char *id, const char *why);
+static void write_cb(PGresult *res, const char *err, void *arg);
 
 static void
 batch_clear(struct consumer *c)
@@ -328,6 +347,15 @@ static void
 batch_drop(struct batch *b)
 {
 	batch_drop_into(NULL, b);
+}
+
+/* Columns done with: kept for a next batch, or freed. */
+static void
+cols_give(struct consumer *c, struct evcols *cols)
+{
+	struct batch b = { .cols = cols };
+
+	batch_drop_into(c, &b);
 }
 
 /* Empty columns: a spare, or new. */
@@ -695,11 +723,7 @@ probe_send(struct consumer *c)
 				     (long long)clock_wall_ms(), c->probes++);
 	if ((cols = cols_take(c)) && evcols_add(cols, json, n) == 0 && evcols_params(cols, params, lengths) == 0)
 		rc = pgc_query_prepared(c->pg, probe_sql, EC_N, params, lengths, probe_cb, c);
-	if (cols) {
-		struct batch b = { .cols = cols };
-
-		batch_drop_into(c, &b);		/* the columns back to the spares (pgc copied them) */
-	}
+	cols_give(c, cols);		/* pgc copied them */
 	free(json);
 	return rc;
 }
@@ -730,11 +754,44 @@ refused_alone(struct consumer *c, const PGresult *res)
 	return 0;
 }
 
+/* Whether consumer_fast_sql was refused for a generation billed before
+ * (or twice in the batch): unique_violation. */
+static int
+refused_for_conflict(const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state && strcmp(state, "23505") == 0;
+}
+
+/* The batch again, with consumer_sql (its columns were kept). 0: write_cb
+ * answers again; -1: not sent. */
+static int
+write_again(struct consumer *c, struct evcols *cols)
+{
+	const char *params[EC_N];
+	int lengths[EC_N];
+
+	c->st.conflict_retries++;
+	log_debug("billing: batch of %d holds a generation billed before: written again with ON CONFLICT",
+		  c->nids);
+	if (evcols_params(cols, params, lengths) < 0)
+		return -1;
+	return pgc_query_prepared(c->pg, consumer_sql, EC_N, params, lengths, write_cb, c) < 0 ? -1 : 0;
+}
+
 static void
 write_cb(PGresult *res, const char *err, void *arg)
 {
 	struct consumer *c = arg;
+	struct evcols *fast = c->fast_cols;
+	int again;
 
+	c->fast_cols = NULL;
+	again = fast && refused_for_conflict(res) && write_again(c, fast) == 0;
+	cols_give(c, fast);		/* pgc copied them */
+	if (again)
+		return;
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		int data = refused_for_data(res), alone;
 
@@ -768,8 +825,14 @@ write_cb(PGresult *res, const char *err, void *arg)
 	}
 	c->st.batches++;
 	batch_committed(c, res);
-	c->st.inserted += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	c->st.duplicates += strtoll(PQgetvalue(res, 0, 0), NULL, 10) - strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	{
+		long long events = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		long long inserted = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+
+		c->st.inserted += inserted;
+		c->st.duplicates += events - inserted;
+		c->dup_last = events > inserted;	/* more may follow: the next batch with ON CONFLICT */
+	}
 	log_debug("billing: batch %d entries, %s events, %s new", c->nids, PQgetvalue(res, 0, 0),
 		  PQgetvalue(res, 0, 1));
 	consumer_ack(c);
@@ -1125,6 +1188,8 @@ batch_send(struct consumer *c, struct batch *b)
 {
 	const char *params[EC_N];
 	int lengths[EC_N], rc;
+	/* new entries after a batch without duplicates: the fast statement */
+	int fast = !c->dup_last && !c->validate && !c->isolate && !c->shards[b->shard].pending_mode;
 
 	c->cur = b->shard;
 	c->ids = b->ids;
@@ -1143,7 +1208,11 @@ batch_send(struct consumer *c, struct batch *b)
 	c->phase = CP_WRITE;
 	c->t_write_us = clock_mono_us();
 	rc = evcols_params(b->cols, params, lengths) < 0 ? -1
-	     : pgc_query_prepared(c->pg, consumer_sql, EC_N, params, lengths, write_cb, c);
+	     : pgc_query_prepared(c->pg, fast ? consumer_fast_sql : consumer_sql, EC_N, params, lengths, write_cb, c);
+	if (rc >= 0 && fast) {
+		c->fast_cols = b->cols;		/* for write_again */
+		b->cols = NULL;
+	}
 	batch_drop_into(c, b);	/* pgc copied the parameters */
 	if (rc < 0)
 		return -1;
@@ -1490,6 +1559,7 @@ consumer_free(struct consumer *c)
 	free(c->sample);
 	evcols_free(c->spare[0]);
 	evcols_free(c->spare[1]);
+	evcols_free(c->fast_cols);
 	if (c->timer)
 		event_free(c->timer);
 	if (c->linger)

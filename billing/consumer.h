@@ -23,6 +23,7 @@ struct consumer_stats {
 	long long split_entries;	/* entries of several events, one refused: split */
 	long long redis_errors;		/* failed reads, XACKs and dead-letter copies */
 	long long dead_letters;		/* refused entries copied to `<stream>:dead` */
+	long long conflict_retries;	/* batches written again with ON CONFLICT (23505) */
 	long long newest_ts_ms;		/* newest committed event's created_at (0: none yet) */
 };
 
@@ -46,9 +47,11 @@ void consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg);
 /* 1 while a batch is between read and ack (for graceful stop). */
 int consumer_busy(const struct consumer *c);
 
-/* The one statement that writes a batch: $1..$25 the events' columns as
+/* The statement that writes a batch: $1..$25 the events' columns as
  * binary arrays (evcols.h), run as a prepared statement (parsed once a
- * connection, planned once: a generic plan). */
+ * connection, planned once: a generic plan). A batch of new entries goes
+ * first without its ON CONFLICT DO NOTHING, and with it only when that is
+ * refused for a conflict (consumer.c, consumer_fast_sql). */
 extern const char consumer_sql[];
 
 #endif

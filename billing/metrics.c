@@ -187,6 +187,9 @@ counters(struct evbuffer *b, const struct consumer_stats *st)
 	prom_counter(b, "agora_billing_dead_letters_total",
 		     "refused entries copied to their stream's dead-letter stream <stream>:dead, then acknowledged",
 		     st->dead_letters);
+	prom_counter(b, "agora_billing_conflict_retries_total",
+		     "batches written again with ON CONFLICT DO NOTHING: an event in them was billed before",
+		     st->conflict_retries);
 	prom_counter(b, "agora_billing_pg_errors_total", "batches PostgreSQL did not commit", st->pg_errors);
 	prom_counter(b, "agora_billing_redis_errors_total", "failed stream reads and acknowledgements",
 		     st->redis_errors);

@@ -42,6 +42,12 @@ def stream_writer(stack, prefix):
     return r, "%s-%d" % (prefix, now), lambda gid, **kw: usage_event(acct, key, gid, now, **kw)
 
 
+def billing_metric(stack, name):
+    """A counter of agora-billing's /metrics, as an int."""
+    raw = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % stack.billing_port, timeout=5).read().decode()
+    return int(float(re.search(r"^%s (\S+)$" % name, raw, re.M).group(1)))
+
+
 def usage_event(acct, key, gid, now, **kw):
     """A usage event as a router writes it (JSON) at now, with kw's members over the defaults."""
     e = {"id": gid, "ts": now, "account": acct, "key": key, "model": "test/three", "author": "test",
@@ -272,6 +278,36 @@ def test_entries_that_are_not_usage_events_are_skipped(stack):
     sums_agree(after)
 
 
+def test_events_billed_before_are_billed_once_beside_new_ones(stack):
+    """Billing writes a batch's events with a plain INSERT (the primary key
+    is checked anyway) and, when PostgreSQL answers that one of them was
+    billed before (23505, unique_violation), writes the same batch again with
+    ON CONFLICT DO NOTHING. Events billed before sent again beside new ones
+    (as a router's spool replay can), and an event twice in one entry: every
+    generation billed once, the sums agree, the second try counted."""
+    r, tag, ev = stream_writer(stack, "gen-again")
+    billed = lambda: sorted(g for (g,) in stack.sql("SELECT generation_id FROM usage_events"
+                                                    " WHERE generation_id LIKE %s", tag + "%"))
+    drained = lambda: r.xpending("usage", "billing")["pending"] == 0 and all(
+        (g.get("lag") or 0) == 0 for g in r.xinfo_groups("usage"))
+    before = totals(stack)
+    r.execute_command("XADD", "usage", "*", "ev", ev(tag + "-a"), "ev", ev(tag + "-b"))
+    assert wait_for(lambda: len(billed()) == 2 and drained(), 20), stack.log("billing")[-2000:]
+    retries0 = billing_metric(stack, "agora_billing_conflict_retries_total")
+    dups0 = billing_metric(stack, "agora_billing_events_duplicate_total")
+    r.execute_command("XADD", "usage", "*", "ev", ev(tag + "-a"), "ev", ev(tag + "-c"), "ev", ev(tag + "-b"),
+                      "ev", ev(tag + "-d"), "ev", ev(tag + "-d"))
+    assert wait_for(lambda: len(billed()) == 4 and drained(), 20), stack.log("billing")[-2000:]
+    assert billed() == sorted(tag + s for s in ("-a", "-b", "-c", "-d"))
+    assert billing_metric(stack, "agora_billing_conflict_retries_total") - retries0 == 1
+    assert billing_metric(stack, "agora_billing_events_duplicate_total") - dups0 == 3
+    after = totals(stack)
+    assert after[0] - before[0] == 4
+    assert after[1] - before[1] == 4 * 777
+    sums_agree(after)
+    assert r.xlen("usage:dead") == 0 or not any(tag.encode() in e[1].get(b"e", b"") for e in r.xrange("usage:dead"))
+
+
 def raw_chat(stack, title_bytes):
     """A completion whose X-Title header is title_bytes, sent as they are
     (http.client would encode a str as Latin-1): its generation id."""
@@ -414,8 +450,7 @@ def test_entry_of_several_events_with_one_refused_is_split(stack):
     r, tag, ev = stream_writer(stack, "gen-split")
 
     def metric():
-        raw = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % stack.billing_port, timeout=5).read().decode()
-        return int(float(re.search(r"^agora_billing_split_entries_total (\S+)$", raw, re.M).group(1)))
+        return billing_metric(stack, "agora_billing_split_entries_total")
     dead0, split0 = r.xlen("usage:dead"), metric()
     before = totals(stack)
     # as a router sends them: one XADD, several fields ev
