@@ -1443,6 +1443,42 @@ group_cb(struct rds *rd, redisReply *r, void *arg)
 		groups_settle(c);
 }
 
+/* XINFO GROUPS, asked at start: a worker that starts has acknowledged
+ * nothing, so it would trim only once it bills something, and what was
+ * billed before (by a worker gone, or by itself before a restart) would
+ * stay in Redis until traffic came. The group's last delivered entry
+ * stands in for the newest one acknowledged: trim_pending_cb still keeps
+ * everything from the group's oldest pending entry on. */
+static void
+boot_info_cb(struct rds *rd, redisReply *r, void *arg)
+{
+	struct shard *sh = arg;
+
+	(void)rd;
+	if (!r || r->type != REDIS_REPLY_ARRAY || sh->acked_max[0])
+		return;
+	for (size_t g = 0; g < r->elements; g++) {
+		const redisReply *e = r->element[g];
+		const char *name = NULL, *last = NULL;
+
+		for (size_t i = 0; e->type == REDIS_REPLY_ARRAY && i + 1 < e->elements; i += 2) {
+			const redisReply *k = e->element[i], *v = e->element[i + 1];
+
+			if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING) {
+				if (strcmp(k->str, "name") == 0)
+					name = v->str;
+				else if (strcmp(k->str, "last-delivered-id") == 0)
+					last = v->str;
+			}
+		}
+		if (name && last && strcmp(name, GROUP) == 0 && strcmp(last, "0-0") != 0 &&
+		    strlen(last) < sizeof(sh->acked_max)) {
+			snprintf(sh->acked_max, sizeof(sh->acked_max), "%s", last);
+			shard_trim(sh->c, sh);
+		}
+	}
+}
+
 void
 consumer_redis_up(struct consumer *c)
 {
@@ -1453,13 +1489,15 @@ consumer_redis_up(struct consumer *c)
 	c->groups_left = 1;	/* guard: released after the loop */
 	c->groups_failed = 0;
 	for (int i = 0; i < c->nshards; i++) {
-		const struct shard *sh = &c->shards[i];
+		struct shard *sh = &c->shards[i];
 
 		if (rds_command(c->rd, sh->key, sh->len, group_cb, c, "XGROUP CREATE %b %s 0 MKSTREAM", sh->key, sh->len,
 				GROUP) < 0)
 			c->groups_failed++;
 		else
 			c->groups_left++;
+		if (!sh->acked_max[0])
+			rds_command(c->rd, sh->key, sh->len, boot_info_cb, sh, "XINFO GROUPS %b", sh->key, sh->len);
 	}
 	if (--c->groups_left == 0)
 		groups_settle(c);

@@ -70,6 +70,30 @@ def test_billing_killed_mid_flow(stack):
     settle(stack, base + 60)
 
 
+def test_billing_started_trims_what_was_billed_before(stack):
+    """A worker that starts trims the entries its group acknowledged before
+    (here by a worker gone for good), with no new traffic for it to bill:
+    Redis does not keep them until the next event."""
+    import redis
+    r = redis.Redis(port=stack.redis_port)
+    worker = pid(stack, "billing")
+    os.kill(worker, signal.SIGTERM)
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % worker), 15)
+    p = r.pipeline(transaction=False)
+    for i in range(5000):
+        p.xadd("usage", {"e": "{}"})
+    p.execute()
+    got = r.xreadgroup("billing", "a-worker-gone", {"usage": ">"}, count=10000)
+    ids = [i for _, entries in got for i, _ in entries]
+    assert len(ids) >= 5000
+    for i in range(0, len(ids), 1000):
+        r.xack("usage", "billing", *ids[i:i + 1000])
+    assert r.xlen("usage") >= 5000
+    restart(stack)
+    assert wait_for(lambda: r.xlen("usage") < 200, 20), r.xlen("usage")
+    r.xgroup_delconsumer("usage", "billing", "a-worker-gone")
+
+
 def test_redis_down_spools_and_replays(stack):
     base = events(stack)[0]
     subprocess.run(["redis-cli", "-p", str(stack.redis_port), "shutdown"], capture_output=True)
