@@ -612,12 +612,12 @@ def main():
 
         # ---- the table ----
         def ratio(a, b):
-            return a / b if b else float("nan")
+            return "%.2fx" % (a / b) if b and a == a and b == b else "n/a"
 
         def added_ratio(a, b):
             # an added latency the floor shows below zero (its p99 under the
             # upstream's own, at one connection) is noise: no ratio to take
-            return a / b if b > 0 and a >= 0 else float("nan")
+            return ratio(a, b) if b > 0 and a >= 0 else "n/a"
 
         up, ng, ag, off = "upstream", "nginx", "agora", "agora-off"
         rps = {t: res.m(("json", t), "rps") for t in urls}
@@ -632,41 +632,41 @@ def main():
         print("Router vs a plain reverse proxy (%d connections, keep-alive, %gs runs, median of %d (min-max);"
               " load average %.2f before, %.2f after)" % (CONNS, SECONDS, REPS, load_before, load_after))
         print("  ratios")
-        print("  %-62s %8.2fx" % ("throughput, JSON, agora / nginx (1 worker each)", ratio(rps[ag], rps[ng])))
-        print("  %-62s %8.2fx" % ("throughput, SSE (24-event stream), agora / nginx", ratio(srps[ag], srps[ng])))
-        print("  %-62s %8.2fx   (%+.3f ms vs %+.3f ms)" % ("added p50 latency at %d conns, agora / nginx" % CONNS,
+        print("  %-62s %9s" % ("throughput, JSON, agora / nginx (1 worker each)", ratio(rps[ag], rps[ng])))
+        print("  %-62s %9s" % ("throughput, SSE (24-event stream), agora / nginx", ratio(srps[ag], srps[ng])))
+        print("  %-62s %9s   (%+.3f ms vs %+.3f ms)" % ("added p50 latency at %d conns, agora / nginx" % CONNS,
                                                             added_ratio(add[ag], add[ng]), add[ag], add[ng]))
-        print("  %-62s %8.2fx   (%+.3f ms vs %+.3f ms)" % ("added p99 latency at %d conns, agora / nginx" % CONNS,
+        print("  %-62s %9s   (%+.3f ms vs %+.3f ms)" % ("added p99 latency at %d conns, agora / nginx" % CONNS,
                                                             added_ratio(add99[ag], add99[ng]), add99[ag], add99[ng]))
-        print("  %-62s %8.2fx   (%+.3f ms vs %+.3f ms)" % ("added p50 latency, 1 connection, agora / nginx",
+        print("  %-62s %9s   (%+.3f ms vs %+.3f ms)" % ("added p50 latency, 1 connection, agora / nginx",
                                                             added_ratio(add1[ag], add1[ng]), add1[ag], add1[ng]))
-        print("  %-62s %8.2fx   (%+.3f ms vs %+.3f ms)" % ("added p99 latency, 1 connection, agora / nginx",
+        print("  %-62s %9s   (%+.3f ms vs %+.3f ms)" % ("added p99 latency, 1 connection, agora / nginx",
                                                             added_ratio(add1_99[ag], add1_99[ng]), add1_99[ag], add1_99[ng]))
-        print("  %-62s %8.2fx   (%+.3f ms vs %+.3f ms)" % ("added time to first event, 1 connection, agora / nginx",
+        print("  %-62s %9s   (%+.3f ms vs %+.3f ms)" % ("added time to first event, 1 connection, agora / nginx",
                                                             ratio(ttfb1[ag], ttfb1[ng]), ttfb1[ag], ttfb1[ng]))
-        print("  %-62s %8.2fx" % ("long stream bytes/s, agora / nginx", ratio(mbs[ag], mbs[ng])))
-        print("  %-62s %8.2fx   (%.1f us vs %.1f us)" % ("CPU per JSON answer, agora router / nginx proxy",
+        print("  %-62s %9s" % ("long stream bytes/s, agora / nginx", ratio(mbs[ag], mbs[ng])))
+        print("  %-62s %9s   (%.1f us vs %.1f us)" % ("CPU per JSON answer, agora router / nginx proxy",
                                                           ratio(res.m(("json", ag), "cpu_proxy"),
                                                                 res.m(("json", ng), "cpu_proxy")),
                                                           res.m(("json", ag), "cpu_proxy"),
                                                           res.m(("json", ng), "cpu_proxy")))
-        print("  %-62s %8.2fx   (%.1f us vs %.1f us)" % ("CPU per JSON answer, agora + metering pipeline / nginx",
+        print("  %-62s %9s   (%.1f us vs %.1f us)" % ("CPU per JSON answer, agora + metering pipeline / nginx",
                                                           ratio(res.m(("json", ag), "cpu_proxy")
                                                                 + res.m(("json", ag), "cpu_pipeline"),
                                                                 res.m(("json", ng), "cpu_proxy")),
                                                           res.m(("json", ag), "cpu_proxy")
                                                           + res.m(("json", ag), "cpu_pipeline"),
                                                           res.m(("json", ng), "cpu_proxy")))
-        print("  %-62s %8.2fx" % ("metering off / on: throughput", ratio(rps[off], rps[ag])))
-        print("  %-62s %8.2fx" % ("metering off / on: p50 latency, 1 connection",
+        print("  %-62s %9s" % ("metering off / on: throughput", ratio(rps[off], rps[ag])))
+        print("  %-62s %9s" % ("metering off / on: p50 latency, 1 connection",
                                   ratio(res.m(("json1", off), "lat_p50_ms"), res.m(("json1", ag), "lat_p50_ms"))))
         for q in ("p50", "p99"):
             a, b = res.m(("open", ag), "lat_%s_ms" % q), res.m(("open", off), "lat_%s_ms" % q)
-            print("  %-62s %8.2fx   (%.3f vs %.3f ms: %+.3f ms)"
+            print("  %-62s %9s   (%.3f vs %.3f ms: %+.3f ms)"
                   % ("metering on / off, same load (%.0f req/s, open loop): %s" % (open_rate, q),
                      ratio(a, b), a, b, a - b))
-        print("  %-62s %8.2fx" % ("scaling, nginx %d workers / 1" % WORKERS, ratio(rps["nginx-n"], rps[ng])))
-        print("  %-62s %8.2fx" % ("scaling, agora %d workers / 1" % WORKERS, ratio(rps["agora-n"], rps[ag])))
+        print("  %-62s %9s" % ("scaling, nginx %d workers / 1" % WORKERS, ratio(rps["nginx-n"], rps[ng])))
+        print("  %-62s %9s" % ("scaling, agora %d workers / 1" % WORKERS, ratio(rps["agora-n"], rps[ag])))
         print("  absolute")
         names = {"upstream": "upstream (nginx, canned)", "nginx": "nginx proxy, 1 worker",
                  "agora": "agora, 1 worker, metering on", "agora-off": "agora, 1 worker, metering off",
