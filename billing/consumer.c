@@ -1354,10 +1354,7 @@ claim_shard(struct consumer *c, int s)
 			   sh->len, GROUP, c->name, idle, count);
 }
 
-/* Sends the next read: a claim, our pending entries, or new entries, of
- * one shard. -1 when that shard cannot be asked now (its cluster node is
- * away): it is passed over, so a lost node stalls only its own shards (its
- * pending entries come back through XAUTOCLAIM). */
+/* How long an idle read of new entries blocks. */
 static const char *
 read_block(const struct consumer *c)
 {
@@ -1367,6 +1364,10 @@ read_block(const struct consumer *c)
 	return c->nshards == 1 ? BLOCK_ONE_MS : BLOCK_MANY_MS;
 }
 
+/* Sends the next read: a claim, our pending entries, or new entries, of
+ * one shard. -1 when that shard cannot be asked now (its cluster node is
+ * away): it is passed over, so a lost node stalls only its own shards (its
+ * pending entries come back through XAUTOCLAIM). */
 static int
 read_next(struct consumer *c)
 {
