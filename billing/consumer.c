@@ -66,6 +66,7 @@ struct batch {
 	struct refused *refused;
 	int nrefused;
 	char *sample;			/* one event of it, as read (JSON) */
+	int claimed;			/* taken over from a stopped consumer */
 };
 
 struct shard {
@@ -84,8 +85,10 @@ struct shard {
 	char acked_max[RDS_ID_LEN];	/* newest entry we acknowledged ("" none) */
 	char trimmed_at[RDS_ID_LEN];	/* acked_max when the last trim was asked */
 	int64_t trimmed_ms;		/* last trim asked (monotonic) */
-	int trimming;			/* its XPENDING awaits the answer */
-	int draining;			/* its last XTRIM removed some: more may follow */
+	int trimming;			/* its XPENDING or XTRIM awaits the answer */
+	char trim_min[RDS_ID_LEN];	/* the XTRIM's MINID (trim_pending_cb) */
+	int draining;			/* that XTRIM removed some: sent again (trim_cb) */
+	int booted;			/* its XINFO GROUPS sent (boot_info_cb) */
 };
 
 struct consumer {
@@ -130,7 +133,7 @@ struct consumer {
 	struct event *linger;		/* a small batch: the next read waits */
 	struct event *trim_timer;	/* trims what a burst left, TRIM_MS later */
 	int last_events;		/* events of the last batch sent */
-	int per_entry;			/* and per stream entry, rounded up (>= 1) */
+	int rate_events, rate_entries;	/* of the last batch with entries: read_count's ratio */
 	/* A batch of LINGER_MIN events or more, but fewer than half `batch`,
 	 * means a heavy flow read faster than it comes: the next read waits
 	 * until linger_ms after that batch's statement was sent, so the flow
@@ -327,6 +330,20 @@ batch_clear(struct consumer *c)
 	c->nids = 0;
 }
 
+/* Columns done with: kept for a next batch when c is given and has room,
+ * else freed. */
+static void
+cols_give(struct consumer *c, struct evcols *cols)
+{
+	for (int i = 0; c && cols && i < 2; i++)
+		if (!c->spare[i]) {
+			evcols_reset(cols);
+			c->spare[i] = cols;
+			return;
+		}
+	evcols_free(cols);
+}
+
 /* Frees a batch; its columns are kept for a next one when c is given. */
 static void
 batch_drop_into(struct consumer *c, struct batch *b)
@@ -336,13 +353,7 @@ batch_drop_into(struct consumer *c, struct batch *b)
 	free(b->ids);
 	free(b->refused);
 	free(b->sample);
-	for (int i = 0; c && b->cols && i < 2; i++)
-		if (!c->spare[i]) {
-			evcols_reset(b->cols);
-			c->spare[i] = b->cols;
-			b->cols = NULL;
-		}
-	evcols_free(b->cols);
+	cols_give(c, b->cols);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -352,14 +363,6 @@ batch_drop(struct batch *b)
 	batch_drop_into(NULL, b);
 }
 
-/* Columns done with: kept for a next batch, or freed. */
-static void
-cols_give(struct consumer *c, struct evcols *cols)
-{
-	struct batch b = { .cols = cols };
-
-	batch_drop_into(c, &b);
-}
 
 /* Empty columns: a spare, or new. */
 static struct evcols *
@@ -478,13 +481,29 @@ id_cmp(const char *a, const char *b)
 	return sa < sb ? -1 : sa > sb;
 }
 
+static void trim_cb(struct rds *rd, redisReply *r, void *arg);
+
+/* XTRIM MINID trim_min: entries older than it go; "~": whole nodes of
+ * the stream only, and at most 100 nodes' worth a call (Redis's default
+ * LIMIT: 10,000 entries), so that no call blocks Redis long: trim_cb
+ * sends it again for the rest. */
+static void
+trim_send(struct shard *sh)
+{
+	sh->trimming = rds_command(sh->c->rd, sh->key, sh->len, trim_cb, sh, "XTRIM %b MINID ~ %s", sh->key,
+				   sh->len, sh->trim_min) == 0;
+	if (!sh->trimming)
+		sh->draining = 0;	/* the next acknowledgement trims */
+}
+
 /* XTRIM's answer: entries it removed. Some: there may be more below the
- * same id than one call removes (a burst), so the shard is trimmed again
- * TRIM_AGAIN_MS later, until a call removes none, with short blocking
- * reads meanwhile (read_block). make run's 250,000 billed entries left in
- * 5 s instead of 50: each step waits about 100 ms behind a read (Redis
- * times blocked reads out at its hz, 10 a second), and each call takes a
- * few milliseconds of Redis, other clients served between them. */
+ * same id than one call removes (a burst), so the same XTRIM goes again
+ * TRIM_AGAIN_MS later (trim_timer_cb), until one removes none, with short
+ * blocking reads meanwhile (read_block). make run's 250,000 billed entries
+ * left in 5 s instead of 50: each step waits about 100 ms behind a read
+ * (Redis times blocked reads out at its hz, 10 a second), and each call
+ * takes a few milliseconds of Redis, other clients served between them.
+ * trim_min stays right meanwhile: what the group delivers later is newer. */
 static void
 trim_cb(struct rds *rd, redisReply *r, void *arg)
 {
@@ -492,32 +511,31 @@ trim_cb(struct rds *rd, redisReply *r, void *arg)
 	struct timeval tv = { 0, TRIM_AGAIN_MS * 1000 };
 
 	(void)rd;
+	sh->trimming = 0;
 	sh->draining = r && r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-	if (!sh->draining)
-		return;
-	sh->trimmed_at[0] = '\0';	/* not trimmed to acked_max yet */
-	sh->trimmed_ms = 0;		/* nor held back by TRIM_MS */
-	evtimer_add(sh->c->trim_timer, &tv);
+	if (sh->draining)
+		evtimer_add(sh->c->trim_timer, &tv);
 }
 
-/* XPENDING summary: [count, oldest id, newest id, consumers]. */
+/* XPENDING summary: [count, oldest id, newest id, consumers]. Trims below
+ * the oldest pending entry and acked_max, whichever is older. */
 static void
 trim_pending_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct shard *sh = arg;
 	const char *min = sh->acked_max;
 
+	(void)rd;
 	sh->trimming = 0;
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_INTEGER)
 		return;
 	if (r->element[0]->integer > 0 && r->element[1]->type == REDIS_REPLY_STRING &&
 	    id_cmp(r->element[1]->str, min) < 0)
 		min = r->element[1]->str;
-	/* MINID: entries older than min go; "~": whole nodes of the stream
-	 * only, and at most 100 nodes' worth a call (Redis's default LIMIT:
-	 * 10,000 entries), so that no call blocks Redis long: trim_cb comes
-	 * back for the rest */
-	rds_command(rd, sh->key, sh->len, trim_cb, sh, "XTRIM %b MINID ~ %s", sh->key, sh->len, min);
+	if (strlen(min) >= sizeof(sh->trim_min))
+		return;
+	memcpy(sh->trim_min, min, strlen(min) + 1);
+	trim_send(sh);
 }
 
 static void
@@ -555,7 +573,8 @@ shard_trim(struct consumer *c, struct shard *sh)
 	sh->trimming = 1;
 }
 
-/* Trims every shard that acknowledged entries since its last trim. */
+/* Trims again every shard a burst is leaving, and every shard that
+ * acknowledged entries since its last trim. */
 static void
 trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -563,8 +582,14 @@ trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	for (int i = 0; i < c->nshards; i++)
-		shard_trim(c, &c->shards[i]);
+	for (int i = 0; i < c->nshards; i++) {
+		struct shard *sh = &c->shards[i];
+
+		if (sh->draining && !sh->trimming)
+			trim_send(sh);
+		else
+			shard_trim(c, sh);
+	}
 }
 
 /* After an XACK: what it acknowledged may go now, or when the last burst
@@ -750,12 +775,12 @@ refused_alone(struct consumer *c, const PGresult *res)
 	snprintf(c->probe_id, sizeof(c->probe_id), "%s", c->ids[0]);
 	snprintf(c->probe_why, sizeof(c->probe_why), "refused by PostgreSQL: %s (SQLSTATE %s)", msg ? msg : "?",
 		 PQresultErrorField(res, PG_DIAG_SQLSTATE));
-	if (c->last_events > 1) {	/* several events: split (dead_letter), each then tried alone */
+	if (c->good)		/* the entry's fault: set apart, or split (dead_letter) */
+		return probe_send(c);
+	if (c->last_events > 1) {	/* nothing to probe with: split, each then tried alone */
 		alone_settled(c, 1);
 		return 0;
 	}
-	if (c->good)
-		return probe_send(c);
 	log_warn("billing: entry %s refused alone (%s); nothing billed yet to tell whose fault it is: left"
 		 " pending", c->probe_id, c->probe_why);
 	alone_settled(c, 0);
@@ -780,12 +805,13 @@ write_again(struct consumer *c, struct evcols *cols)
 	const char *params[EC_N];
 	int lengths[EC_N];
 
+	if (evcols_params(cols, params, lengths) < 0 ||
+	    pgc_query_prepared(c->pg, consumer_sql, EC_N, params, lengths, write_cb, c) < 0)
+		return -1;
 	c->st.conflict_retries++;
 	log_debug("billing: batch of %d holds a generation billed before: written again with ON CONFLICT",
 		  c->nids);
-	if (evcols_params(cols, params, lengths) < 0)
-		return -1;
-	return pgc_query_prepared(c->pg, consumer_sql, EC_N, params, lengths, write_cb, c) < 0 ? -1 : 0;
+	return 0;
 }
 
 static void
@@ -985,23 +1011,25 @@ fail:
  * alone: a bad event does not take the good ones beside it to the
  * dead-letter stream. */
 static void
-dead_split(struct dead *d, const redisReply *e, int n)
+dead_split(struct dead *d, const redisReply *e)
 {
 	const struct shard *sh = &d->c->shards[d->shard];
 	const redisReply *v;
 	size_t j = 0;
+	int n = 0;
 
-	log_warn("billing: entry %s of %s refused (%s): its %d events go back to the stream one an entry", d->id,
-		 sh->key, d->why, n);
 	d->split = 1;
 	d->left = 1;		/* held until every XADD is sent */
 	while ((v = entry_event(e, &j))) {
+		n++;
 		if (rds_command(d->c->rd, sh->key, sh->len, dead_xadd_cb, d, "XADD %b * e %b split_from %s", sh->key,
 				sh->len, v->str, v->len, d->id) == 0)
 			d->left++;
 		else
 			d->failed = 1;
 	}
+	log_warn("billing: entry %s of %s refused (%s): its %d events go back to the stream one an entry", d->id,
+		 sh->key, d->why, n);
 	d->c->st.split_entries++;
 	dead_done(d);
 }
@@ -1013,7 +1041,7 @@ dead_range_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct dead *d = arg;
 	const redisReply *e, *f = NULL;
-	int events = 0;
+	size_t j = 0;
 
 	(void)rd;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -1026,10 +1054,8 @@ dead_range_cb(struct rds *rd, redisReply *r, void *arg)
 	e = r->elements > 0 && r->element[0]->type == REDIS_REPLY_ARRAY ? r->element[0] : NULL;
 	if (e && e->elements > 1 && e->element[1]->type == REDIS_REPLY_ARRAY)
 		f = e->element[1];
-	for (size_t j = 0; e && entry_event(e, &j);)
-		events++;
-	if (events > 1) {
-		dead_split(d, e, events);
+	if (e && entry_event(e, &j) && entry_event(e, &j)) {	/* two events or more */
+		dead_split(d, e);
 		return;
 	}
 	log_error("billing: entry %s of %s refused (%s), NOT billed: copied to %s, then acknowledged", d->id,
@@ -1166,9 +1192,9 @@ read_entries(const redisReply *r)
 static int
 read_count(const struct consumer *c)
 {
-	int n = c->batch / c->per_entry;
+	int64_t n = (int64_t)c->batch * c->rate_entries / c->rate_events;
 
-	return n > 0 ? n : 1;
+	return n < 1 ? 1 : n > c->batch ? c->batch : (int)n;
 }
 
 /* XREADGROUP of shard s: from "0" (our pending entries) or ">" (new ones,
@@ -1196,15 +1222,18 @@ batch_send(struct consumer *c, struct batch *b)
 {
 	const char *params[EC_N];
 	int lengths[EC_N], rc;
-	/* new entries after a batch without duplicates: the fast statement */
-	int fast = !c->dup_last && !c->validate && !c->isolate && !c->shards[b->shard].pending_mode;
+	/* new entries after a batch without duplicates: the fast statement;
+	 * entries read again or claimed were likely billed before */
+	int fast = !c->dup_last && !c->validate && !c->isolate && !c->shards[b->shard].pending_mode && !b->claimed;
 
 	c->cur = b->shard;
 	c->ids = b->ids;
 	c->nids = b->nids;
 	c->last_events = b->events;
-	if (b->nids > 0)
-		c->per_entry = (b->events + b->nids - 1) / b->nids;	/* every entry kept has an event */
+	if (b->nids > 0 && b->events > 0) {
+		c->rate_events = (int)b->events;
+		c->rate_entries = b->nids;
+	}
 	b->ids = NULL;
 	b->nids = 0;
 	c->st.events += b->events;
@@ -1235,12 +1264,13 @@ batch_send(struct consumer *c, struct batch *b)
 }
 
 static int
-batch_take(struct consumer *c, int shard, const redisReply *entries)
+batch_take(struct consumer *c, int shard, const redisReply *entries, int claimed)
 {
 	struct batch b;
 
 	if (batch_build(c, shard, entries, &b) < 0)
 		return -1;
+	b.claimed = claimed;
 	return batch_send(c, &b);
 }
 
@@ -1319,7 +1349,7 @@ read_cb(struct rds *rd, redisReply *r, void *arg)
 		c->empty_run = 0;
 	else
 		entries_last_id(entries, sh->pending_from, sizeof(sh->pending_from));
-	if (batch_take(c, c->reading, entries) < 0)
+	if (batch_take(c, c->reading, entries, 0) < 0)
 		consumer_pause(c);
 }
 
@@ -1338,7 +1368,7 @@ claim_cb(struct rds *rd, redisReply *r, void *arg)
 	c->st.claimed += (long long)r->element[1]->elements;
 	log_info("billing: claimed %zu entries of a stopped consumer from %s", r->element[1]->elements,
 		 c->shards[c->reading].key);
-	if (batch_take(c, c->reading, r->element[1]) < 0)
+	if (batch_take(c, c->reading, r->element[1], 1) < 0)
 		consumer_pause(c);
 }
 
@@ -1456,6 +1486,8 @@ boot_info_cb(struct rds *rd, redisReply *r, void *arg)
 	struct shard *sh = arg;
 
 	(void)rd;
+	if (!r)
+		sh->booted = 0;		/* disconnected: asked again at the next connection */
 	if (!r || r->type != REDIS_REPLY_ARRAY || sh->acked_max[0])
 		return;
 	for (size_t g = 0; g < r->elements; g++) {
@@ -1497,8 +1529,9 @@ consumer_redis_up(struct consumer *c)
 			c->groups_failed++;
 		else
 			c->groups_left++;
-		if (!sh->acked_max[0])
-			rds_command(c->rd, sh->key, sh->len, boot_info_cb, sh, "XINFO GROUPS %b", sh->key, sh->len);
+		if (!sh->acked_max[0] && !sh->booted)	/* once, not after every pause */
+			sh->booted = rds_command(c->rd, sh->key, sh->len, boot_info_cb, sh, "XINFO GROUPS %b", sh->key,
+						 sh->len) == 0;
 	}
 	if (--c->groups_left == 0)
 		groups_settle(c);
@@ -1548,7 +1581,8 @@ consumer_new(struct event_base *base, struct pgc *pg, struct rds *rd, const char
 	c->pg = pg;
 	c->rd = rd;
 	c->claim_due = 1;
-	c->per_entry = RDS_ENTRY_EVENTS_MAX;	/* until a batch says how many */
+	c->rate_events = RDS_ENTRY_EVENTS_MAX;	/* until a batch says how many */
+	c->rate_entries = 1;
 	shards_init(c, shards);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->timer = evtimer_new(base, pause_cb, c);

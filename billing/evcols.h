@@ -58,7 +58,8 @@ struct evcols_mark {
 void evcols_mark(const struct evcols *c, struct evcols_mark *m);
 void evcols_rollback(struct evcols *c, const struct evcols_mark *m);
 /* The EC_N arrays as binary parameters (values[i], lengths[i]), valid until
- * evcols_free. Call once, after the last evcols_add. 0, or -1. */
+ * evcols_free. Call after the last evcols_add (again: the same arrays).
+ * 0, or -1. */
 int evcols_params(struct evcols *c, const char *values[EC_N], int lengths[EC_N]);
 
 #endif

@@ -12,8 +12,8 @@
 
 #define RDS_SLOTS 16384
 #define RDS_SHARDS_MAX 64
-/* A usage stream entry holds one event (field `e`) or several (fields e, e,
- * ...: what a router's loop turn finished), at most this many. */
+/* A usage stream entry holds one event (field `e`) or several (fields ev,
+ * ev, ...: what a router's loop turn finished), at most this many. */
 #define RDS_ENTRY_EVENTS_MAX 32
 
 uint16_t rds_crc16(const char *buf, size_t len);
