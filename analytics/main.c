@@ -423,6 +423,7 @@ setup(void)
 		log_error("setup: %s", err);
 		goto fail;
 	}
+	conf_forget_redis_passwords(&A.conf);
 	for (int i = 0; i < ANA_PG_POOL; i++) {
 		if (!(A.pg[i] = pgc_new(A.base, read_dsn, c->pg_timeout_ms, 256)))
 			goto fail;

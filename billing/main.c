@@ -185,6 +185,7 @@ main(int argc, char **argv)
 			log_error("redis: %s", rerr);
 			return 1;
 		}
+		conf_forget_redis_passwords(&conf);
 	}
 	{
 		char name[160], host[64] = "host";

@@ -103,6 +103,8 @@ static const struct conf_key conf_keys[] = {
 	L("spool_max_bytes", spool_max_bytes, 65536, 1LL << 40, "268435456", "spool bound; completions answer 503 when full"),
 	S("metering", metering, "on", "on; off only for benchmarks: usage events are not emitted, nothing is billed"),
 	I("metering_flush_ms", metering_flush_ms, 0, 1000, "0", "usage events are held this long at most and sent to Redis together: one write, and one wake-up and AOF write of Redis, for many; a router killed by SIGKILL loses the events of its last milliseconds' answers (0: each sent with its answer)"),
+	I("metering_max_inflight", metering_max_inflight, 1, 10000000, "100000",
+	  "usage events sent to Redis and not yet answered, at most; more (a spool replayed) wait in the spool a second"),
 	I("workers", workers, 1, 64, "1", "router processes sharing the listen port (SO_REUSEPORT), each with its own loop"),
 	I("drain_timeout_ms", drain_timeout_ms, 0, 3600000, "10000",
 	  "SIGTERM or upgrade: how long requests in flight may still run (then streams are cut, billed as cut)"),
@@ -237,13 +239,10 @@ conf_load(struct agora_conf *c, const char *path, char *err, size_t errlen)
 		if ((v = getenv(env)) && conf_set(c, &conf_keys[i], v, err, errlen) < 0)
 			return -1;
 	}
-	if (conf_read_secret(c->key_secret, sizeof(c->key_secret), c->key_secret_file, "key_secret_file", err,
-			     errlen) < 0 ||
-	    conf_read_secret(c->redis_password, sizeof(c->redis_password), c->redis_password_file,
-			     "redis_password_file", err, errlen) < 0 ||
-	    conf_read_secret(c->redis_sentinel_password, sizeof(c->redis_sentinel_password),
-			     c->redis_sentinel_password_file, "redis_sentinel_password_file", err, errlen) < 0)
+#define READ_SECRET(f) conf_read_secret(c->f, sizeof(c->f), c->f##_file, #f "_file", err, errlen)
+	if (READ_SECRET(key_secret) < 0 || READ_SECRET(redis_password) < 0 || READ_SECRET(redis_sentinel_password) < 0)
 		return -1;
+#undef READ_SECRET
 	if (!c->key_secret[0]) {
 		snprintf(err, errlen, "key_secret (or key_secret_file) must be set");
 		return -1;
@@ -304,6 +303,13 @@ conf_copy_list(struct agora_conf *dst, const struct agora_conf *src, const char 
 		if (conf_in_list(list, conf_keys[i].name))
 			memcpy((char *)dst + conf_keys[i].off, (const char *)src + conf_keys[i].off,
 			       conf_keys[i].size);
+}
+
+void
+conf_forget_redis_passwords(struct agora_conf *c)
+{
+	explicit_bzero(c->redis_password, sizeof(c->redis_password));
+	explicit_bzero(c->redis_sentinel_password, sizeof(c->redis_sentinel_password));
 }
 
 /* A key's value as text, secrets masked. */

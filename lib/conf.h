@@ -75,6 +75,7 @@ struct agora_conf {
 	int billing_linger_ms;			/* wait after a small batch */
 	char metering[8];			/* "on", or "off" for benchmarks only */
 	int metering_flush_ms;			/* events held this long, sent together */
+	int metering_max_inflight;		/* events sent, awaiting Redis's answer */
 	int workers;				/* router processes sharing the port */
 	int drain_timeout_ms;			/* SIGTERM/upgrade: in-flight limit */
 };
@@ -102,6 +103,11 @@ void conf_dump(const struct agora_conf *c, FILE *out);
 int conf_reload(struct agora_conf *cur, const char *path, const char *live, const char *unused);
 /* Copies the keys named in `list` (space-separated) from src to dst. */
 void conf_copy_list(struct agora_conf *dst, const struct agora_conf *src, const char *list);
+/* Clears redis_password and redis_sentinel_password, once rds_new has
+ * its own copies (which rds_free clears): no other copy stays in memory.
+ * conf_reload then leaves them out of its comparison. */
+void conf_forget_redis_passwords(struct agora_conf *c);
+
 /* 1 when `name` is one of the space-separated words of `list`. */
 int conf_in_list(const char *list, const char *name);
 
@@ -113,6 +119,6 @@ int conf_in_list(const char *list, const char *name);
 	"upstream_pool_idle upstream_pool_idle_ms upstream_ca_file tls_cert_file tls_key_file " \
 	"max_attempts failure_cooldown_ms breaker_failures catalog_poll_ms spool_path " \
 	"spool_max_bytes key_rpm_default key_tpm_default ratelimit_sync_ms budget_lease_nusd " \
-	"budget_lease_idle_ms health_sync_ms metering master_key master_key_file log_flush_ms metering_flush_ms"
+	"budget_lease_idle_ms health_sync_ms metering master_key master_key_file log_flush_ms metering_flush_ms metering_max_inflight"
 
 #endif

@@ -934,8 +934,14 @@ sent_cb(redisAsyncContext *ac, void *reply, void *arg)
 			master_set(r, rep->element[0]->str, atoi(rep->element[1]->str));
 		return;
 	}
-	log_warn("redis: sentinel %s:%d does not know master %s", r->seeds[(r->sidx + r->nseeds - 1) % r->nseeds].host,
-		 r->seeds[(r->sidx + r->nseeds - 1) % r->nseeds].port, r->master_name);
+	{
+		const struct rds_addr *s = &r->seeds[(r->sidx + r->nseeds - 1) % r->nseeds];
+
+		if (rep && rep->type == REDIS_REPLY_ERROR)	/* NOAUTH...: not an answer about the master */
+			log_warn("redis: sentinel %s:%d: %s", s->host, s->port, rep->str);
+		else
+			log_warn("redis: sentinel %s:%d does not know master %s", s->host, s->port, r->master_name);
+	}
 	/* the next sentinel, at once unless a whole round failed */
 	timer_in(r->timer, r->sidx % r->nseeds == 0 ? RDS_BACKOFF_MS : 0);
 }

@@ -676,8 +676,9 @@ router_setup(void)
 	pgc_set_notify_cb(rt.pg_ctl, notify_cb, NULL);
 	if (!(rt.redis = rds_new(rt.base, &rt.conf, err, sizeof(err))) ||
 	    !(rt.meter = meter_new(rt.base, rt.redis, rt.conf.usage_shards, rt.conf.spool_path, rt.conf.spool_max_bytes,
-				   err, sizeof(err))))
+				   rt.conf.metering_max_inflight, err, sizeof(err))))
 		return log_error("metering: %s", err), -1;
+	conf_forget_redis_passwords(&rt.conf);
 	meter_set_wait(rt.meter, rt.conf.redis_wait_replicas);
 	meter_set_flush(rt.meter, rt.conf.metering_flush_ms);
 	if (!(rt.ratelimit = ratelimit_new(rt.base, rt.redis, rt.conf.ratelimit_sync_ms)))
@@ -849,6 +850,7 @@ main(int argc, char **argv)
 	}
 	conf_file = rt.conf;
 	OPENSSL_cleanse(conf_file.master_key, sizeof(conf_file.master_key));
+	conf_forget_redis_passwords(&conf_file);
 	save_argv(argc, argv);
 	lvl = log_level_parse(rt.conf.log_level);
 	log_init("agora-router", lvl < 0 ? LOG_INFO : (enum log_level)lvl);

@@ -29,7 +29,6 @@
 #include "rds_slot.h"
 #include "utf8.h"
 
-#define METER_MAX_INFLIGHT 100000	/* events sent awaiting a reply (or a WAIT) */
 #define METER_KEY_LEN 40		/* usage:{tag} */
 #define METER_WAIT_MS 500		/* WAIT's time-out for the replicas' copies */
 #define METER_REWAIT_MS 1000		/* WAIT again after one short of replicas */
@@ -58,7 +57,8 @@ struct meter {
 	struct event *retry_ev;		/* replays what failed while Redis stayed up */
 	char path[512], replay_path[520];
 	int64_t spool_max;
-	long long inflight;
+	long long inflight;		/* events sent awaiting a reply (or a WAIT) */
+	long long max_inflight;		/* metering_max_inflight */
 	struct event *replay_ev;	/* thread -> loop: replay bytes ready (wake_fd) */
 	int wake_fd;			/* eventfd the thread writes to */
 	int replaying;			/* a replay is under way */
@@ -81,8 +81,7 @@ struct meter {
 	int nqueue;
 	int flush_ms;			/* 0: sent at the end of the loop turn */
 	int draining;			/* meter_drain: nothing held any more */
-	struct event *flush_ev;
-	struct event *turn_ev;		/* flush_ms 0: sends them after this loop turn */
+	struct event *flush_ev;		/* flush_ms's timer; flush_ms 0: activated, sends after this loop turn */
 	struct meter_stats st;
 
 	pthread_t thread;
@@ -183,15 +182,17 @@ meter_event_json(const struct usage_event *e)
 
 /* ---- spool (loop side) ---- */
 
-/* Queues one line for the writer thread. -1 when the spool is full. */
+/* Queues one line for the writer thread. -1 when the spool is full
+ * (bounded: a line a replay gives back is not held to the bound, its bytes
+ * already counted with the file replayed). */
 static int
-spool_append(struct meter *m, const char *json)
+spool_append(struct meter *m, const char *json, int bounded)
 {
 	size_t n = strlen(json);
 	int rc = -1;
 
 	pthread_mutex_lock(&m->mu);
-	if (m->spool_bytes + (int64_t)n + 1 <= m->spool_max) {
+	if (!bounded || m->spool_bytes + (int64_t)n + 1 <= m->spool_max) {
 		if (m->pending_len + n + 1 > m->pending_cap) {
 			size_t cap = m->pending_cap ? m->pending_cap * 2 : 65536;
 			char *p;
@@ -229,6 +230,17 @@ meter_blocked(const struct meter *m)
 	return b + 4096 > m->spool_max;
 }
 
+/* Spooled events are sent again METER_RETRY_MS later while Redis is
+ * connected (retry_cb); a reconnect replays them anyway. */
+static void
+retry_soon(struct meter *m)
+{
+	struct timeval tv = { METER_RETRY_MS / 1000, (METER_RETRY_MS % 1000) * 1000 };
+
+	if (!evtimer_pending(m->retry_ev, NULL))
+		evtimer_add(m->retry_ev, &tv);
+}
+
 /* Events that could not be sent into the spool, each as a line (the
  * spool's bound is in bytes: as many as fit). -1: some lost, logged with
  * why they were spooled. */
@@ -237,8 +249,9 @@ spool_events(struct meter *m, char *const *ev, int n, const char *why)
 {
 	int lost = 0;
 
+	retry_soon(m);
 	for (int i = 0; i < n; i++)
-		lost += spool_append(m, ev[i]) < 0;
+		lost += spool_append(m, ev[i], 1) < 0;
 	if (lost)
 		log_error("meter: %d of %d events from %.40s lost: %s and the spool is full", lost, n, ev[0], why);
 	return lost ? -1 : 0;
@@ -277,11 +290,6 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 	m->inflight -= x->n;
 	if (!ok) {
 		m->st.xadd_errors++;
-		if (!evtimer_pending(m->retry_ev, NULL)) {
-			struct timeval tv = { METER_RETRY_MS / 1000, (METER_RETRY_MS % 1000) * 1000 };
-
-			evtimer_add(m->retry_ev, &tv);
-		}
 		spool_events(m, x->ev, x->n, "Redis failed");
 	} else if (x->replay) {
 		m->st.replayed += x->n;
@@ -299,7 +307,7 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
  * (WAIT covers the writes made on its own connection). WAIT says enough
  * replicas have it: delivered. Too few: it stays on the master, and WAIT is
  * asked again a second later (a new master's replica still syncing, or a
- * replica away: events wait in memory, bounded by METER_MAX_INFLIGHT, then
+ * replica away: events wait in memory, bounded by max_inflight, then
  * in the spool). Its link gone (a fail-over moved the master, a reconnect):
  * it may never reach the master that now counts, so it is spooled and sent
  * again; billing drops the duplicate by generation id. */
@@ -448,13 +456,16 @@ json_account(const char *json, size_t len)
 static int
 xadd(struct meter *m, char *const *ev, const size_t *len, int n, int shard, int replay)
 {
-	const char *argv[3 + 2 * RDS_ENTRY_EVENTS_MAX] = { "XADD", m->shard_key[shard], "*" };
-	size_t argl[3 + 2 * RDS_ENTRY_EVENTS_MAX] = { 4, m->shard_len[shard], 1 };
+	const char *argv[3 + 2 * RDS_ENTRY_EVENTS_MAX];
+	size_t argl[3 + 2 * RDS_ENTRY_EVENTS_MAX];
 	struct xadd_ctx *x;
 	int argc = 3;
 
-	if (n < 1 || n > RDS_ENTRY_EVENTS_MAX || !rds_is_connected(m->rd) || m->inflight + n > METER_MAX_INFLIGHT)
+	if (n < 1 || n > RDS_ENTRY_EVENTS_MAX || !rds_is_connected(m->rd) || m->inflight + n > m->max_inflight)
 		return -1;
+	argv[0] = "XADD", argl[0] = 4;
+	argv[1] = m->shard_key[shard], argl[1] = m->shard_len[shard];
+	argv[2] = "*", argl[2] = 1;
 	for (int i = 0; i < n; i++) {
 		/* several: fields ev, which a billing worker older than them does
 		 * not read (it sets the entry apart in usage:dead, whole, instead
@@ -537,7 +548,7 @@ live_count(struct meter *m, const struct usage_event *ev)
 	struct live_slot *l = NULL;
 	size_t ml, pl, n;
 
-	if (!rds_is_connected(m->rd) || !ev->model || !ev->provider || m->inflight >= METER_MAX_INFLIGHT)
+	if (!rds_is_connected(m->rd) || !ev->model || !ev->provider || m->inflight >= m->max_inflight)
 		return;
 	ml = strlen(ev->model);
 	pl = strlen(ev->provider);
@@ -643,7 +654,7 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 	q->shard = shard;
 	if (m->flush_ms <= 0) {
 		/* after the requests this turn finishes; already active: a no-op */
-		event_active(m->turn_ev, EV_TIMEOUT, 0);
+		event_active(m->flush_ev, EV_TIMEOUT, 0);
 	} else if (!evtimer_pending(m->flush_ev, NULL)) {
 		struct timeval tv = { m->flush_ms / 1000, (m->flush_ms % 1000) * 1000 };
 
@@ -674,9 +685,8 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 	struct meter *m = arg;
 	char *data, *line, *nl;
 	size_t len;
-
 	uint64_t n;
-	int failed, ready;
+	int failed, ready, given_back = 0, lost = 0;
 
 	(void)what;
 	(void)!read(fd, &n, sizeof(n));
@@ -701,16 +711,23 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 		if (nl == line)
 			continue;
 		size_t evlen = (size_t)(nl - line);
-		char *ev = strndup(line, evlen);
+		char *ev = given_back ? NULL : strndup(line, evlen);
 
 		if (ev && xadd(m, &ev, &evlen, 1, rds_shard_of(json_account(line, evlen), m->nshards), 1) == 0) {
 			m->replay_left++;
-		} else {
-			free(ev);
-			*nl = '\0';
-			spool_append(m, line);
+			continue;
 		}
+		/* not sent (max_inflight reached): this line and the rest, in
+		 * their order, back to the spool for the next replay */
+		free(ev);
+		given_back++;
+		*nl = '\0';
+		lost += spool_append(m, line, 0) < 0;
 	}
+	if (given_back)
+		retry_soon(m);
+	if (lost)
+		log_error("meter: %d replayed events lost: out of memory", lost);
 	free(data);
 	replay_release(m);
 }
@@ -878,7 +895,7 @@ file_size(const char *path)
 
 struct meter *
 meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool_path, int64_t spool_max,
-	  char *err, size_t errlen)
+	  int max_inflight, char *err, size_t errlen)
 {
 	struct meter *m = calloc(1, sizeof(*m));
 
@@ -888,6 +905,7 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 	}
 	m->base = base;
 	m->rd = rd;
+	m->max_inflight = max_inflight > 0 ? max_inflight : 1;
 	m->nshards = shards < 1 ? 1 : shards > RDS_SHARDS_MAX ? RDS_SHARDS_MAX : shards;
 	for (int i = 0; i < m->nshards; i++)
 		m->shard_len[i] = rds_shard_key(i, m->nshards, m->shard_key[i], METER_KEY_LEN);
@@ -905,7 +923,6 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 	    !(m->retry_ev = evtimer_new(base, retry_cb, m)) ||
 	    !(m->live_ev = evtimer_new(base, live_flush_cb, m)) ||
 	    !(m->flush_ev = evtimer_new(base, flush_cb, m)) ||
-	    !(m->turn_ev = event_new(base, -1, 0, flush_cb, m)) ||
 	    pthread_create(&m->thread, NULL, thread_main, m) != 0) {
 		snprintf(err, errlen, "meter: cannot start the spool thread");
 		if (m->replay_ev)
@@ -920,8 +937,6 @@ meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool
 			event_free(m->live_ev);
 		if (m->flush_ev)
 			event_free(m->flush_ev);
-		if (m->turn_ev)
-			event_free(m->turn_ev);
 		if (m->wake_fd >= 0)
 			close(m->wake_fd);
 		free(m);
@@ -958,7 +973,6 @@ meter_free(struct meter *m)
 	event_free(m->retry_ev);
 	event_free(m->live_ev);	/* unsent live counts go (the Redis link is gone) */
 	event_free(m->flush_ev);
-	event_free(m->turn_ev);
 	close(m->wake_fd);
 	free(m->replay_data);
 	pthread_mutex_destroy(&m->mu);

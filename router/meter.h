@@ -43,8 +43,10 @@ struct meter_stats {
 
 /* shards: usage_shards; an event goes to the stream of its account's shard
  * (rds_shard_key), replayed ones too. */
+/* max_inflight: events sent and not yet answered, at most (more are
+ * spooled, or left in the spool by a replay, and sent a second later). */
 struct meter *meter_new(struct event_base *base, struct rds *rd, int shards, const char *spool_path,
-			int64_t spool_max_bytes, char *err, size_t errlen);
+			int64_t spool_max_bytes, int max_inflight, char *err, size_t errlen);
 void meter_free(struct meter *m);
 /* Records one event. Returns -1 only when neither Redis nor the spool can
  * take it (spool full): callers should stop serving until it drains. */

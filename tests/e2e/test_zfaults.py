@@ -109,6 +109,39 @@ def test_redis_down_spools_and_replays(stack):
     assert wait_for(lambda: "agora_router_spool_bytes 0" in stack.request("GET", "/metrics")[2].decode(), 10)
 
 
+def test_a_full_spool_replayed_past_the_in_flight_bound_loses_nothing(stack):
+    """A router whose spool filled while Redis was away (it answered 503
+    once full) replays it when Redis returns. A replay sends no more than
+    metering_max_inflight events before their answers: the rest go back to
+    the spool, whose bytes still count the file being replayed, so they
+    must not be held to its bound (they were, and were lost), and they are
+    sent again a second later without waiting for another reconnect."""
+    base = events(stack)[0]
+    proc, port = stack.extra_router("router-full-spool", AGORA_SPOOL_MAX_BYTES="65536",
+                                    AGORA_METERING_MAX_INFLIGHT="10")
+    metrics = lambda: stack.request("GET", "/metrics", port=port)[2].decode()
+    try:
+        subprocess.run(["redis-cli", "-p", str(stack.redis_port), "shutdown"], capture_output=True)
+        assert wait_for(lambda: "agora_router_redis_up 0" in metrics(), 5)
+        ok = 0
+        for i in range(400):
+            s, _, _ = stack.request("POST", "/api/v1/chat/completions",
+                                    {"model": "test/solo", "messages": [{"role": "user", "content": "full %d" % i}]},
+                                    key=stack.key, port=port)
+            if s == 503:
+                break
+            assert s == 200
+            ok += 1
+        assert 40 < ok < 400, ok                   # the spool filled up, then 503
+        restart(stack)                            # Redis returns: the spool is replayed
+        settle(stack, base + ok, timeout=60)
+        assert wait_for(lambda: "agora_router_spool_bytes 0" in metrics(), 20)
+        assert "lost" not in open(os.path.join(stack.dir, "log", "router-full-spool.log")).read()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 def test_router_killed_with_a_spool_replays_it(stack):
     base = events(stack)[0]
     subprocess.run(["redis-cli", "-p", str(stack.redis_port), "shutdown"], capture_output=True)
