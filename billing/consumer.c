@@ -29,6 +29,7 @@
 #include "clock.h"
 #include "evcols.h"
 #include "log.h"
+#include "loop.h"
 #include "rds_slot.h"
 
 #define GROUP "billing"
@@ -508,13 +509,12 @@ static void
 trim_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct shard *sh = arg;
-	struct timeval tv = { 0, TRIM_AGAIN_MS * 1000 };
 
 	(void)rd;
 	sh->trimming = 0;
 	sh->draining = r && r->type == REDIS_REPLY_INTEGER && r->integer > 0;
 	if (sh->draining)
-		evtimer_add(sh->c->trim_timer, &tv);
+		loop_timer_in(sh->c->trim_timer, TRIM_AGAIN_MS);
 }
 
 /* XPENDING summary: [count, oldest id, newest id, consumers]. Trims below
@@ -538,15 +538,6 @@ trim_pending_cb(struct rds *rd, redisReply *r, void *arg)
 	trim_send(sh);
 }
 
-static void
-trim_later(struct consumer *c)
-{
-	struct timeval tv = { TRIM_MS / 1000, (TRIM_MS % 1000) * 1000 };
-
-	if (!evtimer_pending(c->trim_timer, NULL))
-		evtimer_add(c->trim_timer, &tv);
-}
-
 /* Asks the group's oldest pending entry, then trims below it: at most
  * every TRIM_MS a shard. A shard with acknowledgements it may not trim yet
  * (trimmed under TRIM_MS ago, its XPENDING still out, or not sendable)
@@ -559,7 +550,7 @@ shard_trim(struct consumer *c, struct shard *sh)
 	if (!sh->acked_max[0] || strcmp(sh->acked_max, sh->trimmed_at) == 0)
 		return;		/* nothing new to trim */
 	if (sh->trimming || now - sh->trimmed_ms < TRIM_MS) {
-		trim_later(c);
+		loop_timer_once(c->trim_timer, TRIM_MS);
 		return;
 	}
 	sh->trimmed_ms = now;
@@ -567,7 +558,7 @@ shard_trim(struct consumer *c, struct shard *sh)
 	memcpy(sh->trimmed_at, sh->acked_max, sizeof(sh->trimmed_at));
 	if (rds_command(c->rd, sh->key, sh->len, trim_pending_cb, sh, "XPENDING %b %s", sh->key, sh->len, GROUP) < 0) {
 		sh->trimmed_at[0] = '\0';
-		trim_later(c);
+		loop_timer_once(c->trim_timer, TRIM_MS);
 		return;
 	}
 	sh->trimming = 1;

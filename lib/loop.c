@@ -16,3 +16,18 @@ loop_base_new(void)
 	event_config_free(cfg);
 	return base;
 }
+
+void
+loop_timer_in(struct event *ev, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(ev, &tv);
+}
+
+void
+loop_timer_once(struct event *ev, int ms)
+{
+	if (!evtimer_pending(ev, NULL))
+		loop_timer_in(ev, ms);
+}

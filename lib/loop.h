@@ -13,4 +13,9 @@
  * failure. */
 struct event_base *loop_base_new(void);
 
+/* Arms the timer ev to fire in ms (again, if it was). */
+void loop_timer_in(struct event *ev, int ms);
+/* The same unless ev is pending or active already: the earlier time wins. */
+void loop_timer_once(struct event *ev, int ms);
+
 #endif

@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "loop.h"
 #include "rds_slot.h"
 
 #define RDS_BACKOFF_MS 1000
@@ -104,14 +105,6 @@ static void node_lost(struct rds_node *n);
 static void cluster_refresh(struct rds *r);
 static void sentinel_ask(struct rds *r);
 static void sub_connect(struct rds *r);
-
-static void
-timer_in(struct event *ev, int ms)
-{
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	evtimer_add(ev, &tv);
-}
 
 static void
 rds_up(struct rds *r)
@@ -460,7 +453,7 @@ node_connect(struct rds_node *n)
 	}
 	return 0;
 fail:
-	timer_in(n->retry, RDS_BACKOFF_MS);
+	loop_timer_in(n->retry, RDS_BACKOFF_MS);
 	return -1;
 }
 
@@ -523,14 +516,13 @@ node_lost(struct rds_node *n)
 		return;
 	n->lost = 1;
 	if (r->kind == RDS_SENTINEL) {
-		if (!evtimer_pending(r->timer, NULL))
-			timer_in(r->timer, RDS_RESOLVE_MS);
+		loop_timer_once(r->timer, RDS_RESOLVE_MS);
 		return;
 	}
-	timer_in(n->retry, RDS_BACKOFF_MS);
+	loop_timer_in(n->retry, RDS_BACKOFF_MS);
 	if (r->kind == RDS_CLUSTER && !evtimer_pending(r->timer, NULL)) {
 		r->announce = 1;
-		timer_in(r->timer, RDS_BACKOFF_MS);
+		loop_timer_in(r->timer, RDS_BACKOFF_MS);
 	}
 }
 
@@ -590,8 +582,7 @@ cmd_redirect(struct rds_cmd *c, const redisReply *rep)
 	} else {
 		r->st.moved++;
 		r->slots[slot] = (short)node_index(r, n);
-		if (!evtimer_pending(r->timer, NULL))	/* the rest of the map, once */
-			timer_in(r->timer, RDS_BACKOFF_MS);
+		loop_timer_once(r->timer, RDS_BACKOFF_MS);	/* the rest of the map, once */
 	}
 	return cmd_send(c, n, ask);
 }
@@ -824,7 +815,7 @@ slots_cb(redisAsyncContext *ac, void *reply, void *arg)
 	if (!rep || rep->type != REDIS_REPLY_ARRAY || slots_apply(r, n, rep) < 0) {
 		log_warn("redis: CLUSTER SLOTS from %s:%d failed: %s", n->a.host, n->a.port,
 			 rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no map");
-		timer_in(r->timer, RDS_BACKOFF_MS);
+		loop_timer_in(r->timer, RDS_BACKOFF_MS);
 		return;
 	}
 	r->st.refreshes++;
@@ -943,7 +934,7 @@ sent_cb(redisAsyncContext *ac, void *reply, void *arg)
 			log_warn("redis: sentinel %s:%d does not know master %s", s->host, s->port, r->master_name);
 	}
 	/* the next sentinel, at once unless a whole round failed */
-	timer_in(r->timer, r->sidx % r->nseeds == 0 ? RDS_BACKOFF_MS : 0);
+	loop_timer_in(r->timer, r->sidx % r->nseeds == 0 ? RDS_BACKOFF_MS : 0);
 }
 
 static void
@@ -976,13 +967,13 @@ sentinel_ask(struct rds *r)
 	if (r->sac || r->freeing || r->nodes[0]->up)
 		return;
 	if (r->nodes[0]->ac) {		/* a master still connecting: ask later */
-		timer_in(r->timer, RDS_RESOLVE_MS);
+		loop_timer_in(r->timer, RDS_RESOLVE_MS);
 		return;
 	}
 	a = &r->seeds[r->sidx];
 	r->sidx = (r->sidx + 1) % r->nseeds;
 	if (!(ac = ctx_open(r, a, r, sent_on_connect, sent_on_disconnect))) {
-		timer_in(r->timer, RDS_BACKOFF_MS);
+		loop_timer_in(r->timer, RDS_BACKOFF_MS);
 		return;
 	}
 	r->sac = ac;
@@ -991,7 +982,7 @@ sentinel_ask(struct rds *r)
 	    redisAsyncCommand(ac, sent_cb, r, "SENTINEL get-master-addr-by-name %s", r->master_name) != REDIS_OK) {
 		r->sac = NULL;
 		redisAsyncFree(ac);
-		timer_in(r->timer, RDS_BACKOFF_MS);
+		loop_timer_in(r->timer, RDS_BACKOFF_MS);
 	}
 }
 
@@ -1025,7 +1016,7 @@ sub_on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	r->sub = NULL;
 	if (!r->freeing)
-		timer_in(r->sub_timer, RDS_BACKOFF_MS);
+		loop_timer_in(r->sub_timer, RDS_BACKOFF_MS);
 }
 
 static void
@@ -1045,7 +1036,7 @@ sub_connect(struct rds *r)
 		return;
 	r->sub_idx = (r->sub_idx + 1) % r->nseeds;
 	if (!(ac = ctx_open(r, a, r, sub_on_connect, sub_on_disconnect))) {
-		timer_in(r->sub_timer, RDS_BACKOFF_MS);
+		loop_timer_in(r->sub_timer, RDS_BACKOFF_MS);
 		return;
 	}
 	r->sub = ac;
@@ -1152,7 +1143,7 @@ rds_alloc(struct event_base *base, enum rds_kind kind)
 		rds_free(r);
 		return NULL;
 	}
-	timer_in(r->watch, RDS_WATCH_MS);
+	loop_timer_in(r->watch, RDS_WATCH_MS);
 	return r;
 }
 

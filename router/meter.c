@@ -26,6 +26,7 @@
 
 #include "jsonw.h"
 #include "log.h"
+#include "loop.h"
 #include "rds_slot.h"
 #include "utf8.h"
 
@@ -230,17 +231,6 @@ meter_blocked(const struct meter *m)
 	return b + 4096 > m->spool_max;
 }
 
-/* Spooled events are sent again METER_RETRY_MS later while Redis is
- * connected (retry_cb); a reconnect replays them anyway. */
-static void
-retry_soon(struct meter *m)
-{
-	struct timeval tv = { METER_RETRY_MS / 1000, (METER_RETRY_MS % 1000) * 1000 };
-
-	if (!evtimer_pending(m->retry_ev, NULL))
-		evtimer_add(m->retry_ev, &tv);
-}
-
 /* Events that could not be sent into the spool, each as a line (the
  * spool's bound is in bytes: as many as fit). -1: some lost, logged with
  * why they were spooled. */
@@ -249,7 +239,7 @@ spool_events(struct meter *m, char *const *ev, int n, const char *why)
 {
 	int lost = 0;
 
-	retry_soon(m);
+	loop_timer_once(m->retry_ev, METER_RETRY_MS);	/* sent again then (retry_cb) */
 	for (int i = 0; i < n; i++)
 		lost += spool_append(m, ev[i], 1) < 0;
 	if (lost)
@@ -331,7 +321,6 @@ wait_reply_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct wait_ctx *w = arg;
 	struct meter *m = w->m;
-	struct timeval tv = { METER_REWAIT_MS / 1000, (METER_REWAIT_MS % 1000) * 1000 };
 
 	(void)rd;
 	m->wait_busy[w->shard] = 0;
@@ -350,8 +339,7 @@ wait_reply_cb(struct rds *rd, redisReply *r, void *arg)
 			x->next = m->unsure[w->shard];
 			m->unsure[w->shard] = x;
 		}
-		if (!evtimer_pending(m->rewait_ev, NULL))
-			evtimer_add(m->rewait_ev, &tv);
+		loop_timer_once(m->rewait_ev, METER_REWAIT_MS);
 	} else {
 		settle_all(m, w->list, 0);	/* link lost or an error: sent again */
 	}
@@ -572,11 +560,7 @@ live_count(struct meter *m, const struct usage_event *ev)
 	}
 	l->requests++;
 	l->tokens += ev->prompt_tokens + ev->completion_tokens;
-	if (!evtimer_pending(m->live_ev, NULL)) {
-		struct timeval tv = { 0, METER_LIVE_MS * 1000 };
-
-		evtimer_add(m->live_ev, &tv);
-	}
+	loop_timer_once(m->live_ev, METER_LIVE_MS);
 }
 
 /* Spools events that could not be sent, and frees them. -1: some lost
@@ -655,10 +639,8 @@ meter_emit(struct meter *m, const struct usage_event *ev)
 	if (m->flush_ms <= 0) {
 		/* after the requests this turn finishes; already active: a no-op */
 		event_active(m->flush_ev, EV_TIMEOUT, 0);
-	} else if (!evtimer_pending(m->flush_ev, NULL)) {
-		struct timeval tv = { m->flush_ms / 1000, (m->flush_ms % 1000) * 1000 };
-
-		evtimer_add(m->flush_ev, &tv);
+	} else {
+		loop_timer_once(m->flush_ev, m->flush_ms);
 	}
 	return 0;
 }
@@ -725,7 +707,7 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 		lost += spool_append(m, line, 0) < 0;
 	}
 	if (given_back)
-		retry_soon(m);
+		loop_timer_once(m->retry_ev, METER_RETRY_MS);
 	if (lost)
 		log_error("meter: %d replayed events lost: out of memory", lost);
 	free(data);
@@ -751,12 +733,11 @@ static void
 retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct meter *m = arg;
-	struct timeval tv = { METER_RETRY_MS / 1000, (METER_RETRY_MS % 1000) * 1000 };
 
 	(void)fd;
 	(void)what;
 	if (m->replaying)
-		evtimer_add(m->retry_ev, &tv);
+		loop_timer_in(m->retry_ev, METER_RETRY_MS);
 	else if (rds_is_connected(m->rd))
 		meter_redis_up(m);
 }
