@@ -9,8 +9,10 @@
 /* An event base whose epoll changes are applied once a loop turn (the
  * changelist): an event added and deleted in the same turn, as a write
  * event armed and flushed at once, costs no epoll_ctl. Nothing of ours
- * watches a dup()'d descriptor, the changelist's one caveat. NULL on
- * failure. */
+ * watches a dup()'d descriptor, the changelist's one caveat. Its clock is
+ * CLOCK_MONOTONIC, not libevent's default CLOCK_MONOTONIC_COARSE, which
+ * moves in ticks (4 ms at HZ=250): timers fire when due, and the time it
+ * caches for a turn (clock_loop_ms) is exact. NULL on failure. */
 struct event_base *loop_base_new(void);
 
 /* Arms the timer ev to fire in ms (again, if it was). */

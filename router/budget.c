@@ -179,7 +179,7 @@ fetch(struct budget *b, struct budget_entry *e, int64_t min_need, int64_t need_a
 	}
 	rds_command(b->rd, key, kl, NULL, NULL, "EXPIRE %s %d", key, BUDGET_KEY_TTL_S);
 	e->fetching = 1;
-	e->touched_ms = clock_wall_ms();
+	e->touched_ms = clock_loop_ms();
 	b->pending++;
 	return 0;
 }
@@ -343,7 +343,7 @@ budget_reserve(struct budget *b, struct budget_hold *h, int64_t account_id, int6
 		e->lean = 0;	/* a top-up: prefetching may pay again */
 	e->credits = credits;
 	e->billed = billed;
-	e->last_use_ms = clock_wall_ms();
+	e->last_use_ms = clock_loop_ms();
 	if (!e->head && e->avail >= h->amount) {
 		e->avail -= h->amount;
 		e->inflight++;

@@ -867,9 +867,11 @@ main(int argc, char **argv)
 	 * an eventfd): no evthread locks */
 	if (!(rt.base = loop_base_new()))
 		return 1;
+	clock_loop_set(rt.base);
 	log_access_setup();
 	rc = serve();
 	log_unbuffer();
+	clock_loop_set(NULL);
 	event_base_free(rt.base);
 	log_info("stopped");
 	return rc;

@@ -143,7 +143,7 @@ gen_id_new(char *out, size_t len)
 		tail[i] = alnum[(b < 0 ? 0 : b) % 62];
 	}
 	tail[20] = '\0';
-	snprintf(out, len, "gen-%lld-%s", (long long)(clock_wall_ms() / 1000), tail);
+	snprintf(out, len, "gen-%lld-%s", (long long)(clock_loop_ms() / 1000), tail);
 }
 
 /* ---- lifetime ---- */
@@ -151,7 +151,7 @@ gen_id_new(char *out, size_t len)
 static void
 proxy_free(struct proxy *p)
 {
-	int64_t now = clock_wall_ms();
+	int64_t now = clock_loop_ms();
 
 	p->rt->inflight--;
 	p->rt->streams_inflight -= p->client_started;
@@ -204,7 +204,7 @@ proxy_log(struct proxy *p, int status)
 	JSONW_LIT(&w, "+");
 	jsonw_int(&w, p->completion_tokens);
 	JSONW_LIT(&w, " ms=");
-	jsonw_int(&w, clock_wall_ms() - p->t_start_ms);
+	jsonw_int(&w, clock_loop_ms() - p->t_start_ms);
 	if (!w.oom)
 		log_access(w.p, w.len);
 	free(w.p);
@@ -219,7 +219,7 @@ try_end(struct proxy *p, int status)
 	if (p->attempt >= p->ntries || t->status)
 		return;
 	t->status = status;
-	t->latency_ms = (int)(clock_wall_ms() - t->t_ms);
+	t->latency_ms = (int)(clock_loop_ms() - t->t_ms);
 	rstats_attempt(p->rt->rs, t->e->prov->id, p->outcome, status);
 }
 
@@ -277,7 +277,7 @@ proxy_meter(struct proxy *p, int status)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	struct usage_event ev;
-	int64_t now = clock_wall_ms(), gen_ms;
+	int64_t now = clock_loop_ms(), gen_ms;
 
 	if (p->metered)
 		return;
@@ -391,7 +391,7 @@ health_failed(struct proxy *p, struct rcat_endpoint *e)
 {
 	long long opens = e->health.opens;
 
-	route_failure(e, clock_wall_ms(), p->rt->conf.breaker_failures, p->rt->conf.failure_cooldown_ms,
+	route_failure(e, clock_loop_ms(), p->rt->conf.breaker_failures, p->rt->conf.failure_cooldown_ms,
 		      p->retry_after > 0 ? (int64_t)p->retry_after * 1000 : 0);
 	if (e->health.opens != opens) {
 		p->rt->st.breaker_opens++;
@@ -403,7 +403,7 @@ health_failed(struct proxy *p, struct rcat_endpoint *e)
 static void
 health_ok(struct proxy *p, struct rcat_endpoint *e)
 {
-	int64_t now = clock_wall_ms();
+	int64_t now = clock_loop_ms();
 	int64_t start = p->tries[p->attempt].t_ms ? p->tries[p->attempt].t_ms : p->t_start_ms;	/* this attempt's */
 	int64_t ttft = (p->t_first_ms ? p->t_first_ms : now) - start;
 	int64_t gen_ms = now - (p->t_first_ms ? p->t_first_ms : start);
@@ -484,7 +484,7 @@ rewrite_ids(struct proxy *p, cJSON *o, int chunk)
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
 	cJSON *out = cJSON_CreateObject(), *created, *fp, *x;
-	double now = (double)(clock_wall_ms() / 1000);
+	double now = (double)(clock_loop_ms() / 1000);
 
 	if (!out)
 		return o;
@@ -688,7 +688,7 @@ splice_ids(struct proxy *p, struct jsonw *b, const struct chatscan *c, int chunk
 	if (c->created && c->created_ok)
 		jsonw_add(b, c->created->val, c->created->vlen);
 	else
-		jsonw_int(b, clock_wall_ms() / 1000);
+		jsonw_int(b, clock_loop_ms() / 1000);
 	if (cached) {
 		jsonw_add(b, p->ids.p + p->ids_split, p->ids.len - p->ids_split);
 	} else {
@@ -812,7 +812,7 @@ answer_send(struct proxy *p, const struct chatscan *c, const cJSON *ans, const c
 {
 	struct rcat_endpoint *e = p->cands[p->attempt];
 
-	p->t_first_ms = clock_wall_ms();
+	p->t_first_ms = clock_loop_ms();
 	health_ok(p, e);
 	proxy_meter(p, 200);
 	p->rt->st.completions_ok++;
@@ -949,7 +949,7 @@ stream_start(struct proxy *p)
 	tries_header(p);
 	httpd_stream_start(p->req, 200, "text/event-stream");
 	p->client_started = 1;
-	p->t_first_ms = clock_wall_ms();
+	p->t_first_ms = clock_loop_ms();
 	p->state = PX_STREAMING;
 	p->rt->st.streams_total++;
 	p->rt->streams_inflight++;
@@ -963,7 +963,7 @@ stream_fail(struct proxy *p, int code, const char *msg)
 
 	cJSON_AddStringToObject(o, "id", p->gen_id);
 	cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
-	cJSON_AddNumberToObject(o, "created", (double)(clock_wall_ms() / 1000));
+	cJSON_AddNumberToObject(o, "created", (double)(clock_loop_ms() / 1000));
 	cJSON_AddStringToObject(o, "model", p->cands[p->attempt]->model->id);
 	cJSON_AddStringToObject(o, "provider", p->cands[p->attempt]->prov->name);
 	choice = cJSON_CreateObject();
@@ -1438,7 +1438,7 @@ proxy_attempt(struct proxy *p)
 
 	t->e = e;
 	t->status = 0;
-	t->t_ms = clock_wall_ms();
+	t->t_ms = clock_loop_ms();
 	p->ntries = p->attempt + 1;
 	p->outcome = RS_NONE;
 	if (strcmp(e->prov->api, "openai") != 0 && !is_anthropic(e)) {
@@ -1469,8 +1469,8 @@ proxy_attempt(struct proxy *p)
 	p->saw_done = p->saw_finish = 0;
 	p->state = PX_UPSTREAM;
 	p->rt->st.upstream_attempts++;
-	if (route_state(e, clock_wall_ms()) == ROUTE_HALF_OPEN)
-		e->health.probe_ms = clock_wall_ms();	/* this request is the probe */
+	if (route_state(e, clock_loop_ms()) == ROUTE_HALF_OPEN)
+		e->health.probe_ms = clock_loop_ms();	/* this request is the probe */
 	p->up = upstream_send(p->rt->up, "POST", e->url, headers, body, strlen(body), &proxy_up_cbs, p);
 	if (!p->up) {
 		p->retry_after = -1;
@@ -1487,7 +1487,7 @@ static void
 add_candidates(struct proxy *p, struct rcat_model *m, int healthy_pass)
 {
 	struct rcat_endpoint *sel[PROXY_MAX_CANDIDATES];
-	int64_t now = clock_wall_ms();
+	int64_t now = clock_loop_ms();
 	int n = route_select(&p->prefs, m->eps, m->neps, sel, PROXY_MAX_CANDIDATES);
 
 	for (int i = 0; i < n && p->ncands < PROXY_MAX_CANDIDATES; i++) {
@@ -1521,7 +1521,7 @@ proxy_random(void)
 	static uint64_t x;
 
 	if (x == 0 && (RAND_bytes((unsigned char *)&x, sizeof(x)) != 1 || x == 0))
-		x = 0x9E3779B97F4A7C15ULL ^ (uint64_t)clock_wall_ms();
+		x = 0x9E3779B97F4A7C15ULL ^ (uint64_t)clock_loop_ms();
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
@@ -1584,7 +1584,7 @@ pick_candidates(struct proxy *p, char *msg, size_t len)
 				first_healthy = p->ncands;
 		}
 	if (p->prefs.sort == ROUTE_SORT_DEFAULT && p->prefs.norder == 0)
-		route_balance(p->cands, first_healthy, proxy_random(), clock_wall_ms());
+		route_balance(p->cands, first_healthy, proxy_random(), clock_loop_ms());
 	if (p->ncands > p->rt->conf.max_attempts)
 		p->ncands = p->rt->conf.max_attempts;
 	if (!known) {
@@ -1861,7 +1861,7 @@ proxy_chat(struct router *rt, struct httpd_req *req)
 	p->rt = rt;
 	p->req = req;
 	p->state = PX_AUTH;
-	p->t_start_ms = clock_wall_ms();
+	p->t_start_ms = clock_loop_ms();
 	p->retry_after = -1;
 	gen_id_new(p->gen_id, sizeof(p->gen_id));
 	p->app_url = attribution(req, "HTTP-Referer", NULL);

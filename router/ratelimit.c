@@ -41,7 +41,7 @@ struct rl_reply {
 static int64_t
 now_minute(int *secs_left)
 {
-	int64_t sec = clock_wall_ms() / 1000;
+	int64_t sec = clock_loop_ms() / 1000;
 
 	if (secs_left)
 		*secs_left = 60 - (int)(sec % 60);

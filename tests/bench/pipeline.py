@@ -9,11 +9,20 @@ test: it asserts nothing.
 
   /usr/bin/python3 tests/bench/pipeline.py [--conns 32] [--seconds 8]
       [--metering on|off] [--flush-ms N] [--pin] [--stop-billing] [--strace]
-      [--billing-linger-ms N] [--billing-batch N]
+      [--billing-linger-ms N] [--billing-batch N] [--idle] [--pg-set K=V]
+      [--sched]
+
+Also prints how idle the machine was while wrk ran (/proc/stat).
 
 --pin: the router on CPU 0, Redis, billing and PostgreSQL on CPU 1.
 --stop-billing: agora-billing stopped (SIGSTOP) while wrk runs.
 --strace: `strace -c` of the router while wrk runs (system calls per answer).
+--idle: agora-billing and every PostgreSQL process under SCHED_IDLE (chrt -i).
+--pg-set K=V: a PostgreSQL setting (ALTER SYSTEM, reloaded), e.g.
+synchronous_commit=off; may be repeated.
+--sched: `perf sched record` of the whole machine for 3 s of the run, then
+the time each CPU sat idle while a woken task waited to run on the other
+one, and each process family's wait to run (README "Performance").
 --billing-linger-ms, --billing-batch: agora-billing's billing_linger_ms (25)
 and billing_batch (2000).
 """
@@ -58,6 +67,58 @@ def taskset(cpu, pids):
                            stderr=subprocess.DEVNULL)
 
 
+def cpu_idle():
+    """(idle, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v[:8])
+
+
+def sched_summary(data):
+    """From `perf sched timehist` of data: how long each CPU sat idle while a
+    task woken on another CPU waited there to run, and each family's wait."""
+    out = subprocess.run(["perf", "sched", "timehist", "-i", data], capture_output=True, text=True).stdout
+    idle, waits, busy = {}, {}, {}
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) < 6 or not re.match(r"^\d+\.\d+$", p[0]) or not p[1].startswith("["):
+            continue
+        try:
+            t, cpu, task, delay, run = float(p[0]) * 1e3, p[1], p[2], float(p[4]), float(p[5])
+        except ValueError:
+            continue
+        busy[cpu] = busy.get(cpu, 0.0) + run
+        if task == "<idle>":
+            idle.setdefault(cpu, []).append((t - run, t))
+        elif delay > 0:
+            name = task.split("[")[0].split(":")[0]
+            waits[name] = waits.get(name, 0.0) + delay
+            waits.setdefault(cpu + "list", []).append((t - run - delay, t - run))
+    lost = 0.0
+    for cpu, spans in idle.items():
+        others = sorted(x for c in idle if c != cpu for x in waits.get(c + "list", []))
+        others += sorted(x for c in busy if c not in idle and c != cpu for x in waits.get(c + "list", []))
+        others.sort()
+        merged = []
+        for a0, a1 in others:
+            if merged and a0 <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], a1)
+            else:
+                merged.append([a0, a1])
+        for i0, i1 in spans:
+            for w0, w1 in merged:
+                if w0 >= i1:
+                    break
+                lost += max(0.0, min(i1, w1) - max(i0, w0))
+    total = sum(busy.values())
+    fam = sorted(((k, v) for k, v in waits.items() if not k.endswith("list")), key=lambda kv: -kv[1])
+    return ("perf sched over %.0f ms of CPU: idle %.1f%%; a CPU idle while a task waited to run on another: "
+            "%.1f%% of all CPU time\nwaits to run (ms): %s" % (
+                total, 100.0 * sum(b - a for s_ in idle.values() for a, b in s_) / max(1e-9, total),
+                100.0 * lost / max(1e-9, total),
+                ", ".join("%s %.0f" % kv for kv in fam[:8])))
+
+
 def strace_summary(path, answers):
     calls = {}
     with open(path) as f:
@@ -77,6 +138,10 @@ def main():
     ap.add_argument("--pin", action="store_true")
     ap.add_argument("--stop-billing", action="store_true")
     ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--idle", action="store_true")
+    ap.add_argument("--pg-set", action="append", default=[])
+    ap.add_argument("--sched", action="store_true")
+    ap.add_argument("--router-nice", type=int)
     ap.add_argument("--billing-linger-ms", type=int)
     ap.add_argument("--billing-batch", type=int)
     a = ap.parse_args()
@@ -105,7 +170,23 @@ def main():
         if a.pin:
             taskset(0, [proc.pid])
             taskset(1, [redis_pid, billing_pid, pg_pid])
+        for kv in a.pg_set:
+            k, v = kv.split("=", 1)
+            c = st.db()
+            c.cursor().execute("ALTER SYSTEM SET %s = '%s'" % (k, v))
+            c.cursor().execute("SELECT pg_reload_conf()")
+            c.close()
+        if a.idle:
+            for q in B.family(billing_pid) + B.family(pg_pid):
+                subprocess.run(["chrt", "-i", "-a", "-p", "0", str(q)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if a.router_nice is not None:
+            os.setpriority(os.PRIO_PROCESS, proc.pid, a.router_nice)
         tracer = None
+        if a.sched:
+            sched_data = os.path.join(tmp, "sched.data")
+            tracer = subprocess.Popen(["perf", "sched", "record", "-a", "-o", sched_data, "--", "sleep",
+                                       str(min(3.0, a.seconds / 2))],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if a.strace:
             trace = os.path.join(tmp, "strace.txt")
             tracer = subprocess.Popen(["strace", "-c", "-f", "-o", trace, "-p", str(proc.pid)],
@@ -115,13 +196,17 @@ def main():
         c0 = [B.cpu_seconds([p]) for p in (proc.pid, redis_pid)] + [B.cpu_seconds([billing_pid, pg_pid])]
         if a.stop_billing:
             os.kill(billing_pid, signal.SIGSTOP)
+        s0 = cpu_idle()
         try:
             o = B.run_wrk(tmp, url, body, headers, a.conns, a.seconds)
         finally:
             if a.stop_billing:
                 os.kill(billing_pid, signal.SIGCONT)
         c1_router = B.cpu_seconds([proc.pid])
-        if tracer:
+        s1 = cpu_idle()
+        if tracer and a.sched:
+            tracer.wait(30)
+        elif tracer:
             tracer.send_signal(signal.SIGINT)
             tracer.wait(30)
         B.billing_idle(r)
@@ -132,10 +217,14 @@ def main():
         print(json.dumps(o))
         print("CPU per answer: router %.1f us, Redis %.1f us, billing + PostgreSQL %.1f us"
               % tuple((c1[i] - c0[i]) * 1e6 / n for i in range(3)))
+        print("machine idle while wrk ran: %.1f%% of %d CPUs" % (
+            100.0 * (s1[0] - s0[0]) / max(1e-9, s1[1] - s0[1]), os.cpu_count()))
         if batches:
             print("billing: %d batches, %.1f entries a batch, %.2f ms from statement to commit" % (
                 batches, (m1["agora_billing_batch_size_sum"] - m0["agora_billing_batch_size_sum"]) / batches,
                 (m1["agora_billing_commit_seconds_sum"] - m0["agora_billing_commit_seconds_sum"]) * 1e3 / batches))
+        if a.sched:
+            print(sched_summary(sched_data))
         if a.strace:
             print("system calls per answer (router):", json.dumps(strace_summary(trace, o["requests"])))
     finally:
