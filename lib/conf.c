@@ -51,6 +51,8 @@ static const struct conf_key conf_keys[] = {
 	SECRET("redis_password", redis_password, "",
 	       "Redis password: every link to a Redis server (not to a sentinel) sends AUTH first (empty: no AUTH)"),
 	S("redis_password_file", redis_password_file, "", "file holding redis_password (first line)"),
+	S("redis_sentinel_user", redis_sentinel_user, "",
+	  "Sentinel mode: the ACL user the sentinel links AUTH as, with redis_sentinel_password (empty: the default user)"),
 	SECRET("redis_sentinel_password", redis_sentinel_password, "",
 	       "Sentinel mode: the sentinels' own password (their requirepass), sent with AUTH first (empty: no AUTH)"),
 	S("redis_sentinel_password_file", redis_sentinel_password_file, "", "file holding redis_sentinel_password (first line)"),

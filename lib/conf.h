@@ -27,6 +27,7 @@ struct agora_conf {
 	char redis_user[128];			/* ACL user (empty: default) */
 	char redis_password[256];		/* AUTH on every link (empty: none) */
 	char redis_password_file[512];		/* or read it from this file */
+	char redis_sentinel_user[128];		/* ACL user on the sentinels (empty: default) */
 	char redis_sentinel_password[256];	/* AUTH to the sentinels (empty: none) */
 	char redis_sentinel_password_file[512];
 	char redis_cluster[512];		/* ip:port,... seeds: Cluster mode */

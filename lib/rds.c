@@ -85,7 +85,7 @@ struct rds {
 	int freeing;
 	long long inflight;
 	char user[128], pass[256];	/* AUTH on every node link (pass empty: none) */
-	char sent_pass[256];		/* AUTH on every sentinel link (empty: none) */
+	char sent_user[128], sent_pass[256];	/* AUTH on every sentinel link (pass empty: none) */
 	rds_connect_fn fn;
 	void *arg;
 	struct rds_stats st;
@@ -946,8 +946,8 @@ sent_auth_cb(redisAsyncContext *ac, void *reply, void *arg)
 	if (!rep || r->freeing || rep->type != REDIS_REPLY_ERROR)
 		return;
 	/* the command behind it is answered NOAUTH: the next sentinel */
-	log_error("redis: sentinel %s:%d refused AUTH: %s", ac->c.tcp.host ? ac->c.tcp.host : "?", ac->c.tcp.port,
-		  rep->str);
+	log_error("redis: sentinel %s:%d refused AUTH as %s: %s", ac->c.tcp.host ? ac->c.tcp.host : "?",
+		  ac->c.tcp.port, r->sent_user[0] ? r->sent_user : "the default user", rep->str);
 	redisAsyncDisconnect(ac);
 }
 
@@ -955,7 +955,7 @@ sent_auth_cb(redisAsyncContext *ac, void *reply, void *arg)
 static int
 sent_auth(struct rds *r, redisAsyncContext *ac)
 {
-	return r->sent_pass[0] ? auth_send(ac, sent_auth_cb, r, "", r->sent_pass) : 0;
+	return r->sent_pass[0] ? auth_send(ac, sent_auth_cb, r, r->sent_user, r->sent_pass) : 0;
 }
 
 static void
@@ -1172,6 +1172,7 @@ rds_new(struct event_base *base, const struct agora_conf *c, char *err, size_t e
 	}
 	snprintf(r->user, sizeof(r->user), "%s", c->redis_user);
 	snprintf(r->pass, sizeof(r->pass), "%s", c->redis_password);
+	snprintf(r->sent_user, sizeof(r->sent_user), "%s", c->redis_sentinel_user);
 	snprintf(r->sent_pass, sizeof(r->sent_pass), "%s", c->redis_sentinel_password);
 	if (kind == RDS_STANDALONE)
 		return r;

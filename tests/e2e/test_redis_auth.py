@@ -15,6 +15,7 @@ from test_redis_scale import (Traffic, accounts_on_every_shard, check_billing, c
                               stop_all)
 
 SENTINEL_PASSWORD = "sentinel-pw-91c2"
+SENTINEL_USER_PASSWORD = "sentinel-user-pw-5e07"
 
 PASSWORD = "default-pw 'with' spaces"      # one AUTH argument, spaces and all
 USER, USER_PASSWORD = "agora-meter", "acl-pw-7f3a"
@@ -131,6 +132,41 @@ def start_protected_sentinel(tmp, port, master_port):
                     ["127.0.0.1", str(master_port)], 10)
     assert cli(port, "SENTINEL", "get-master-addr-by-name", "agora").startswith("NOAUTH")
     return proc
+
+
+def test_sentinel_acl_user_bills_exactly(stack, tmp_path):
+    """redis_sentinel_user: the sentinel links AUTH as an ACL user of the
+    sentinels' own, whose password is not the default user's."""
+    master, sentinel = free_ports(2)
+    procs = [start_redis(str(tmp_path), master)]
+    try:
+        protect(master)
+        procs.append(start_protected_sentinel(str(tmp_path), sentinel, master))
+        assert cli(sentinel, "--no-auth-warning", "-a", SENTINEL_PASSWORD, "ACL", "SETUSER", "agora-sent", "on",
+                   ">" + SENTINEL_USER_PASSWORD, "+@all") == "OK"
+        env = {"AGORA_REDIS_SENTINELS": "127.0.0.1:%d" % sentinel, "AGORA_REDIS_MASTER_NAME": "agora",
+               "AGORA_REDIS_PASSWORD": PASSWORD, "AGORA_REDIS_SENTINEL_USER": "agora-sent",
+               "AGORA_REDIS_SENTINEL_PASSWORD": SENTINEL_USER_PASSWORD}
+        accounts = accounts_on_every_shard(stack, "rauthsu")
+        procs.append(stack.extra_billing("billing-authsu", **env)[0])
+        router, rport = stack.extra_router("router-authsu", **env)
+        procs.append(router)
+        assert wait_for(lambda: "master 127.0.0.1:%d (agora) confirmed" % master in stack.log("router-authsu"), 10)
+        traffic = Traffic(stack, rport, accounts)
+        assert wait_for(lambda: traffic.count() >= 30, 60)
+        check_billing(stack, traffic.stop(), accounts)
+        # the same password as the default user's: refused, the user named
+        bad, _ = stack.extra_router("router-authsu-bad", **dict(env, AGORA_REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD))
+        procs.append(bad)
+        assert wait_for(lambda: "sentinel 127.0.0.1:%d refused AUTH as agora-sent" % sentinel
+                        in stack.log("router-authsu-bad"), 10), stack.log("router-authsu-bad")[-2000:]
+        assert "confirmed" not in stack.log("router-authsu-bad")
+        no_password_in_logs(stack, "router-authsu", "billing-authsu", "router-authsu-bad")
+        for name in ("router-authsu", "billing-authsu", "router-authsu-bad"):
+            assert SENTINEL_USER_PASSWORD not in stack.log(name)
+            assert SENTINEL_PASSWORD not in stack.log(name)
+    finally:
+        stop_all(procs)
 
 
 def test_sentinel_with_a_password_of_its_own_bills_exactly(stack, tmp_path):
