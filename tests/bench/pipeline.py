@@ -37,6 +37,8 @@ import tempfile
 import time
 import urllib.request
 
+from psycopg2 import sql as psql
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import router as B  # noqa: E402  (the benchmark's stack and load helpers)
 
@@ -78,7 +80,7 @@ def sched_summary(data):
     """From `perf sched timehist` of data: how long each CPU sat idle while a
     task woken on another CPU waited there to run, and each family's wait."""
     out = subprocess.run(["perf", "sched", "timehist", "-i", data], capture_output=True, text=True).stdout
-    idle, waits, busy = {}, {}, {}
+    idle, waiting, waits, busy = {}, {}, {}, 0.0      # per CPU: idle spans, spans a task waited to run
     for line in out.splitlines():
         p = line.split()
         if len(p) < 6 or not re.match(r"^\d+\.\d+$", p[0]) or not p[1].startswith("["):
@@ -87,36 +89,28 @@ def sched_summary(data):
             t, cpu, task, delay, run = float(p[0]) * 1e3, p[1], p[2], float(p[4]), float(p[5])
         except ValueError:
             continue
-        busy[cpu] = busy.get(cpu, 0.0) + run
+        busy += run
         if task == "<idle>":
             idle.setdefault(cpu, []).append((t - run, t))
         elif delay > 0:
             name = task.split("[")[0].split(":")[0]
             waits[name] = waits.get(name, 0.0) + delay
-            waits.setdefault(cpu + "list", []).append((t - run - delay, t - run))
+            waiting.setdefault(cpu, []).append((t - run - delay, t - run))
     lost = 0.0
     for cpu, spans in idle.items():
-        others = sorted(x for c in idle if c != cpu for x in waits.get(c + "list", []))
-        others += sorted(x for c in busy if c not in idle and c != cpu for x in waits.get(c + "list", []))
-        others.sort()
-        merged = []
-        for a0, a1 in others:
+        merged = []                     # the times some task waited on another CPU
+        for a0, a1 in sorted(x for c, xs in waiting.items() if c != cpu for x in xs):
             if merged and a0 <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], a1)
             else:
                 merged.append([a0, a1])
         for i0, i1 in spans:
-            for w0, w1 in merged:
-                if w0 >= i1:
-                    break
-                lost += max(0.0, min(i1, w1) - max(i0, w0))
-    total = sum(busy.values())
-    fam = sorted(((k, v) for k, v in waits.items() if not k.endswith("list")), key=lambda kv: -kv[1])
+            lost += sum(max(0.0, min(i1, w1) - max(i0, w0)) for w0, w1 in merged if w0 < i1 and w1 > i0)
+    fam = sorted(waits.items(), key=lambda kv: -kv[1])
     return ("perf sched over %.0f ms of CPU: idle %.1f%%; a CPU idle while a task waited to run on another: "
             "%.1f%% of all CPU time\nwaits to run (ms): %s" % (
-                total, 100.0 * sum(b - a for s_ in idle.values() for a, b in s_) / max(1e-9, total),
-                100.0 * lost / max(1e-9, total),
-                ", ".join("%s %.0f" % kv for kv in fam[:8])))
+                busy, 100.0 * sum(b - a for xs in idle.values() for a, b in xs) / max(1e-9, busy),
+                100.0 * lost / max(1e-9, busy), ", ".join("%s %.0f" % kv for kv in fam[:8])))
 
 
 def strace_summary(path, answers):
@@ -172,8 +166,8 @@ def main():
             taskset(1, [redis_pid, billing_pid, pg_pid])
         for kv in a.pg_set:
             k, v = kv.split("=", 1)
-            c = st.db()
-            c.cursor().execute("ALTER SYSTEM SET %s = '%s'" % (k, v))
+            c = st.db()         # ALTER SYSTEM takes no parameters: the name and value quoted
+            c.cursor().execute(psql.SQL("ALTER SYSTEM SET {} = {}").format(psql.Identifier(k), psql.Literal(v)))
             c.cursor().execute("SELECT pg_reload_conf()")
             c.close()
         if a.idle:
