@@ -134,65 +134,57 @@ def start_protected_sentinel(tmp, port, master_port):
     return proc
 
 
-def test_sentinel_acl_user_bills_exactly(stack, tmp_path):
-    """redis_sentinel_user: the sentinel links AUTH as an ACL user of the
-    sentinels' own, whose password is not the default user's."""
+def bills_behind_a_protected_sentinel(stack, tmp_path, tag, auth, bad_auth, refused, acl_user=None):
+    """A master that wants PASSWORD behind a sentinel with a requirepass of
+    its own (and acl_user: (name, password), an ACL user of the sentinel's):
+    a router and a billing worker with the AGORA_* settings auth bill
+    exactly; a router with bad_auth instead is refused, logging `refused`
+    (%d: the sentinel's port), and finds no master. No password logged."""
     master, sentinel = free_ports(2)
     procs = [start_redis(str(tmp_path), master)]
     try:
         protect(master)
         procs.append(start_protected_sentinel(str(tmp_path), sentinel, master))
-        assert cli(sentinel, "--no-auth-warning", "-a", SENTINEL_PASSWORD, "ACL", "SETUSER", "agora-sent", "on",
-                   ">" + SENTINEL_USER_PASSWORD, "+@all") == "OK"
-        env = {"AGORA_REDIS_SENTINELS": "127.0.0.1:%d" % sentinel, "AGORA_REDIS_MASTER_NAME": "agora",
-               "AGORA_REDIS_PASSWORD": PASSWORD, "AGORA_REDIS_SENTINEL_USER": "agora-sent",
-               "AGORA_REDIS_SENTINEL_PASSWORD": SENTINEL_USER_PASSWORD}
-        accounts = accounts_on_every_shard(stack, "rauthsu")
-        procs.append(stack.extra_billing("billing-authsu", **env)[0])
-        router, rport = stack.extra_router("router-authsu", **env)
+        if acl_user:
+            assert cli(sentinel, "--no-auth-warning", "-a", SENTINEL_PASSWORD, "ACL", "SETUSER", acl_user[0], "on",
+                       ">" + acl_user[1], "+@all") == "OK"
+        env = dict({"AGORA_REDIS_SENTINELS": "127.0.0.1:%d" % sentinel, "AGORA_REDIS_MASTER_NAME": "agora",
+                    "AGORA_REDIS_PASSWORD": PASSWORD}, **auth)
+        names = ("router-" + tag, "billing-" + tag, "router-%s-bad" % tag)
+        accounts = accounts_on_every_shard(stack, "r" + tag)
+        procs.append(stack.extra_billing(names[1], **env)[0])
+        router, rport = stack.extra_router(names[0], **env)
         procs.append(router)
-        assert wait_for(lambda: "master 127.0.0.1:%d (agora) confirmed" % master in stack.log("router-authsu"), 10)
+        assert wait_for(lambda: "master 127.0.0.1:%d (agora) confirmed" % master in stack.log(names[0]), 10)
         traffic = Traffic(stack, rport, accounts)
         assert wait_for(lambda: traffic.count() >= 30, 60)
         check_billing(stack, traffic.stop(), accounts)
-        # the same password as the default user's: refused, the user named
-        bad, _ = stack.extra_router("router-authsu-bad", **dict(env, AGORA_REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD))
+        bad, _ = stack.extra_router(names[2], **dict(env, **bad_auth))
         procs.append(bad)
-        assert wait_for(lambda: "sentinel 127.0.0.1:%d refused AUTH as agora-sent" % sentinel
-                        in stack.log("router-authsu-bad"), 10), stack.log("router-authsu-bad")[-2000:]
-        assert "confirmed" not in stack.log("router-authsu-bad")
-        no_password_in_logs(stack, "router-authsu", "billing-authsu", "router-authsu-bad")
-        for name in ("router-authsu", "billing-authsu", "router-authsu-bad"):
-            assert SENTINEL_USER_PASSWORD not in stack.log(name)
-            assert SENTINEL_PASSWORD not in stack.log(name)
+        assert wait_for(lambda: refused % sentinel in stack.log(names[2]), 10), stack.log(names[2])[-2000:]
+        assert "confirmed" not in stack.log(names[2])
+        no_password_in_logs(stack, *names)
+        for name in names:
+            assert SENTINEL_PASSWORD not in stack.log(name) and SENTINEL_USER_PASSWORD not in stack.log(name)
     finally:
         stop_all(procs)
 
 
 def test_sentinel_with_a_password_of_its_own_bills_exactly(stack, tmp_path):
-    master, sentinel = free_ports(2)
-    procs = [start_redis(str(tmp_path), master)]
-    try:
-        protect(master)
-        procs.append(start_protected_sentinel(str(tmp_path), sentinel, master))
-        env = {"AGORA_REDIS_SENTINELS": "127.0.0.1:%d" % sentinel, "AGORA_REDIS_MASTER_NAME": "agora",
-               "AGORA_REDIS_PASSWORD": PASSWORD, "AGORA_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
-        accounts = accounts_on_every_shard(stack, "rauthse")
-        procs.append(stack.extra_billing("billing-authse", **env)[0])
-        router, rport = stack.extra_router("router-authse", **env)
-        procs.append(router)
-        assert wait_for(lambda: "master 127.0.0.1:%d (agora) confirmed" % master in stack.log("router-authse"), 10)
-        traffic = Traffic(stack, rport, accounts)
-        assert wait_for(lambda: traffic.count() >= 30, 60)
-        check_billing(stack, traffic.stop(), accounts)
-        # the sentinel's password wrong: refused, said so, and no master
-        bad, _ = stack.extra_router("router-authse-bad", **dict(env, AGORA_REDIS_SENTINEL_PASSWORD="wrong"))
-        procs.append(bad)
-        assert wait_for(lambda: "sentinel 127.0.0.1:%d refused AUTH" % sentinel in stack.log("router-authse-bad"),
-                        10), stack.log("router-authse-bad")[-2000:]
-        assert "confirmed" not in stack.log("router-authse-bad")
-        no_password_in_logs(stack, "router-authse", "billing-authse", "router-authse-bad")
-        for name in ("router-authse", "router-authse-bad"):
-            assert SENTINEL_PASSWORD not in stack.log(name)
-    finally:
-        stop_all(procs)
+    # the sentinel's password wrong: refused, said so, and no master
+    bills_behind_a_protected_sentinel(stack, tmp_path, "authse",
+                                      {"AGORA_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD},
+                                      {"AGORA_REDIS_SENTINEL_PASSWORD": "wrong"},
+                                      "sentinel 127.0.0.1:%d refused AUTH as the default user")
+
+
+def test_sentinel_acl_user_bills_exactly(stack, tmp_path):
+    """redis_sentinel_user: the sentinel links AUTH as an ACL user of the
+    sentinels' own, whose password is not the default user's; with the
+    default user's password instead, refused, the user named."""
+    bills_behind_a_protected_sentinel(stack, tmp_path, "authsu",
+                                      {"AGORA_REDIS_SENTINEL_USER": "agora-sent",
+                                       "AGORA_REDIS_SENTINEL_PASSWORD": SENTINEL_USER_PASSWORD},
+                                      {"AGORA_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD},
+                                      "sentinel 127.0.0.1:%d refused AUTH as agora-sent",
+                                      acl_user=("agora-sent", SENTINEL_USER_PASSWORD))
