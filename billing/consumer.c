@@ -317,6 +317,7 @@ static const char probe_sql[] =
 	" + (SELECT count(*) FROM fo)))::int::text";
 
 static void consumer_next(struct consumer *c);
+static void shard_trim(struct consumer *c, struct shard *sh);
 static int batch_send(struct consumer *c, struct batch *b);
 static void dead_letter(struct consumer *c, int shard, const char *id, const char *why);
 static void write_cb(PGresult *res, const char *err, void *arg);
@@ -390,8 +391,6 @@ shard_repend(struct shard *sh)
 static void
 consumer_pause(struct consumer *c)
 {
-	struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
-
 	batch_clear(c);
 	batch_drop_into(c, &c->next);	/* its entries are ours, pending: re-read below */
 	c->phase = CP_PAUSE;
@@ -399,7 +398,7 @@ consumer_pause(struct consumer *c)
 		shard_repend(&c->shards[i]);	/* the unacked batches come back from "0" */
 	c->prefetch_stale = c->prefetching;
 	c->ack_waiting = 0;
-	evtimer_add(c->timer, &tv);
+	loop_timer_in(c->timer, RETRY_MS);
 }
 
 static int
@@ -430,12 +429,8 @@ consumer_linger(struct consumer *c)
 	ms = (clock_mono_us() - c->t_write_us) / 1000;
 	if (ms >= c->linger_ms)
 		return 0;
-	{
-		struct timeval tv = { (c->linger_ms - ms) / 1000, (suseconds_t)((c->linger_ms - ms) % 1000) * 1000 };
-
-		c->phase = CP_LINGER;
-		evtimer_add(c->linger, &tv);
-	}
+	c->phase = CP_LINGER;
+	loop_timer_in(c->linger, (int)(c->linger_ms - ms));
 	return 1;
 }
 
@@ -515,6 +510,8 @@ trim_cb(struct rds *rd, redisReply *r, void *arg)
 	sh->draining = r && r->type == REDIS_REPLY_INTEGER && r->integer > 0;
 	if (sh->draining)
 		loop_timer_in(sh->c->trim_timer, TRIM_AGAIN_MS);
+	else
+		shard_trim(sh->c, sh);	/* what was acknowledged during the drain */
 }
 
 /* XPENDING summary: [count, oldest id, newest id, consumers]. Trims below
@@ -810,13 +807,19 @@ write_cb(PGresult *res, const char *err, void *arg)
 {
 	struct consumer *c = arg;
 	struct evcols *fast = c->fast_cols;
-	int again;
+	int conflict = fast && refused_for_conflict(res), again;
 
 	c->fast_cols = NULL;
-	again = fast && refused_for_conflict(res) && write_again(c, fast) == 0;
+	again = conflict && write_again(c, fast) == 0;
 	cols_give(c, fast);		/* pgc copied them */
 	if (again)
 		return;
+	if (conflict) {		/* not bad data: re-read, then written with ON CONFLICT (pending mode) */
+		log_warn("billing: batch of %d holds a generation billed before and could not be sent again",
+			 c->nids);
+		consumer_pause(c);
+		return;
+	}
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		int data = refused_for_data(res), alone;
 
@@ -1475,31 +1478,18 @@ static void
 boot_info_cb(struct rds *rd, redisReply *r, void *arg)
 {
 	struct shard *sh = arg;
+	const redisReply *last;
 
 	(void)rd;
 	if (!r)
 		sh->booted = 0;		/* disconnected: asked again at the next connection */
-	if (!r || r->type != REDIS_REPLY_ARRAY || sh->acked_max[0])
+	if (!r || sh->acked_max[0])
 		return;
-	for (size_t g = 0; g < r->elements; g++) {
-		const redisReply *e = r->element[g];
-		const char *name = NULL, *last = NULL;
-
-		for (size_t i = 0; e->type == REDIS_REPLY_ARRAY && i + 1 < e->elements; i += 2) {
-			const redisReply *k = e->element[i], *v = e->element[i + 1];
-
-			if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING) {
-				if (strcmp(k->str, "name") == 0)
-					name = v->str;
-				else if (strcmp(k->str, "last-delivered-id") == 0)
-					last = v->str;
-			}
-		}
-		if (name && last && strcmp(name, GROUP) == 0 && strcmp(last, "0-0") != 0 &&
-		    strlen(last) < sizeof(sh->acked_max)) {
-			snprintf(sh->acked_max, sizeof(sh->acked_max), "%s", last);
-			shard_trim(sh->c, sh);
-		}
+	last = rds_group_field(r, GROUP, "last-delivered-id");
+	if (last && last->type == REDIS_REPLY_STRING && strcmp(last->str, "0-0") != 0 &&
+	    last->len < sizeof(sh->acked_max)) {
+		memcpy(sh->acked_max, last->str, last->len + 1);
+		shard_trim(sh->c, sh);
 	}
 }
 
@@ -1609,12 +1599,10 @@ consumer_set_batch_cb(struct consumer *c, consumer_batch_fn fn, void *arg)
 void
 consumer_set_batch(struct consumer *c, int batch, int claim_idle_ms, int linger_ms)
 {
-	struct timeval tv = { claim_idle_ms / 1000, (claim_idle_ms % 1000) * 1000 };
-
 	c->batch = batch;
 	c->claim_idle_ms = claim_idle_ms;
 	c->linger_ms = linger_ms;
-	evtimer_add(c->claim_timer, &tv);	/* (re)scheduled at the new period */
+	loop_timer_in(c->claim_timer, claim_idle_ms);	/* (re)scheduled at the new period */
 }
 
 int

@@ -44,30 +44,16 @@ batch_cb(int entries, long long events, long long commit_us, void *arg)
 static void
 groups_read(struct bmetrics *m, const redisReply *r)
 {
-	int seen = 0;
+	const redisReply *pending = rds_group_field(r, GROUP, "pending"), *lag = rds_group_field(r, GROUP, "lag");
 
-	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-		const redisReply *g = r->element[i];
-		int ours = 0;
-
-		for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2)
-			if (g->element[j]->type == REDIS_REPLY_STRING && strcmp(g->element[j]->str, "name") == 0)
-				ours = g->element[j + 1]->type == REDIS_REPLY_STRING && strcmp(g->element[j + 1]->str, GROUP) == 0;
-		for (size_t j = 0; ours && j + 1 < g->elements; j += 2) {
-			const redisReply *k = g->element[j], *v = g->element[j + 1];
-
-			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_INTEGER)
-				continue;
-			if (strcmp(k->str, "pending") == 0)
-				m->sum_pending += (double)v->integer, seen |= 1;
-			else if (strcmp(k->str, "lag") == 0)
-				m->sum_lag += (double)v->integer, seen |= 2;
-		}
-	}
-	if (!(seen & 1))
+	if (pending && pending->type == REDIS_REPLY_INTEGER)
+		m->sum_pending += (double)pending->integer;
+	else
 		m->sum_pending = NAN;
-	if (!(seen & 2))
-		m->sum_lag = NAN;
+	if (lag && lag->type == REDIS_REPLY_INTEGER)
+		m->sum_lag += (double)lag->integer;
+	else
+		m->sum_lag = NAN;	/* nil: Redis cannot tell */
 }
 
 /* Every shard answered (or failed): the sums become the gauges. */

@@ -33,6 +33,7 @@
 #include <openssl/ssl.h>
 
 #include "log.h"
+#include "loop.h"
 #include "sockio.h"
 
 #define HTTPD_PIPELINE_BYTES (64 * 1024)	/* input kept while handling */
@@ -277,11 +278,8 @@ cb_message_begin(http_parser *p)
 	c->req->conn = c;
 	c->head_bytes = 0;
 	c->last_was_value = 0;
-	if (c->h->lim.header_timeout_ms > 0) {
-		struct timeval tv = { c->h->lim.header_timeout_ms / 1000,
-				      (c->h->lim.header_timeout_ms % 1000) * 1000 };
-		evtimer_add(c->timer, &tv);
-	}
+	if (c->h->lim.header_timeout_ms > 0)
+		loop_timer_in(c->timer, c->h->lim.header_timeout_ms);
 	return 0;
 }
 
@@ -488,10 +486,8 @@ httpd_add_header(struct httpd_req *r, const char *name, const char *value)
 static void
 conn_set_timer(struct httpd_conn *c, int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
 	if (ms > 0)
-		evtimer_add(c->timer, &tv);
+		loop_timer_in(c->timer, ms);
 	else
 		evtimer_del(c->timer);
 }

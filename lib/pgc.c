@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 
 #include "log.h"
+#include "loop.h"
 
 #define PGC_BACKOFF_MS 1000
 #define PGC_PREPARED_MAX 8
@@ -77,14 +78,6 @@ pgc_query_free(struct pgc_query *q)
 }
 
 static void
-pgc_timer_in(struct pgc *pg, int ms)
-{
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	evtimer_add(pg->timer, &tv);
-}
-
-static void
 pgc_watch(struct pgc *pg, short what)
 {
 	if (pg->io) {
@@ -141,7 +134,7 @@ pgc_reset(struct pgc *pg, const char *why_in)
 	pg->state = PGC_WAITING;
 	pg->nprepared = 0;		/* a new session has none */
 	pgc_fail_all(pg, why);
-	pgc_timer_in(pg, PGC_BACKOFF_MS);
+	loop_timer_in(pg->timer, PGC_BACKOFF_MS);
 }
 
 static void
@@ -180,7 +173,7 @@ pgc_connect(struct pgc *pg)
 		return;
 	}
 	pg->state = PGC_CONNECTING;
-	pgc_timer_in(pg, pg->timeout_ms);
+	loop_timer_in(pg->timer, pg->timeout_ms);
 	pgc_connect_step(pg);
 }
 
@@ -242,7 +235,7 @@ pgc_send_flush(struct pgc *pg, struct pgc_query *q, int arm)
 		return;
 	}
 	if (arm)
-		pgc_timer_in(pg, pg->timeout_ms);
+		loop_timer_in(pg->timer, pg->timeout_ms);
 	if ((r = PQflush(pg->conn)) < 0)
 		pgc_reset(pg, PQerrorMessage(pg->conn));
 	else if (r == 1)

@@ -945,10 +945,13 @@ sent_auth_cb(redisAsyncContext *ac, void *reply, void *arg)
 
 	if (!rep || r->freeing || rep->type != REDIS_REPLY_ERROR)
 		return;
-	/* the command behind it is answered NOAUTH: the next sentinel */
 	log_error("redis: sentinel %s:%d refused AUTH as %s: %s", ac->c.tcp.host ? ac->c.tcp.host : "?",
 		  ac->c.tcp.port, r->sent_user[0] ? r->sent_user : "the default user", rep->str);
-	redisAsyncDisconnect(ac);
+	/* the question's link closes with its NOAUTH answer (sent_cb asks the
+	 * next sentinel); the subscription's would stay open, subscribed to
+	 * nothing */
+	if (ac == r->sub)
+		redisAsyncDisconnect(ac);
 }
 
 /* AUTH first on a new sentinel link, when the sentinels want one. 0, or -1. */
@@ -1039,9 +1042,13 @@ sub_connect(struct rds *r)
 		loop_timer_in(r->sub_timer, RDS_BACKOFF_MS);
 		return;
 	}
+	/* AUTH refused: sent_auth_cb closes the link, sub_on_disconnect tries again later */
+	if (sent_auth(r, ac) < 0 || redisAsyncCommand(ac, sub_cb, r, "SUBSCRIBE +switch-master") != REDIS_OK) {
+		redisAsyncFree(ac);
+		loop_timer_in(r->sub_timer, RDS_BACKOFF_MS);
+		return;
+	}
 	r->sub = ac;
-	sent_auth(r, ac);	/* refused: the link closes, sub_on_disconnect tries again later */
-	redisAsyncCommand(ac, sub_cb, r, "SUBSCRIBE +switch-master");
 }
 
 static void
@@ -1275,4 +1282,26 @@ rds_free(struct rds *r)
 	explicit_bzero(r->pass, sizeof(r->pass));
 	explicit_bzero(r->sent_pass, sizeof(r->sent_pass));
 	free(r);
+}
+
+const redisReply *
+rds_group_field(const redisReply *groups, const char *group, const char *field)
+{
+	for (size_t i = 0; groups && groups->type == REDIS_REPLY_ARRAY && i < groups->elements; i++) {
+		const redisReply *g = groups->element[i], *name = NULL, *value = NULL;
+
+		for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+			const redisReply *k = g->element[j];
+
+			if (k->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(k->str, "name") == 0)
+				name = g->element[j + 1];
+			else if (strcmp(k->str, field) == 0)
+				value = g->element[j + 1];
+		}
+		if (name && name->type == REDIS_REPLY_STRING && strcmp(name->str, group) == 0)
+			return value;
+	}
+	return NULL;
 }

@@ -73,4 +73,8 @@ struct rds_stats {
 };
 void rds_stats(const struct rds *r, struct rds_stats *st);
 
+/* In an XINFO GROUPS reply ([[name, <group>, <field>, <value>, ...], ...]),
+ * the value of field for the group named group; NULL when absent. */
+const redisReply *rds_group_field(const redisReply *groups, const char *group, const char *field);
+
 #endif

@@ -63,7 +63,10 @@ struct meter {
 	struct event *replay_ev;	/* thread -> loop: replay bytes ready (wake_fd) */
 	int wake_fd;			/* eventfd the thread writes to */
 	int replaying;			/* a replay is under way */
-	long long replay_left;		/* its XADDs awaiting replies */
+	long long replay_left;		/* its XADDs awaiting replies, + 1 while lines are unsent */
+	char *replay_buf;		/* the spool aside, read whole: lines from replay_off unsent */
+	size_t replay_end, replay_off;	/* its length, and where sending resumes */
+	int pumping;			/* inside replay_pump */
 	int64_t live_expired;		/* last minute whose live key got its TTL */
 	struct live_slot {		/* live counts not yet sent */
 		int64_t minute, requests, tokens;
@@ -183,17 +186,15 @@ meter_event_json(const struct usage_event *e)
 
 /* ---- spool (loop side) ---- */
 
-/* Queues one line for the writer thread. -1 when the spool is full
- * (bounded: a line a replay gives back is not held to the bound, its bytes
- * already counted with the file replayed). */
+/* Queues one line for the writer thread. -1 when the spool is full. */
 static int
-spool_append(struct meter *m, const char *json, int bounded)
+spool_append(struct meter *m, const char *json)
 {
 	size_t n = strlen(json);
 	int rc = -1;
 
 	pthread_mutex_lock(&m->mu);
-	if (!bounded || m->spool_bytes + (int64_t)n + 1 <= m->spool_max) {
+	if (m->spool_bytes + (int64_t)n + 1 <= m->spool_max) {
 		if (m->pending_len + n + 1 > m->pending_cap) {
 			size_t cap = m->pending_cap ? m->pending_cap * 2 : 65536;
 			char *p;
@@ -241,7 +242,7 @@ spool_events(struct meter *m, char *const *ev, int n, const char *why)
 
 	loop_timer_once(m->retry_ev, METER_RETRY_MS);	/* sent again then (retry_cb) */
 	for (int i = 0; i < n; i++)
-		lost += spool_append(m, ev[i], 1) < 0;
+		lost += spool_append(m, ev[i]) < 0;
 	if (lost)
 		log_error("meter: %d of %d events from %.40s lost: %s and the spool is full", lost, n, ev[0], why);
 	return lost ? -1 : 0;
@@ -263,6 +264,8 @@ replay_release(struct meter *m)
 	m->replaying = 0;
 	log_info("meter: spool replay done (%lld events so far)", m->st.replayed);
 }
+
+static void replay_pump(struct meter *m);
 
 struct xadd_ctx {
 	struct meter *m;
@@ -291,6 +294,7 @@ xadd_done(struct meter *m, struct xadd_ctx *x, int ok)
 	for (int i = 0; i < x->n; i++)
 		free(x->ev[i]);
 	free(x);
+	replay_pump(m);		/* room in flight again */
 }
 
 /* With redis_wait_replicas, an answered XADD waits for a WAIT on its link
@@ -660,24 +664,83 @@ meter_drain(struct meter *m)
 	queue_send(m);
 }
 
+/* Sends the replay's lines from where it stopped, in their order: up to
+ * RDS_ENTRY_EVENTS_MAX consecutive lines of one shard an entry, as
+ * queue_send does, while Redis is connected and max_inflight leaves room.
+ * The rest wait in memory (and in the file aside) for the next call: an
+ * XADD settled, a reconnect, the retry timer. Every line sent: the
+ * replay's guard goes, and with it, once all are answered, the file. */
+static void
+replay_pump(struct meter *m)
+{
+	int stop = 0;
+
+	if (!m->replay_buf || m->pumping)
+		return;
+	m->pumping = 1;
+	while (!stop && m->replay_off < m->replay_end && m->inflight < m->max_inflight) {
+		char *ev[RDS_ENTRY_EVENTS_MAX];
+		size_t len[RDS_ENTRY_EVENTS_MAX], off = m->replay_off;
+		int n = 0, shard = -1;
+
+		while (n < RDS_ENTRY_EVENTS_MAX && n < m->max_inflight - m->inflight && off < m->replay_end) {
+			char *line = m->replay_buf + off, *nl = memchr(line, '\n', m->replay_end - off);
+			size_t l;
+			int s;
+
+			if (!nl) {
+				off = m->replay_end;	/* a torn last line (crash mid-write): dropped */
+				break;
+			}
+			if ((l = (size_t)(nl - line)) > 0) {
+				s = rds_shard_of(json_account(line, l), m->nshards);
+				if (n > 0 && s != shard)
+					break;		/* the next entry's */
+				if (!(ev[n] = strndup(line, l))) {
+					stop = 1;	/* out of memory: the retry timer comes back */
+					break;
+				}
+				len[n++] = l;
+				shard = s;
+			}
+			off = (size_t)(nl + 1 - m->replay_buf);
+		}
+		if (n > 0 && xadd(m, ev, len, n, shard, 1) < 0) {
+			for (int i = 0; i < n; i++)
+				free(ev[i]);
+			break;			/* not sent: Redis away, or no room */
+		}
+		m->replay_left += n > 0;
+		m->replay_off = off;
+	}
+	m->pumping = 0;
+	if (m->replay_off < m->replay_end) {
+		loop_timer_once(m->retry_ev, METER_RETRY_MS);
+		return;
+	}
+	free(m->replay_buf);
+	m->replay_buf = NULL;
+	replay_release(m);
+}
+
 /* Loop side of a replay: the thread has read the spool aside. */
 static void
 replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct meter *m = arg;
-	char *data, *line, *nl;
-	size_t len;
 	uint64_t n;
-	int failed, ready, given_back = 0, lost = 0;
+	int failed, ready;
 
 	(void)what;
 	(void)!read(fd, &n, sizeof(n));
 	pthread_mutex_lock(&m->mu);
 	ready = m->replay_ready;
 	m->replay_ready = 0;
-	data = m->replay_data;
-	len = m->replay_len;
 	failed = m->replay_failed;
+	if (ready && !failed) {
+		m->replay_buf = m->replay_data;
+		m->replay_end = m->replay_buf ? m->replay_len : 0;
+	}
 	m->replay_data = NULL;
 	pthread_mutex_unlock(&m->mu);
 	if (!ready)
@@ -686,39 +749,21 @@ replay_ready_cb(evutil_socket_t fd, short what, void *arg)
 		m->replaying = 0;
 		return;
 	}
-	m->replay_left = 1;	/* guard: released after the loop below */
-	for (line = data; data && line < data + len; line = nl + 1) {
-		if (!(nl = memchr(line, '\n', (size_t)(data + len - line))))
-			break;	/* a torn last line (crash mid-write): dropped */
-		if (nl == line)
-			continue;
-		size_t evlen = (size_t)(nl - line);
-		char *ev = given_back ? NULL : strndup(line, evlen);
-
-		if (ev && xadd(m, &ev, &evlen, 1, rds_shard_of(json_account(line, evlen), m->nshards), 1) == 0) {
-			m->replay_left++;
-			continue;
-		}
-		/* not sent (max_inflight reached): this line and the rest, in
-		 * their order, back to the spool for the next replay */
-		free(ev);
-		given_back++;
-		*nl = '\0';
-		lost += spool_append(m, line, 0) < 0;
-	}
-	if (given_back)
-		loop_timer_once(m->retry_ev, METER_RETRY_MS);
-	if (lost)
-		log_error("meter: %d replayed events lost: out of memory", lost);
-	free(data);
-	replay_release(m);
+	m->replay_off = 0;
+	m->replay_left = 1;	/* guard: released once every line is sent */
+	if (m->replay_buf)
+		replay_pump(m);
+	else
+		replay_release(m);	/* nothing to send */
 }
 
 void
 meter_redis_up(struct meter *m)
 {
-	if (m->replaying)
+	if (m->replaying) {
+		replay_pump(m);		/* what a disconnect stopped, if any */
 		return;
+	}
 	m->replaying = 1;
 	pthread_mutex_lock(&m->mu);
 	m->want_replay = 1;
@@ -736,9 +781,10 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (m->replaying)
-		loop_timer_in(m->retry_ev, METER_RETRY_MS);
-	else if (rds_is_connected(m->rd))
+	if (m->replaying) {
+		replay_pump(m);
+		loop_timer_once(m->retry_ev, METER_RETRY_MS);	/* what is spooled meanwhile, after */
+	} else if (rds_is_connected(m->rd))
 		meter_redis_up(m);
 }
 
@@ -956,6 +1002,7 @@ meter_free(struct meter *m)
 	event_free(m->flush_ev);
 	close(m->wake_fd);
 	free(m->replay_data);
+	free(m->replay_buf);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	free(m);

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "loop.h"
 #include "sockio.h"
 
 #define UP_MAX_HEAD 65536
@@ -349,9 +350,6 @@ uconn_finish(struct uconn *c)
 	c->req = NULL;
 	r->conn = NULL;
 	if (keep) {
-		struct timeval tv = { pool->lim.pool_idle_ms / 1000,
-				      (pool->lim.pool_idle_ms % 1000) * 1000 };
-
 		c->state = UC_IDLE;
 		c->complete = c->got_bytes = 0;
 		c->head_bytes = 0;
@@ -360,7 +358,7 @@ uconn_finish(struct uconn *c)
 		TAILQ_INSERT_HEAD(&c->o->idle, c, idle_link);
 		c->o->nidle++;
 		pool->st.idle++;
-		evtimer_add(c->idle_timer, &tv);
+		loop_timer_in(c->idle_timer, pool->lim.pool_idle_ms);
 		sockio_read(c->io, 1);
 	} else {
 		uconn_free(c);

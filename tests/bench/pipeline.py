@@ -175,10 +175,10 @@ def main():
                 subprocess.run(["chrt", "-i", "-a", "-p", "0", str(q)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if a.router_nice is not None:
             os.setpriority(os.PRIO_PROCESS, proc.pid, a.router_nice)
-        tracer = None
+        recorder = tracer = None
         if a.sched:
             sched_data = os.path.join(tmp, "sched.data")
-            tracer = subprocess.Popen(["perf", "sched", "record", "-a", "-o", sched_data, "--", "sleep",
+            recorder = subprocess.Popen(["perf", "sched", "record", "-a", "-o", sched_data, "--", "sleep",
                                        str(min(3.0, a.seconds / 2))],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if a.strace:
@@ -198,9 +198,9 @@ def main():
                 os.kill(billing_pid, signal.SIGCONT)
         c1_router = B.cpu_seconds([proc.pid])
         s1 = cpu_idle()
-        if tracer and a.sched:
-            tracer.wait(30)
-        elif tracer:
+        if recorder:
+            recorder.wait(30)
+        if tracer:
             tracer.send_signal(signal.SIGINT)
             tracer.wait(30)
         B.billing_idle(r)
